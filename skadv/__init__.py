@@ -1,0 +1,13 @@
+"""skadv: scikit-learn-compatible adversarial-example detectors backed by PyTorch."""
+
+from ._base import BaseDetector, InconsistentVersionWarning, ProtectedModel
+from ._distillation import ModelDistillationDetector
+from ._version import __version__
+
+__all__ = [
+    "BaseDetector",
+    "InconsistentVersionWarning",
+    "ModelDistillationDetector",
+    "ProtectedModel",
+    "__version__",
+]

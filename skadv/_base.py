@@ -494,6 +494,8 @@ class BaseDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimator):
             max_epochs=self.epochs,
             batch_size=self.batch_size,
             train_split=None,
+            iterator_train=batch_index_loader,
+            iterator_valid=batch_index_loader,
             iterator_train__shuffle=True,
             iterator_train__generator=torch.Generator().manual_seed(seed),
             callbacks=callbacks,
@@ -512,6 +514,21 @@ class BaseDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def batch_index_loader(dataset, batch_size=128, shuffle=False, generator=None, **kwargs):
+    """skorch iterator that fetches each batch with one array index instead of row by row.
+
+    skorch's ``Dataset`` accepts index arrays, so a batch costs one fancy-indexing call
+    rather than ``batch_size`` ``__getitem__`` calls and a collate: on small networks that
+    per-row overhead otherwise dominates training time.
+    """
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+    if batch_size == -1:
+        batch_size = len(dataset)
+    sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None, **kwargs)
 
 
 class NetWithFrozenModel:

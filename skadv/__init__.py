@@ -1,4 +1,15 @@
-"""scikit-learn-compatible adversarial-example detectors backed by PyTorch."""
+"""skadv: scikit-learn-compatible adversarial-example detectors backed by PyTorch."""
 
+from ._base import BaseDetector, InconsistentVersionWarning, ProtectedModel
+from ._distillation import ModelDistillationDetector
 from ._version import __version__
-from . import attacks
+
+__all__ = [
+    "BaseDetector",
+    "InconsistentVersionWarning",
+    "ModelDistillationDetector",
+    "ProtectedModel",
+    "__version__",
+]
+
+from . import attacks  # noqa: E402

@@ -13,3 +13,4 @@ __all__ = [
 ]
 
 from . import attacks  # noqa: E402
+from . import metrics  # noqa: E402

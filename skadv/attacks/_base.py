@@ -138,6 +138,9 @@ class _Target:
 
 def _resolve_target(target, X, *, adaptive, device, input_shape):
     """Build the :class:`_Target` for a torch module, skorch net or skadv estimator."""
+    # sklearn.frozen.FrozenEstimator keeps a fitted skorch net fitted through clone().
+    while type(target).__name__ == "FrozenEstimator" and hasattr(target, "estimator"):
+        target = target.estimator
     if _is_skadv_estimator(target):
         check_is_fitted(target)
         if getattr(target, "model_", None) is None:
@@ -148,13 +151,16 @@ def _resolve_target(target, X, *, adaptive, device, input_shape):
             )
         est_device = torch.device(target.device_)
         if input_shape is None:
-            input_shape = getattr(target, "input_shape", None)
+            input_shape = getattr(target, "input_shape_", None) or getattr(target, "input_shape", None)
         if adaptive:
             forward = target._adaptive_logits
         else:
-            # model_ returns log-probabilities: their differences equal the
-            # logits' differences, so they serve as logits for every loss here.
-            forward = target.model_
+            # The protected classifier alone. model_ returns log-probabilities:
+            # their differences equal the logits' differences, so they serve as
+            # logits for every objective here.
+            def forward(x, _est=target):
+                return _est.model_(_est._preprocess(x))
+
         classes = getattr(target, "classes_", None)
         stochastic = bool(adaptive and getattr(target, "_stochastic_score", False))
         resolved = _Target(forward, est_device, input_shape, None, stochastic, classes)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 
-from ._base import BaseAttack, _normalize_l2, _normalize_norm, _per_sample_norm, _project
+from ._base import BaseAttack, _normalize_l2, _normalize_norm, _project, _view_per_sample
 from ._docs import fill_doc
 
 __all__ = ["FGSM", "PGD"]
@@ -135,8 +135,13 @@ class PGD(BaseAttack):
     ``clip_values``. The loss is the cross-entropy of the true class
     (maximised) or of the target class (minimised); in an adaptive attack on
     a skadv estimator it is ``-log(p_true + p_rejected)``, so the attack
-    seeks a wrong class that is also not flagged. The last iterate is
-    returned.
+    seeks a wrong class that is also not flagged.
+
+    With ``return_best=True`` (default) each input gets its successful
+    iterate of highest loss, so a success is never lost to a later step that
+    falls back (e.g. over the detector's threshold); inputs that never
+    succeed get the last iterate. ``return_best=False`` returns the last
+    iterate for every input, as Madry et al. and ART do.
 
     Parameters
     ----------
@@ -160,6 +165,10 @@ class PGD(BaseAttack):
 
     random_state : int, RandomState instance or None, default=None
         Seeds the random start. Pass an int for reproducible output.
+
+    return_best : bool, default=True
+        Return each input's successful iterate of highest loss (True) or the
+        last iterate (False).
 
 %(common_params)s
 
@@ -203,6 +212,7 @@ class PGD(BaseAttack):
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "random_start": ["boolean"],
         "random_state": ["random_state"],
+        "return_best": ["boolean"],
     }
 
     def __init__(
@@ -215,6 +225,7 @@ class PGD(BaseAttack):
         max_iter=40,
         random_start=True,
         random_state=None,
+        return_best=True,
         targeted=False,
         adaptive=True,
         clip_values=(0.0, 1.0),
@@ -241,6 +252,7 @@ class PGD(BaseAttack):
         self.max_iter = max_iter
         self.random_start = random_start
         self.random_state = random_state
+        self.return_best = return_best
 
     def _random_point(self, x0, norm):
         """Uniform sample of the eps-ball around ``x0`` (clipped to the box)."""
@@ -259,14 +271,30 @@ class PGD(BaseAttack):
         norm = _normalize_norm(self.norm)
         objective = self._xent_objective(target, y)
         x = self._random_point(x0, norm) if self.random_start and self.eps > 0 else x0
+        best_x = x0.clone()
+        best_loss = torch.full((x0.shape[0],), float("-inf"), device=x0.device)
+
+        def keep_if_best(x, value, logits):
+            # Successful iterate with the highest loss so far, per input.
+            better = self._is_success(target, logits, y) & (value > best_loss)
+            best_x.copy_(torch.where(_view_per_sample(better, x), x.detach(), best_x))
+            best_loss.copy_(torch.where(better, value, best_loss))
+
         self.n_iter_ = self.max_iter
         for _ in range(self.max_iter):
             value, grad, logits = self._value_and_grad(target, x, objective)
             self._trace_step(record, target, logits, y, value)
+            if self.return_best:
+                keep_if_best(x, value, logits)
             x = x + self.step_size * _ascent_direction(grad, norm)
             x = self._clip(x0 + _project(x - x0, self.eps, norm))
-        if record is not None:
+        if record is not None or self.return_best:
             with torch.no_grad():
                 logits = self._forward_mean(target, x)
-                self._trace_step(record, target, logits, y, objective(logits))
+                value = objective(logits)
+            self._trace_step(record, target, logits, y, value)
+            if self.return_best:
+                keep_if_best(x, value, logits)
+                found = best_loss > float("-inf")
+                x = torch.where(_view_per_sample(found, x), best_x, x)
         return x.detach()

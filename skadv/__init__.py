@@ -14,3 +14,4 @@ __all__ = [
 
 from . import attacks  # noqa: E402
 from . import metrics  # noqa: E402
+from . import plotting  # noqa: E402

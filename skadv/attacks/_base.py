@@ -387,6 +387,17 @@ class BaseAttack(BaseEstimator):
             return x
         return torch.maximum(torch.minimum(x, self._hi), self._lo)
 
+    def _clip_and_project(self, x, x0, eps, norm):
+        """Bring ``x`` back into the clip box and the ``norm`` ball of radius ``eps`` around ``x0``.
+
+        Clip first, then project: projecting moves the point towards ``x0``
+        (along a segment for L2), which stays inside the box whenever ``x0``
+        is, so the result satisfies both constraints. The final clip only
+        matters for inputs that start outside the box.
+        """
+        x = self._clip(x)
+        return self._clip(x0 + _project(x - x0, eps, norm))
+
     def _eot_draws(self, target):
         return self.eot_samples if target.stochastic else 1
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 
-from ._base import BaseAttack, _normalize_l2, _normalize_norm, _project, _view_per_sample
+from ._base import BaseAttack, _normalize_l2, _normalize_norm, _view_per_sample
 from ._docs import fill_doc
 
 __all__ = ["FGSM", "PGD"]
@@ -287,7 +287,7 @@ class PGD(BaseAttack):
             if self.return_best:
                 keep_if_best(x, value, logits)
             x = x + self.step_size * _ascent_direction(grad, norm)
-            x = self._clip(x0 + _project(x - x0, self.eps, norm))
+            x = self._clip_and_project(x, x0, self.eps, norm)
         if record is not None or self.return_best:
             with torch.no_grad():
                 logits = self._forward_mean(target, x)

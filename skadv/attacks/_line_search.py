@@ -5,7 +5,7 @@ from numbers import Integral, Real
 import torch
 from sklearn.utils._param_validation import Interval
 
-from ._base import BaseAttack, _normalize_l2, _project
+from ._base import BaseAttack, _normalize_l2
 from ._docs import fill_doc
 
 __all__ = ["PGDLineSearch"]
@@ -165,8 +165,8 @@ class PGDLineSearch(BaseAttack):
             # All candidates of the batch in one pass: shape (n_steps * n, ...).
             shape = (n_steps,) + (1,) * x.dim()
             cand = x.unsqueeze(0) + steps.reshape(shape) * direction.unsqueeze(0)
-            delta = _project((cand - x0.unsqueeze(0)).flatten(0, 1), self.eps, 2)
-            cand = self._clip(x0.unsqueeze(0) + delta.reshape(cand.shape))
+            cand = self._clip_and_project(cand.flatten(0, 1), x0.repeat(n_steps, *([1] * (x0.dim() - 1))), self.eps, 2)
+            cand = cand.reshape(n_steps, *x.shape)
             values = self._objective_at(target, candidate_objective, cand.flatten(0, 1)).reshape(n_steps, n)
             val_up, val_down = values[: m + 1], values[m + 1 :]
 

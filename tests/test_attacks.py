@@ -343,6 +343,7 @@ def test_trace_records_every_iteration(digits, mlp):
         (lambda m: FGSM(m, batch_size=0), "batch_size"),
         (lambda m: CarliniWagnerL2(m, binary_search_steps=0), "binary_search_steps"),
         (lambda m: PGD(m, clip_values=(1.0, 0.0)), "clip_values"),
+        (lambda m: PGD(m, input_shape=(1, 7, 7)), "input_shape"),
     ],
 )
 def test_invalid_parameters_raise_value_error(digits, mlp, make, match):

@@ -195,6 +195,15 @@ def _resolve_target(target, X, *, adaptive, device, input_shape):
             "NeuralNet or a fitted skadv estimator; got "
             f"{type(target).__name__}, through which no gradient can be computed."
         )
+    if input_shape is not None:
+        input_shape = tuple(int(s) for s in input_shape)
+        n_values = int(np.prod(np.asarray(X).shape[1:]))
+        if int(np.prod(input_shape)) != n_values:
+            raise ValueError(
+                f"input_shape={input_shape} holds {int(np.prod(input_shape))} values but "
+                f"each row of X has {n_values}."
+            )
+        resolved.input_shape = input_shape
     reject = adaptive and _is_skadv_estimator(target)
     # One probe forward pass gives the number of outputs (K, or K+1 with reject).
     with torch.no_grad():

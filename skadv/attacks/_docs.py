@@ -28,7 +28,8 @@ _COMMON_PARAMS = """\
 
     device : str, torch.device or None, default=None
         Device to run on. None uses the device of the model's parameters (or
-        of the skorch net / skadv estimator).
+        of the skorch net). A skadv estimator is always attacked on its own
+        ``device_``.
 
     eot_samples : int, default=8
         Number of random draws the objective and its gradient are averaged

@@ -10,13 +10,13 @@ on one batch of float32 tensors.
 """
 
 import copy
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import Bunch, check_random_state
-from sklearn.utils._param_validation import Interval, Options
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 __all__ = ["BaseAttack"]
@@ -255,10 +255,21 @@ def _normalize_norm(norm):
 class BaseAttack(BaseEstimator):
     """Base class of skadv's evasion attacks.
 
-    Not meant to be used directly: use :class:`FGSM`, :class:`PGD`,
-    :class:`PGDLineSearch` or :class:`CarliniWagnerL2`.
+    Not meant to be instantiated: use :class:`FGSM`, :class:`PGD`,
+    :class:`PGDLineSearch` or :class:`CarliniWagnerL2`. The base owns
+    everything the attacks share; :meth:`generate` validates the parameters,
+    adapts the ``target`` (a frozen copy of a torch module or skorch net, or
+    the hooks of a fitted skadv estimator), converts ``X`` to float32 tensors
+    of ``input_shape``, resolves the labels, and calls the subclass's
+    ``_perturb(target, x0, y, record)`` batch by batch. Subclasses use
+    :meth:`_value_and_grad` (EOT-averaged gradients), :meth:`_clip`,
+    :meth:`_clip_and_project`, the objectives :meth:`_xent_objective` /
+    :meth:`_margin_objective` (adaptive-aware) and :meth:`_trace_step`.
 
-    Parameters shared by every attack are documented on the subclasses.
+    Attacks are :class:`~sklearn.base.BaseEstimator` subclasses only for
+    ``get_params`` / ``set_params``, parameter validation and ``repr``; they
+    have no ``fit``. Parameters shared by every attack are documented on the
+    subclasses.
     """
 
     _parameter_constraints: dict = {

@@ -5,7 +5,7 @@ from numbers import Integral, Real
 import torch
 from sklearn.utils._param_validation import Interval
 
-from ._base import BaseAttack, _per_sample_norm, _view_per_sample
+from ._base import BaseAttack, _view_per_sample
 from ._docs import fill_doc
 
 __all__ = ["CarliniWagnerL2"]

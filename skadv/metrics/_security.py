@@ -255,7 +255,8 @@ def make_attack_scorer(
             cv=StratifiedKFold(3, shuffle=True, random_state=0),
         ).fit(X, y)
     """
-    if not (isinstance(attack_cls, BaseAttack) or (isinstance(attack_cls, type) and issubclass(attack_cls, BaseAttack))):
+    is_attack_class = isinstance(attack_cls, type) and issubclass(attack_cls, BaseAttack)
+    if not (is_attack_class or isinstance(attack_cls, BaseAttack)):
         raise ValueError(
             "attack_cls must be a skadv attack class (e.g. skadv.attacks.PGD) or an "
             f"instance of one; got {attack_cls!r}."

@@ -158,8 +158,10 @@ def _resolve_target(target, X, *, adaptive, device, input_shape):
             # The protected classifier alone. model_ returns log-probabilities:
             # their differences equal the logits' differences, so they serve as
             # logits for every objective here.
-            def forward(x, _est=target):
-                return _est.model_(_est._preprocess(x))
+            preprocess = getattr(target, "_preprocess", None) or (lambda x: x)
+
+            def forward(x, _model=target.model_, _preprocess=preprocess):
+                return _model(_preprocess(x))
 
         classes = getattr(target, "classes_", None)
         stochastic = bool(adaptive and getattr(target, "_stochastic_score", False))
@@ -356,15 +358,18 @@ class BaseAttack(BaseEstimator):
         # Attacks update n_iter_ (largest number of iterations run on a batch).
         self.n_iter_ = 0
         adversarials, traces = [], []
-        for start in range(0, X.shape[0], self.batch_size):
-            x0 = target.to_tensor(X[start : start + self.batch_size])
-            yb = torch.as_tensor(y_idx[start : start + self.batch_size], device=target.device)
-            record = [] if self.trace else None
-            x_adv = self._perturb(target, x0, yb, record)
-            adversarials.append(x_adv.detach().cpu().numpy())
-            if self.trace:
-                traces.append(record)
-        del self._generator, self._lo, self._hi
+        try:
+            for start in range(0, X.shape[0], self.batch_size):
+                x0 = target.to_tensor(X[start : start + self.batch_size])
+                yb = torch.as_tensor(y_idx[start : start + self.batch_size], device=target.device)
+                record = [] if self.trace else None
+                x_adv = self._perturb(target, x0, yb, record)
+                adversarials.append(x_adv.detach().cpu().numpy())
+                if self.trace:
+                    traces.append(record)
+        finally:
+            # Per-call state only: keep the attack picklable and parameter-only.
+            del self._generator, self._lo, self._hi
         if self.trace:
             self.trace_ = self._stack_trace(traces)
         X_adv = np.concatenate(adversarials).reshape(X.shape)

@@ -1,7 +1,9 @@
 """skadv: scikit-learn-compatible adversarial-example detectors backed by PyTorch."""
 
 from ._base import BaseDetector, InconsistentVersionWarning, ProtectedModel
+from . import corruptions
 from ._distillation import ModelDistillationDetector
+from ._harm import harmfulness, ks_drift_test
 from ._version import __version__
 
 __all__ = [
@@ -9,6 +11,9 @@ __all__ = [
     "InconsistentVersionWarning",
     "ModelDistillationDetector",
     "ProtectedModel",
+    "corruptions",
+    "harmfulness",
+    "ks_drift_test",
     "__version__",
 ]
 

@@ -50,7 +50,9 @@ class ProtectedModel(nn.Module):
         self.output = output
 
     def forward(self, x):
-        out = self.net(x)
+        # float64 from here on: float32 SIMD log/exp kernels round a row differently
+        # depending on its position in the batch; the networks themselves stay float32.
+        out = self.net(x).double()
         if self.output == "logits":
             return torch.log_softmax(out, dim=1)
         if self.output == "proba":
@@ -209,7 +211,10 @@ class TorchEstimatorMixin:
     # -- tensors ------------------------------------------------------------
     def _to_tensor(self, X):
         """Rows of ``X`` as a float32 tensor shaped ``(n, *input_shape_)`` on ``device_`` (the one cast)."""
-        x = torch.as_tensor(np.asarray(X), dtype=torch.float32)
+        X = np.asarray(X)
+        if not X.flags.writeable:
+            X = X.copy()  # torch refuses to wrap read-only memory (e.g. joblib memmaps)
+        x = torch.as_tensor(X, dtype=torch.float32)
         return x.reshape((x.shape[0],) + tuple(self.input_shape_)).to(self.device_)
 
     def _iter_batches(self, X):
@@ -352,7 +357,7 @@ class BaseDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimator):
         if self.model_ is not None:
             return self.model_(x)
         proba = self.sklearn_model_.predict_proba(x.detach().reshape(x.shape[0], -1).cpu().numpy())
-        return torch.log(torch.as_tensor(proba, dtype=torch.float32, device=x.device).clamp_min(1e-12))
+        return torch.log(torch.as_tensor(proba, dtype=torch.float64, device=x.device).clamp_min(1e-12))
 
     def _torch_adversarial_score(self, x):
         """Differentiable adversarial score (n,) for a raw batch shaped ``(n, *input_shape_)``."""
@@ -489,6 +494,8 @@ class BaseDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimator):
             max_epochs=self.epochs,
             batch_size=self.batch_size,
             train_split=None,
+            iterator_train=batch_index_loader,
+            iterator_valid=batch_index_loader,
             iterator_train__shuffle=True,
             iterator_train__generator=torch.Generator().manual_seed(seed),
             callbacks=callbacks,
@@ -507,6 +514,21 @@ class BaseDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def batch_index_loader(dataset, batch_size=128, shuffle=False, generator=None, **kwargs):
+    """skorch iterator that fetches each batch with one array index instead of row by row.
+
+    skorch's ``Dataset`` accepts index arrays, so a batch costs one fancy-indexing call
+    rather than ``batch_size`` ``__getitem__`` calls and a collate: on small networks that
+    per-row overhead otherwise dominates training time.
+    """
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+    if batch_size == -1:
+        batch_size = len(dataset)
+    sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None, **kwargs)
 
 
 class NetWithFrozenModel:

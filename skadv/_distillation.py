@@ -23,9 +23,11 @@ def distillation_loss(student_logits, teacher_proba, loss_type="kld"):
     """Per-row loss between a teacher distribution and a student's logits.
 
     ``'kld'``: KL(teacher ‖ student) = Σ p (log p − log q); ``'xent'``: −Σ p log q.
-    Rows with p = 0 in a class contribute 0 to that class, as in the limit.
+    Rows with p = 0 in a class contribute 0 to that class, as in the limit. Computed in
+    float64 (see :class:`~skadv.ProtectedModel`).
     """
-    log_q = torch.log_softmax(student_logits, dim=1)
+    log_q = torch.log_softmax(student_logits.double(), dim=1)
+    teacher_proba = teacher_proba.to(log_q.dtype)
     cross_entropy = -(teacher_proba * log_q).sum(dim=1)
     if loss_type == "xent":
         return cross_entropy

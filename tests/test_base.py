@@ -1,0 +1,95 @@
+"""The shared base: persistence, device handling, version checks."""
+
+import io
+import pickle
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+import torch
+
+from _models import LazyMLP, digits_mlp
+from skadv import InconsistentVersionWarning, ModelDistillationDetector
+from skadv._persist import module_from_state, module_to_state
+
+
+def _fitted(X, **kwargs):
+    return ModelDistillationDetector(digits_mlp(X.shape[1], 3, 8), epochs=2, random_state=0, **kwargs).fit(X)
+
+
+def test_module_state_is_plain_and_rebuilds_identically():
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(3)
+    )
+    module(torch.rand(4, 1, 5, 5))
+    module.eval()
+    state = module_to_state(module)
+    pickled = pickle.dumps(state)
+    assert b"torch._utils" not in pickled  # no tensors inside
+    rebuilt = module_from_state(state)
+    x = torch.rand(3, 1, 5, 5)
+    assert torch.equal(rebuilt(x), module(x))
+    assert type(rebuilt[4]) is torch.nn.Linear and not rebuilt.training
+    assert torch.equal(rebuilt[1].num_batches_tracked, module[1].num_batches_tracked)
+
+
+def test_unmaterialised_lazy_module_survives_round_trip():
+    rebuilt = module_from_state(module_to_state(LazyMLP(n_classes=2)))
+    assert rebuilt(torch.rand(5, 7)).shape == (5, 2)
+
+
+def test_loading_never_imports_unknown_modules():
+    state = module_to_state(torch.nn.ReLU())
+    state["class"] = "not_an_imported_package.layers:Evil"
+    with pytest.raises(ValueError, match="never imports code"):
+        module_from_state(state)
+
+
+def test_version_mismatch_warns():
+    X = np.random.RandomState(0).rand(20, 4)
+    state = _fitted(X).__getstate__()
+    state["_skadv_version"] = "0.0.1"
+    det = ModelDistillationDetector.__new__(ModelDistillationDetector)
+    with pytest.warns(InconsistentVersionWarning, match="0.0.1"):
+        det.__setstate__(state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        joblib.load(_dump(_fitted(X)))
+
+
+def _dump(obj):
+    buffer = io.BytesIO()
+    joblib.dump(obj, buffer)
+    buffer.seek(0)
+    return buffer
+
+
+def test_cuda_request_without_cuda_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        _fitted(np.random.rand(10, 4), device="cuda")
+
+
+def test_estimator_saved_for_cuda_loads_on_cpu():
+    """A pickle saying device_='cuda' (stored weights are CPU numpy) maps to the CPU here."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    X = np.random.RandomState(0).rand(20, 4)
+    det = _fitted(X)
+    expected = det.score_samples(X)
+    det.device_ = "cuda"  # what fitting with device='cuda' records
+    with pytest.warns(UserWarning, match="CUDA is not available; using the CPU"):
+        loaded = joblib.load(_dump(det))
+    assert loaded.device_ == "cpu"
+    np.testing.assert_array_equal(loaded.score_samples(X), expected)
+
+
+def test_scores_do_not_depend_on_batch_composition():
+    """Padding keeps float32 kernels from rounding a row by its batch (sklearn asks 1e-7)."""
+    X = np.random.RandomState(3).rand(70, 9)
+    det = _fitted(X, batch_size=16)
+    full = det.adversarial_score(X)
+    one_by_one = np.concatenate([det.adversarial_score(X[i : i + 1]) for i in range(len(X))])
+    np.testing.assert_allclose(full, one_by_one, rtol=1e-6, atol=1e-8)

@@ -351,7 +351,11 @@ class BaseAttack(BaseEstimator):
                 )
             y_idx = target.labels_to_indices(y)
 
-        seed = check_random_state(getattr(self, "random_state", None)).randint(np.iinfo(np.int32).max)
+        # Only attacks with a random_state draw a seed (the others must not
+        # advance numpy's global RNG behind the user's back).
+        seed = 0
+        if hasattr(self, "random_state"):
+            seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         self._generator = torch.Generator().manual_seed(int(seed))
         self._lo, self._hi = self._clip_tensors(target)
 

@@ -260,9 +260,18 @@ class TorchEstimatorMixin:
         )
         if model_ is not None:
             model_.to(self.device_).eval()
-            if _has_uninitialized(model_):
+            # One probe row: materialises lazy layers and turns a shape mismatch into a clear error.
+            probe = self._preprocess(self._to_tensor(X[:1]))
+            try:
                 with torch.no_grad():
-                    model_(self._preprocess(self._to_tensor(X[:1])))
+                    out = model_(probe)
+            except RuntimeError as exc:
+                raise ValueError(
+                    f"The model cannot process inputs shaped {tuple(probe.shape[1:])} (rows of X with "
+                    f"{X.shape[1]} features, input_shape={self.input_shape}): {exc}"
+                ) from exc
+            if out.ndim != 2:
+                raise ValueError(f"The model must return (n_samples, n_classes) scores; got shape {tuple(out.shape)}.")
             model_.requires_grad_(False)
         self.model_ = model_
 

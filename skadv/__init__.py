@@ -16,3 +16,7 @@ __all__ = [
     "ks_drift_test",
     "__version__",
 ]
+
+from . import attacks  # noqa: E402
+from . import metrics  # noqa: E402
+from . import plotting  # noqa: E402

@@ -1,0 +1,200 @@
+"""Tests of skadv.metrics: detection metrics, security evaluation, the attack scorer."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from _attack_helpers import accuracy, digits_data, digits_mlp
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
+
+from skadv import ModelDistillationDetector
+from skadv.attacks import FGSM, PGD
+from skadv.metrics import (
+    accuracy_with_rejection,
+    detection_auroc,
+    make_attack_scorer,
+    security_evaluation,
+    tpr_at_fpr,
+)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return digits_data(n_train=1000, n_test=200)
+
+
+@pytest.fixture(scope="module")
+def mlp(digits):
+    (X, y), _ = digits
+    return digits_mlp(X, y)
+
+
+@pytest.fixture(scope="module")
+def detector(digits, mlp):
+    (X, _), _ = digits
+    return ModelDistillationDetector(mlp, epochs=10, batch_size=64, lr=3e-3, random_state=0).fit(X)
+
+
+# --------------------------------------------------------------------------- detection metrics
+
+
+def test_detection_auroc_counts_correctly_ordered_pairs():
+    clean = [0.1, 0.4, 0.35, 0.8]
+    attacked = [0.9, 0.3, 0.5]
+    # Pairs (attacked > clean): 0.9 beats 4, 0.3 beats 1, 0.5 beats 3 -> 8 of 12.
+    assert detection_auroc(clean, attacked) == pytest.approx(8 / 12)
+    assert detection_auroc([0, 1], [2, 3]) == 1.0
+    assert detection_auroc([2, 3], [0, 1]) == 0.0
+    assert detection_auroc([1, 1], [1]) == 0.5  # ties count half
+
+
+def test_tpr_at_fpr_reads_the_roc_curve():
+    clean = np.arange(100) / 100.0  # 0.00 .. 0.99
+    attacked = np.array([0.995, 0.97, 0.955, 0.5, 0.2])
+    # At 5% FPR the threshold sits just above 0.94: three of five attacked exceed it.
+    assert tpr_at_fpr(clean, attacked, fpr=0.05) == pytest.approx(0.6)
+    assert tpr_at_fpr(clean, attacked, fpr=0.0) == pytest.approx(0.2)
+    assert tpr_at_fpr(clean, attacked, fpr=0.5) == pytest.approx(0.8)
+    assert tpr_at_fpr(clean, attacked, fpr=1.0) == 1.0
+
+
+def test_detection_metrics_validate_input():
+    with pytest.raises(ValueError, match="at least one"):
+        detection_auroc([], [1.0])
+    with pytest.raises(ValueError, match="finite"):
+        tpr_at_fpr([np.nan, 1.0], [2.0])
+    with pytest.raises(ValueError, match="fpr"):
+        tpr_at_fpr([0.0], [1.0], fpr=1.5)
+
+
+def test_accuracy_with_rejection_semantics():
+    y_true = np.array([0, 1, 2, 3, 4])
+    y_pred = np.array([0, 1, 9, 9, 4])
+    rejected = np.array([False, True, True, False, False])
+    # Clean: correct and accepted -> rows 0 and 4.
+    assert accuracy_with_rejection(y_true, y_pred, rejected=rejected) == pytest.approx(0.4)
+    # Attacked: rejected or (accepted and correct) -> rows 0, 1, 2, 4.
+    assert accuracy_with_rejection(y_true, y_pred, rejected=rejected, attacked=True) == pytest.approx(0.8)
+    # Mixed set, per-row flags.
+    attacked = np.array([False, True, False, False, False])
+    assert accuracy_with_rejection(y_true, y_pred, rejected=rejected, attacked=attacked) == pytest.approx(0.6)
+    # DNR convention: label -1 means rejected.
+    assert accuracy_with_rejection([0, 1, 2], [0, -1, 1], attacked=True) == pytest.approx(2 / 3)
+    assert accuracy_with_rejection([0, 1, 2], [0, -1, 1], sample_weight=[2, 1, 1]) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        accuracy_with_rejection([0, 1], [0, 1, 2])
+
+
+# --------------------------------------------------------------------------- security evaluation
+
+
+def test_security_evaluation_on_a_plain_model(digits, mlp):
+    _, (X, y) = digits
+    eps = [0.0, 0.05, 0.1, 0.2]
+    res = security_evaluation(mlp, PGD, X, y, eps, step_size=0.02, max_iter=10, random_state=0)
+    np.testing.assert_array_equal(res.eps_values, eps)
+    assert res.accuracy[0] == pytest.approx(accuracy(mlp, X, y))
+    assert np.all(np.diff(res.accuracy) <= 0) and res.accuracy[-1] < 0.05
+    assert np.all(np.isnan(res.detection_rate))
+    np.testing.assert_allclose(res.accuracy_with_rejection, res.accuracy)
+    np.testing.assert_allclose(res.evasion_rate, 1 - res.accuracy)
+    assert res.attack == "PGD" and res.adaptive is False
+
+
+def test_security_evaluation_adaptive_vs_not_on_detector(digits, mlp, detector):
+    _, (X, y) = digits
+    eps = [0.0, 0.1]
+    params = dict(step_size=0.01, max_iter=40, random_state=0)
+    plain = security_evaluation(detector, PGD, X, y, eps, adaptive=False, **params)
+    adaptive = security_evaluation(detector, PGD, X, y, eps, **params)
+    assert plain.adaptive is False and adaptive.adaptive is True
+    # eps = 0 is the clean data: same for both, a few false positives.
+    assert plain.detection_rate[0] == adaptive.detection_rate[0] < 0.15
+    assert plain.accuracy_with_rejection[0] <= plain.accuracy[0]
+    # Same numbers as a direct computation.
+    X_adv = PGD(detector, eps=0.1, **params).generate(X, y)
+    with torch.no_grad():
+        wrong = mlp(torch.as_tensor(X_adv)).argmax(1).numpy() != y
+    flagged = detector.predict(X_adv) == -1
+    assert adaptive.evasion_rate[1] == pytest.approx(np.mean(wrong & ~flagged))
+    assert adaptive.detection_rate[1] == pytest.approx(np.mean(flagged))
+    assert adaptive.accuracy_with_rejection[1] == pytest.approx(1 - np.mean(wrong & ~flagged))
+    # The adaptive attack is the stronger one against the defended system.
+    assert adaptive.evasion_rate[1] > plain.evasion_rate[1] + 0.1
+    assert adaptive.detection_rate[1] < plain.detection_rate[1]
+
+
+def test_security_evaluation_accepts_an_attack_template(digits, mlp):
+    _, (X, y) = digits
+    template = FGSM(mlp, norm=2)
+    res = security_evaluation(mlp, template, X[:50], y[:50], [0.5, 1.0])
+    assert template.eps == 0.1 and template.target is mlp  # not modified
+    assert res.accuracy[1] <= res.accuracy[0]
+    with pytest.raises(ValueError, match="non-negative"):
+        security_evaluation(mlp, PGD, X[:5], y[:5], [-0.1])
+    with pytest.raises(ValueError, match="attack"):
+        security_evaluation(mlp, object, X[:5], y[:5], [0.1])
+
+
+# --------------------------------------------------------------------------- attack scorer
+
+
+def test_attack_scorer_equals_manual_auroc(digits, detector):
+    _, (X, y) = digits
+    scorer = make_attack_scorer(PGD, eps=0.1, step_size=0.02, max_iter=10, random_state=0)
+    X_adv = PGD(detector, eps=0.1, step_size=0.02, max_iter=10, random_state=0).generate(X, y)
+    expected = detection_auroc(detector.adversarial_score(X), detector.adversarial_score(X_adv))
+    assert scorer(detector, X, y) == pytest.approx(expected)
+    tpr = make_attack_scorer(PGD, metric="tpr_at_fpr", fpr=0.05, eps=0.1, step_size=0.02, max_iter=10, random_state=0)
+    assert tpr(detector, X, y) == pytest.approx(
+        tpr_at_fpr(detector.adversarial_score(X), detector.adversarial_score(X_adv), fpr=0.05)
+    )
+    # Non-adaptive attacks look easier to detect than adaptive ones.
+    plain = make_attack_scorer(PGD, adaptive=False, eps=0.1, step_size=0.02, max_iter=10, random_state=0)
+    assert plain(detector, X, y) > scorer(detector, X, y)
+    # Picklable, for joblib's process-based backends.
+    assert pickle.loads(pickle.dumps(scorer))(detector, X, y) == pytest.approx(expected)
+
+
+def test_attack_scorer_successful_only(digits, detector):
+    _, (X, y) = digits
+    scorer = make_attack_scorer(FGSM, eps=0.05, adaptive=False, successful_only=True)
+    X_adv = FGSM(detector, eps=0.05, adaptive=False).generate(X, y)
+    with torch.no_grad():
+        fooled = detector.model_(torch.as_tensor(X_adv)).argmax(1).numpy() != y
+    assert 0 < fooled.sum() < len(y)
+    expected = detection_auroc(detector.adversarial_score(X), detector.adversarial_score(X_adv)[fooled])
+    assert scorer(detector, X, y) == pytest.approx(expected)
+
+
+def test_attack_scorer_in_grid_search(digits, mlp):
+    (X, y), _ = digits
+    X, y = X[:400], y[:400]
+    det = ModelDistillationDetector(mlp, epochs=5, batch_size=64, lr=3e-3, random_state=0)
+    search = GridSearchCV(
+        det,
+        {"loss_type": ["kld", "xent"]},
+        scoring=make_attack_scorer(PGD, eps=0.1, step_size=0.02, max_iter=10, random_state=0),
+        cv=StratifiedKFold(2, shuffle=True, random_state=0),
+    ).fit(X, y)
+    scores = search.cv_results_["mean_test_score"]
+    # AUROCs, and they really differ: an adaptive attack can push adversarial
+    # scores *below* the clean ones (AUROC < 0.5), so tuning against it matters.
+    assert np.all((scores >= 0.0) & (scores <= 1.0)) and abs(scores[0] - scores[1]) > 0.05
+    assert search.best_params_["loss_type"] == ["kld", "xent"][int(np.argmax(scores))]
+    assert search.best_score_ == pytest.approx(scores.max())
+    # Works in cross_val_score too, with y left out (the model's predictions are attacked).
+    cv_scores = cross_val_score(det, X, scoring=make_attack_scorer(FGSM, eps=0.1), cv=2)
+    assert cv_scores.shape == (2,) and np.all((cv_scores >= 0) & (cv_scores <= 1))
+
+
+def test_attack_scorer_validation(mlp, digits):
+    _, (X, y) = digits
+    with pytest.raises(ValueError, match="attack_cls"):
+        make_attack_scorer("PGD")
+    with pytest.raises(ValueError, match="metric"):
+        make_attack_scorer(PGD, metric="f1")
+    with pytest.raises(ValueError, match="adversarial score"):
+        make_attack_scorer(PGD)(mlp, X, y)
+    assert "PGD" in repr(make_attack_scorer(PGD, eps=0.1))

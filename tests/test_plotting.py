@@ -1,0 +1,118 @@
+"""Tests of skadv.plotting: every display renders to PNG under Agg."""
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from _attack_helpers import digits_data, digits_mlp  # noqa: E402
+from sklearn.metrics import RocCurveDisplay  # noqa: E402
+
+from skadv import ModelDistillationDetector  # noqa: E402
+from skadv.attacks import PGD, PGDLineSearch  # noqa: E402
+from skadv.metrics import detection_auroc, security_evaluation  # noqa: E402
+from skadv.plotting import (  # noqa: E402
+    AttackTraceDisplay,
+    ScoreHistogramDisplay,
+    SecurityEvaluationDisplay,
+    plot_detection_roc,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_bytes(fig):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def setup():
+    (X_train, y_train), (X, y) = digits_data(n_train=600, n_test=60)
+    mlp = digits_mlp(X_train, y_train, n_steps=100)
+    det = ModelDistillationDetector(mlp, epochs=5, batch_size=64, lr=3e-3, random_state=0).fit(X_train)
+    X_adv = PGD(det, eps=0.1, step_size=0.02, max_iter=10, random_state=0).generate(X, y)
+    return mlp, det, X, y, X_adv
+
+
+def test_security_evaluation_display(setup):
+    mlp, det, X, y, _ = setup
+    disp = SecurityEvaluationDisplay.from_estimator(
+        det, PGD, X, y, [0.0, 0.05, 0.1], step_size=0.02, max_iter=5, random_state=0
+    )
+    res = security_evaluation(det, PGD, X, y, [0.0, 0.05, 0.1], step_size=0.02, max_iter=5, random_state=0)
+    np.testing.assert_allclose(disp.lines_["accuracy"].get_ydata(), res.accuracy)
+    np.testing.assert_allclose(disp.lines_["detection_rate"].get_ydata(), res.detection_rate)
+    np.testing.assert_allclose(disp.lines_["accuracy"].get_xdata(), [0.0, 0.05, 0.1])
+    assert "adaptive" in disp.ax_.get_title()
+    assert disp.ax_.get_legend() is not None
+    assert _png_bytes(disp.figure_).startswith(PNG_MAGIC)
+
+    # A plain model has no detection curve; drawing on a given axes.
+    fig, ax = plt.subplots()
+    disp = SecurityEvaluationDisplay.from_estimator(mlp, PGD, X, y, [0.0, 0.1], max_iter=3, ax=ax, random_state=0)
+    assert disp.ax_ is ax and "detection_rate" not in disp.lines_
+    assert _png_bytes(fig).startswith(PNG_MAGIC)
+
+
+def test_score_histogram_display(setup):
+    _, det, X, _, X_adv = setup
+    disp = ScoreHistogramDisplay.from_estimator(det, X, X_adv, bins=12)
+    counts_clean = disp.hist_clean_[0]
+    assert counts_clean.shape == (12,)
+    assert disp.threshold_line_.get_xdata()[0] == pytest.approx(det.threshold_)
+    assert _png_bytes(disp.figure_).startswith(PNG_MAGIC)
+
+    rng = np.random.RandomState(0)
+    disp = ScoreHistogramDisplay.from_predictions(
+        rng.gamma(2, size=50), rng.gamma(5, size=40), density=False, log_scale=True, bins=10
+    )
+    assert disp.hist_clean_[0].sum() == 50 and disp.hist_attacked_[0].sum() == 40
+    assert disp.threshold_line_ is None
+    assert _png_bytes(disp.figure_).startswith(PNG_MAGIC)
+
+
+def test_detection_roc_reuses_sklearn_display(setup):
+    _, det, X, _, X_adv = setup
+    disp = plot_detection_roc(det, X, X_adv)
+    assert isinstance(disp, RocCurveDisplay)
+    assert disp.roc_auc == pytest.approx(detection_auroc(det.adversarial_score(X), det.adversarial_score(X_adv)))
+    assert _png_bytes(disp.figure_).startswith(PNG_MAGIC)
+    disp = plot_detection_roc(scores_clean=[0.1, 0.2], scores_attacked=[0.3, 0.05], name="toy")
+    assert disp.roc_auc == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="X_clean"):
+        plot_detection_roc(det, X)
+
+
+def test_attack_trace_display(setup):
+    _, det, X, y, _ = setup
+    attack = PGDLineSearch(det, eps=1.0, max_iter=10)
+    disp = AttackTraceDisplay.from_attack(attack, X, y, sample_index=3)
+    assert not hasattr(attack, "trace_") and attack.trace is False  # the user's attack is untouched
+    assert len(disp.axes_) == 4
+    loss_line = disp.axes_[0].get_lines()[0]
+    assert len(loss_line.get_ydata()) == disp.trace["n_iter"]
+    # Adaptive attack: true-class, best-other and rejected confidences.
+    assert len(disp.axes_[1].get_lines()) == 3
+    assert disp.axes_[2].get_images()[0].get_array().shape == (8, 8)
+    np.testing.assert_allclose(disp.axes_[2].get_images()[0].get_array().ravel(), X[3])
+    assert _png_bytes(disp.figure_).startswith(PNG_MAGIC)
+
+    # From a stored trace, without images, on given axes.
+    traced = PGD(det, eps=0.1, max_iter=4, random_state=0, trace=True)
+    X_adv = traced.generate(X[:5], y[:5])
+    fig, axes = plt.subplots(1, 2)
+    disp = AttackTraceDisplay(traced.trace_, sample_index=1).plot(ax=axes)
+    assert disp.figure_ is fig
+    np.testing.assert_allclose(disp.axes_[0].get_lines()[0].get_ydata(), traced.trace_.loss[:, 1])
+    assert _png_bytes(fig).startswith(PNG_MAGIC)
+    disp = AttackTraceDisplay.from_trace(traced.trace_, X[:5], X_adv, sample_index=2, attack_name="PGD")
+    assert _png_bytes(disp.figure_).startswith(PNG_MAGIC)
+    with pytest.raises(ValueError, match="axes"):
+        AttackTraceDisplay(traced.trace_).plot(ax=axes[:1])

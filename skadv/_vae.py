@@ -504,7 +504,7 @@ class VAEDetector(BaseDetector):
                 [self._model_log_proba(x).argmax(dim=1), self._model_log_proba(reconstruction).argmax(dim=1)], dim=1
             )
 
-        predictions = self._batched(labels, X).astype(int)
+        predictions = self._class_labels(self._batched(labels, X).astype(int))
         score = self._adversarial_score_validated(X)
         is_adversarial = (score > self.threshold_).astype(int)
         no_defense, defense = predictions[:, 0], predictions[:, 1]
@@ -515,6 +515,10 @@ class VAEDetector(BaseDetector):
             is_adversarial=is_adversarial,
             instance_score=score,
         )
+
+    def _class_labels(self, indices):
+        """Map class indices (columns of the classifier's output) to its labels."""
+        return indices if self.sklearn_model_ is None else self.sklearn_model_.classes_[indices]
 
     def _confidence_and_loss(self, X):
         """Classifier confidence (max probability) and reconstruction error of each row."""
@@ -636,13 +640,9 @@ def calibration_analysis(detector, X, y=None, *, n_bins=10, strategy="uniform"):
     y_correct = None
     if y is not None:
         X_valid = detector._validate_predict_input(X)
-        with torch.inference_mode():
-            predicted = detector._batched(lambda x: detector._model_log_proba(detector._preprocess(x)).argmax(dim=1), X_valid)
+        predicted = detector._batched(lambda x: detector._model_log_proba(detector._preprocess(x)).argmax(dim=1), X_valid)
         y = column_or_1d(np.asarray(y))
         if y.shape[0] != predicted.shape[0]:
             raise ValueError(f"X has {predicted.shape[0]} rows but y has {y.shape[0]}.")
-        predicted = predicted.astype(int)
-        if detector.sklearn_model_ is not None:
-            predicted = detector.sklearn_model_.classes_[predicted]
-        y_correct = predicted == y
+        y_correct = detector._class_labels(predicted.astype(int)) == y
     return calibration_analysis_from_predictions(confidence, loss, y_correct, n_bins=n_bins, strategy=strategy)

@@ -17,3 +17,6 @@ __all__ = [
     "calibration_analysis",
     "__version__",
 ]
+
+from . import attacks  # noqa: E402
+from . import metrics  # noqa: E402

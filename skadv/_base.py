@@ -209,7 +209,8 @@ class TorchEstimatorMixin:
     # -- tensors ------------------------------------------------------------
     def _to_tensor(self, X):
         """Rows of ``X`` as a float32 tensor shaped ``(n, *input_shape_)`` on ``device_`` (the one cast)."""
-        x = torch.as_tensor(np.asarray(X), dtype=torch.float32)
+        # Contiguous: torch rejects numpy arrays with negative strides (e.g. X[::-1]).
+        x = torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32)
         return x.reshape((x.shape[0],) + tuple(self.input_shape_)).to(self.device_)
 
     def _iter_batches(self, X):

@@ -187,7 +187,7 @@ class VAEDetector(BaseDetector):
     other. Out-of-distribution inputs are recognised by a large reconstruction error, and
     classifying the reconstruction purifies an input (:meth:`correct`).
 
-    Scores (higher = more adversarial), chosen by ``score``:
+    Scores (higher = more adversarial), chosen by ``score_type``:
 
     * ``'consistency'``: with ``consistency='kl'`` (default) the mean over the K
       reconstructions of KL(M(x) ‖ M(x̂_k)), the divergence of the classifier's prediction
@@ -226,10 +226,11 @@ class VAEDetector(BaseDetector):
         reconstructions.
     n_samples : int, default=10
         Number K of latent codes drawn per input.
-    score : {'consistency', 'reconstruction', 'combined'}, default='consistency'
-        The adversarial score; see above.
+    score_type : {'consistency', 'reconstruction', 'combined'}, default='consistency'
+        The adversarial score; see above. (Not named ``score``: scikit-learn reserves
+        that name for a method.)
     consistency : {'kl', 'disagreement'}, default='kl'
-        Which smooth consistency measure ``score='consistency'`` uses.
+        Which smooth consistency measure ``score_type='consistency'`` uses.
     model_output : {'auto', 'logits', 'proba', 'log_proba'}, default='auto'
         What a torch ``model`` returns. 'auto' means logits for a module, and for a skorch
         net probabilities under ``NLLLoss`` (skorch's default), logits otherwise.
@@ -267,8 +268,9 @@ class VAEDetector(BaseDetector):
         Copy of a scikit-learn classifier.
     sampling_seed_ : int
         Seed of the latent draws used by the scoring methods.
-    score_scales_ : ndarray of shape (2,) or None
-        Mean training consistency and reconstruction scores (``score='combined'`` only).
+    score_scales_ : ndarray of shape (2,)
+        Mean consistency and reconstruction scores of the training rows (the scales of
+        ``score_type='combined'``).
     history_ : list of dict
         skorch's training history.
     threshold_ : float
@@ -311,7 +313,7 @@ class VAEDetector(BaseDetector):
         "latent_dim": [Interval(numbers.Integral, 1, None, closed="left")],
         "beta": [Interval(numbers.Real, 0, None, closed="left")],
         "n_samples": [Interval(numbers.Integral, 1, None, closed="left")],
-        "score": [StrOptions({"consistency", "reconstruction", "combined"})],
+        "score_type": [StrOptions({"consistency", "reconstruction", "combined"})],
         "consistency": [StrOptions({"kl", "disagreement"})],
     }
 
@@ -324,7 +326,7 @@ class VAEDetector(BaseDetector):
         latent_dim=8,
         beta=1.0,
         n_samples=10,
-        score="consistency",
+        score_type="consistency",
         consistency="kl",
         model_output="auto",
         threshold=None,
@@ -346,7 +348,7 @@ class VAEDetector(BaseDetector):
         self.latent_dim = latent_dim
         self.beta = beta
         self.n_samples = n_samples
-        self.score = score
+        self.score_type = score_type
         self.consistency = consistency
         self.model_output = model_output
         self.threshold = threshold
@@ -393,11 +395,10 @@ class VAEDetector(BaseDetector):
         self.history_ = [dict(epoch) for epoch in net.history]
         # Drawn from the (seeded) global generator, so it follows random_state.
         self.sampling_seed_ = int(torch.randint(np.iinfo(np.int32).max, ()).item())
-        self.score_scales_ = None
-        if self.score == "combined":
-            noise = self._latent_noise()
-            parts = self._batched(lambda x: self._score_parts(self._preprocess(x), noise), X)
-            self.score_scales_ = np.maximum(parts.mean(axis=0), np.finfo(np.float32).tiny)
+        # Always set, so that set_params(score_type="combined") works without refitting.
+        noise = self._latent_noise()
+        parts = self._batched(lambda x: self._score_parts(self._preprocess(x), noise), X)
+        self.score_scales_ = np.maximum(parts.mean(axis=0), np.finfo(np.float32).tiny)
 
     # -- sampling ------------------------------------------------------------
     def _latent_noise(self):
@@ -406,29 +407,36 @@ class VAEDetector(BaseDetector):
         return torch.randn((self.n_samples, self.vae_.latent_dim), generator=generator).to(self.device_)
 
     def _sample(self, x, noise=None):
-        """``(reconstructions (n, K, *shape), classifier log-probas (n, K, C) or None)``."""
+        """K sampled reconstructions ``(n, K, *shape)`` of a preprocessed batch.
+
+        ``noise`` is ``(K, latent_dim)`` (shared draws) or None for fresh draws per row.
+        """
         if noise is None:
             noise = torch.randn((x.shape[0], self.n_samples, self.vae_.latent_dim), device=x.device)
         mean, log_var = self.vae_.encode(x)
-        samples = self.vae_.sample(mean, log_var, noise)
-        return samples
+        return self.vae_.sample(mean, log_var, noise)
 
     def _sample_log_proba(self, samples):
+        """Classifier log-probabilities ``(n, K, C)`` of reconstructions ``(n, K, *shape)``, one pass."""
         n, k = samples.shape[:2]
         return self._model_log_proba(samples.reshape((n * k,) + tuple(samples.shape[2:]))).reshape(n, k, -1)
 
     def _score_parts(self, x, noise=None):
         """Consistency and reconstruction scores ``(n, 2)`` of a preprocessed batch."""
         samples = self._sample(x, noise)
-        consistency = consistency_score(self._model_log_proba(x), self._sample_log_proba(samples), self.consistency)
+        n, k = samples.shape[:2]
+        # One classifier pass over the inputs and all their reconstructions.
+        log_proba = self._model_log_proba(torch.cat([x, samples.reshape((n * k,) + tuple(x.shape[1:]))]))
+        log_proba_input, log_proba_samples = log_proba[:n], log_proba[n:].reshape(n, k, -1)
+        consistency = consistency_score(log_proba_input, log_proba_samples, self.consistency)
         return torch.stack([consistency, _reconstruction_error(x, samples)], dim=1)
 
     def _score_tensor(self, x, noise=None):
         """Adversarial score (n,) of a preprocessed batch; fresh latent draws unless ``noise`` is given."""
-        if self.score == "reconstruction":
+        if self.score_type == "reconstruction":
             return _reconstruction_error(x, self._sample(x, noise))
         parts = self._score_parts(x, noise)
-        if self.score == "consistency":
+        if self.score_type == "consistency":
             return parts[:, 0]
         scales = torch.as_tensor(self.score_scales_, dtype=parts.dtype, device=parts.device)
         return (parts / scales).sum(dim=1)
@@ -600,7 +608,7 @@ def calibration_analysis(detector, X, y=None, *, n_bins=10, strategy="uniform"):
     """Relate a fitted :class:`VAEDetector`'s reconstruction loss to the classifier's confidence.
 
     Rows are binned by the protected classifier's top probability; the mean VAE
-    reconstruction loss (the ``'reconstruction'`` score) is reported per bin. Inputs
+    reconstruction loss (the ``'reconstruction'`` score type) is reported per bin. Inputs
     the VAE reconstructs badly — far from the training data — should get low
     confidence from a well-calibrated classifier; high-confidence bins with large
     reconstruction loss point to overconfidence off the data manifold.

@@ -210,7 +210,11 @@ class TorchEstimatorMixin:
     def _to_tensor(self, X):
         """Rows of ``X`` as a float32 tensor shaped ``(n, *input_shape_)`` on ``device_`` (the one cast)."""
         # Contiguous: torch rejects numpy arrays with negative strides (e.g. X[::-1]).
-        x = torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32)
+        X = np.ascontiguousarray(X)
+        if not X.flags.writeable:
+            # Read-only (e.g. joblib memmaps under n_jobs): torch warns on sharing such memory.
+            X = X.copy()
+        x = torch.as_tensor(X, dtype=torch.float32)
         return x.reshape((x.shape[0],) + tuple(self.input_shape_)).to(self.device_)
 
     def _iter_batches(self, X):

@@ -44,7 +44,9 @@ def detection(det, X_val, X_test, y_test, X_adv, clf):
     }
     if success.any():
         out["auroc_successful"] = detection_auroc(s_clean, s_adv[success])
-    out["accuracy_with_rejection_attacked"] = accuracy_with_rejection(y_test, pred_adv, rejected=flagged, attacked=True)
+    out["accuracy_with_rejection_attacked"] = accuracy_with_rejection(
+        y_test, pred_adv, rejected=flagged, attacked=True
+    )
     return out
 
 
@@ -70,7 +72,12 @@ def main():
         "dataset": "digits 8x8 (/16), train 1000 / val 300 / test 300",
         "classifier": "MLP 64-64-10",
         "clean_accuracy": clean_accuracy,
-        "detector": {"latent_dim": det.latent_dim, "n_samples": det.n_samples, "epochs": det.epochs, "beta": det.beta},
+        "detector": {
+            "latent_dim": det.latent_dim,
+            "n_samples": det.n_samples,
+            "epochs": det.epochs,
+            "beta": det.beta,
+        },
         "fit_seconds": fit_s,
         "score_ms_per_row": score_ms_per_row,
         "attacks": {},
@@ -81,13 +88,23 @@ def main():
         with torch.no_grad():
             adv_accuracy = float((clf(torch.as_tensor(X_adv)).argmax(1).numpy() == y_test).mean())
         entry = {"classifier_accuracy": adv_accuracy}
-        for score_type, consistency in (("consistency", "kl"), ("consistency", "disagreement"), ("reconstruction", "kl"), ("combined", "kl")):
+        for score_type, consistency in (
+            ("consistency", "kl"),
+            ("consistency", "disagreement"),
+            ("reconstruction", "kl"),
+            ("combined", "kl"),
+        ):
             det.set_params(score_type=score_type, consistency=consistency)
             name = f"consistency_{consistency}" if score_type == "consistency" else score_type
             entry[name] = detection(det, X_val, X_test, y_test, X_adv, clf)
         det.set_params(score_type="consistency", consistency="kl")
-        entry["distinct_labels_auroc"] = detection_auroc(det.distinct_labels(X_test), det.distinct_labels(X_adv))
-        entry["distinct_labels_mean"] = {"clean": float(det.distinct_labels(X_test).mean()), "attacked": float(det.distinct_labels(X_adv).mean())}
+        entry["distinct_labels_auroc"] = detection_auroc(
+            det.distinct_labels(X_test), det.distinct_labels(X_adv)
+        )
+        entry["distinct_labels_mean"] = {
+            "clean": float(det.distinct_labels(X_test).mean()),
+            "attacked": float(det.distinct_labels(X_adv).mean()),
+        }
         corrected = det.correct(X_adv)
         entry["purified_accuracy"] = float((corrected.defense == y_test).mean())
         entry["corrected_accuracy"] = float((corrected.corrected == y_test).mean())
@@ -109,7 +126,9 @@ def main():
 
     noise = np.random.RandomState(1).rand(300, 64).astype(np.float32)
     det.set_params(score_type="reconstruction")
-    results["ood_uniform_noise_auroc"] = detection_auroc(det.adversarial_score(X_test), det.adversarial_score(noise))
+    results["ood_uniform_noise_auroc"] = detection_auroc(
+        det.adversarial_score(X_test), det.adversarial_score(noise)
+    )
     print(json.dumps(results, indent=2, default=float))
 
 

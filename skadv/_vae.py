@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from skorch import NeuralNet
 from torch import nn
 
-from ._base import BaseDetector, torch_seed
+from ._base import BaseDetector
 
 # ----------------------------------------------------------------------------- the VAE
 
@@ -82,7 +82,9 @@ def default_vae(input_shape, latent_dim, hidden_units=None):
     """MLP encoder and decoder (one hidden ReLU layer each) sized from the data."""
     n_inputs = int(np.prod(input_shape))
     hidden = hidden_units or int(np.clip(2 * n_inputs, 16, 256))
-    encoder = nn.Sequential(nn.Flatten(), nn.Linear(n_inputs, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent_dim))
+    encoder = nn.Sequential(
+        nn.Flatten(), nn.Linear(n_inputs, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent_dim)
+    )
     decoder = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, n_inputs))
     return VAE(encoder, decoder, latent_dim, input_shape)
 
@@ -122,7 +124,9 @@ class ELBOLoss(nn.Module):
 
     def forward(self, vae_output, x):
         reconstruction, mean, log_var = vae_output
-        return elbo_loss(x, reconstruction, mean, log_var, optimal_log_var_x(x, reconstruction), self.beta).mean()
+        return elbo_loss(
+            x, reconstruction, mean, log_var, optimal_log_var_x(x, reconstruction), self.beta
+        ).mean()
 
 
 class VAENet(NeuralNet):
@@ -177,15 +181,17 @@ class VAEDetector(BaseDetector):
     """Flag adversarial inputs by the classifier's inconsistency over VAE reconstructions.
 
     A variational autoencoder (VAE) is trained on clean data through skorch, on the
-    ELBO of a Gaussian decoder whose variance is set to each batch's mean squared error
-    (the "optimal σ" VAE, which balances the reconstruction and KL terms whatever the
-    scale of the data; see :func:`elbo_loss`). To score an input, ``n_samples`` latent codes are drawn from its posterior,
-    decoded, and the protected classifier labels every reconstruction. On clean inputs the
-    reconstructions stay on the data manifold near the input and the classifier agrees with
-    itself; an adversarial perturbation does not survive the encoding, so the
-    reconstructions' predictions disagree with the prediction on the input and with each
-    other. Out-of-distribution inputs are recognised by a large reconstruction error, and
-    classifying the reconstruction purifies an input (:meth:`correct`).
+    ELBO of a Gaussian decoder whose variance is set to each batch's mean squared
+    error (the "optimal σ" VAE, which balances the reconstruction and KL terms
+    whatever the scale of the data; see :func:`elbo_loss`). To score an input,
+    ``n_samples`` latent codes are drawn from its posterior, decoded, and the
+    protected classifier labels every reconstruction. On clean inputs the
+    reconstructions stay near the input on the data manifold and the classifier
+    agrees with itself; the decoder reproduces an adversarial perturbation only in
+    part, so the reconstructions' predictions move away from the prediction on the
+    input and from each other. Out-of-distribution inputs are recognised by a large
+    reconstruction error, and classifying the reconstruction purifies an input
+    (:meth:`correct`) as far as the VAE undoes the perturbation.
 
     Scores (higher = more adversarial), chosen by ``score_type``:
 
@@ -194,11 +200,17 @@ class VAEDetector(BaseDetector):
       on each reconstruction from its prediction on the input; with
       ``consistency='disagreement'`` one minus the soft majority share,
       ``1 − max_c mean_k M(x̂_k)_c``. Both are smooth versions of the number of distinct
-      labels (:meth:`distinct_labels`) and differentiable for adaptive attacks.
+      labels (:meth:`distinct_labels`) and differentiable for adaptive attacks. 'kl' is
+      the default because it also flags inputs whose reconstructions agree with each
+      other but not with the input (the VAE undid the attack); on digits against PGD it
+      separates better (``benchmarks/bench_vae.py``).
     * ``'reconstruction'``: mean squared error per feature between the input and its K
       reconstructions (a Monte-Carlo estimate of the ELBO's reconstruction term).
     * ``'combined'``: the sum of both, each divided by its mean on the training data
-      (``score_scales_``), so that each counts in units of its typical clean value.
+      (``score_scales_``, fitted with the ``consistency`` measure set at ``fit``), so
+      that each counts in units of its typical clean value. Larger perturbations raise
+      the reconstruction error and lower the consistency score's lead, so the sum is
+      the most stable over attack strengths.
 
     Scoring is seeded: the K standard-normal latent draws are generated afresh at every
     call from a seed fixed in ``fit`` and shared by all rows, so repeated calls give the
@@ -388,7 +400,12 @@ class VAEDetector(BaseDetector):
         if self.encoder_net is None:
             vae = default_vae(X_model.shape[1:], self.latent_dim)
         else:
-            vae = VAE(copy.deepcopy(self.encoder_net), copy.deepcopy(self.decoder_net), self.latent_dim, X_model.shape[1:])
+            vae = VAE(
+                copy.deepcopy(self.encoder_net),
+                copy.deepcopy(self.decoder_net),
+                self.latent_dim,
+                X_model.shape[1:],
+            )
         net = self._make_net(vae, seed, net_cls=VAENet, criterion=ELBOLoss, criterion__beta=self.beta)
         net.fit(X_model, None)
         self.vae_ = net.module_.eval()
@@ -509,7 +526,8 @@ class VAEDetector(BaseDetector):
             mean, _ = self.vae_.encode(x)
             reconstruction = self.vae_.decode(mean)
             return torch.stack(
-                [self._model_log_proba(x).argmax(dim=1), self._model_log_proba(reconstruction).argmax(dim=1)], dim=1
+                [self._model_log_proba(x).argmax(dim=1), self._model_log_proba(reconstruction).argmax(dim=1)],
+                dim=1,
             )
 
         predictions = self._class_labels(self._batched(labels, X).astype(int))
@@ -555,7 +573,9 @@ def _confidence_bins(confidence, n_bins, strategy):
     return edges, np.clip(np.searchsorted(edges[1:-1], confidence, side="right"), 0, n_bins - 1)
 
 
-def calibration_analysis_from_predictions(confidence, reconstruction_loss, y_correct=None, *, n_bins=10, strategy="uniform"):
+def calibration_analysis_from_predictions(
+    confidence, reconstruction_loss, y_correct=None, *, n_bins=10, strategy="uniform"
+):
     """Mean reconstruction loss (and accuracy) per classifier-confidence bin.
 
     Parameters
@@ -581,7 +601,9 @@ def calibration_analysis_from_predictions(confidence, reconstruction_loss, y_cor
     confidence = column_or_1d(np.asarray(confidence, dtype=float))
     loss = column_or_1d(np.asarray(reconstruction_loss, dtype=float))
     if confidence.shape != loss.shape:
-        raise ValueError(f"confidence and reconstruction_loss differ in length: {confidence.shape[0]} != {loss.shape[0]}.")
+        raise ValueError(
+            f"confidence and reconstruction_loss differ in length: {confidence.shape[0]} != {loss.shape[0]}."
+        )
     edges, bin_index = _confidence_bins(confidence, n_bins, strategy)
     count = np.bincount(bin_index, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -648,9 +670,13 @@ def calibration_analysis(detector, X, y=None, *, n_bins=10, strategy="uniform"):
     y_correct = None
     if y is not None:
         X_valid = detector._validate_predict_input(X)
-        predicted = detector._batched(lambda x: detector._model_log_proba(detector._preprocess(x)).argmax(dim=1), X_valid)
+        predicted = detector._batched(
+            lambda x: detector._model_log_proba(detector._preprocess(x)).argmax(dim=1), X_valid
+        )
         y = column_or_1d(np.asarray(y))
         if y.shape[0] != predicted.shape[0]:
             raise ValueError(f"X has {predicted.shape[0]} rows but y has {y.shape[0]}.")
         y_correct = detector._class_labels(predicted.astype(int)) == y
-    return calibration_analysis_from_predictions(confidence, loss, y_correct, n_bins=n_bins, strategy=strategy)
+    return calibration_analysis_from_predictions(
+        confidence, loss, y_correct, n_bins=n_bins, strategy=strategy
+    )

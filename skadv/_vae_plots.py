@@ -82,7 +82,9 @@ class DistinctLabelsDisplay:
         if any(c.size and (c.min() < 1 or c.max() > n_samples) for c in counts):
             raise ValueError(f"Distinct-label counts must lie between 1 and n_samples={n_samples}.")
         self.values = np.arange(1, n_samples + 1)
-        frequencies = np.array([np.bincount(c - 1, minlength=n_samples)[:n_samples] for c in counts], dtype=float)
+        frequencies = np.array(
+            [np.bincount(c - 1, minlength=n_samples)[:n_samples] for c in counts], dtype=float
+        )
         if normalize:
             frequencies /= np.maximum(frequencies.sum(axis=1, keepdims=True), 1)
         self.frequencies = frequencies
@@ -90,7 +92,9 @@ class DistinctLabelsDisplay:
         self.ax_, self.figure_ = _axes(ax)
         width = 0.8 / len(counts)
         self.bars_ = [
-            self.ax_.bar(self.values + (i - (len(counts) - 1) / 2) * width, freq, width=width, label=name, **kwargs)
+            self.ax_.bar(
+                self.values + (i - (len(counts) - 1) / 2) * width, freq, width=width, label=name, **kwargs
+            )
             for i, (freq, name) in enumerate(zip(frequencies, self.names))
         ]
         self.ax_.set_xticks(self.values)
@@ -102,7 +106,9 @@ class DistinctLabelsDisplay:
         return self
 
     @classmethod
-    def from_estimator(cls, detector, X, X_adversarial, *, names=("clean", "adversarial"), ax=None, normalize=True, **kwargs):
+    def from_estimator(
+        cls, detector, X, X_adversarial, *, names=("clean", "adversarial"), ax=None, normalize=True, **kwargs
+    ):
         """Count distinct labels with a fitted :class:`~skadv.VAEDetector` and plot them.
 
         Parameters
@@ -123,10 +129,22 @@ class DistinctLabelsDisplay:
         display : DistinctLabelsDisplay
         """
         counts = [detector.distinct_labels(X), detector.distinct_labels(X_adversarial)]
-        return cls(counts=counts, n_samples=detector.n_samples, names=names).plot(ax=ax, normalize=normalize, **kwargs)
+        return cls(counts=counts, n_samples=detector.n_samples, names=names).plot(
+            ax=ax, normalize=normalize, **kwargs
+        )
 
     @classmethod
-    def from_predictions(cls, counts, counts_adversarial, *, n_samples=None, names=("clean", "adversarial"), ax=None, normalize=True, **kwargs):
+    def from_predictions(
+        cls,
+        counts,
+        counts_adversarial,
+        *,
+        n_samples=None,
+        names=("clean", "adversarial"),
+        ax=None,
+        normalize=True,
+        **kwargs,
+    ):
         """Plot precomputed distinct-label counts (e.g. from :meth:`VAEDetector.distinct_labels`).
 
         Parameters
@@ -225,7 +243,9 @@ class ReconstructionCalibrationDisplay:
         self.ax_, self.figure_ = _axes(ax)
         self.bars_ = self.ax_.bar(edges[:-1][filled], mean_loss[filled], width=widths[filled], **bar_kwargs)
         if show_counts and self.count is not None:
-            self.ax_.bar_label(self.bars_, labels=[str(int(c)) for c in np.asarray(self.count)[filled]], fontsize="small")
+            self.ax_.bar_label(
+                self.bars_, labels=[str(int(c)) for c in np.asarray(self.count)[filled]], fontsize="small"
+            )
         self.ax_.set(
             xlabel="Classifier confidence (top probability)",
             ylabel="Mean VAE reconstruction loss",
@@ -235,12 +255,29 @@ class ReconstructionCalibrationDisplay:
 
     @classmethod
     def _from_analysis(cls, analysis, ax, error_bars, show_counts, kwargs):
-        display = cls(bin_edges=analysis.bin_edges, mean_loss=analysis.mean_loss, std_loss=analysis.std_loss, count=analysis.count)
+        display = cls(
+            bin_edges=analysis.bin_edges,
+            mean_loss=analysis.mean_loss,
+            std_loss=analysis.std_loss,
+            count=analysis.count,
+        )
         display.analysis = analysis
         return display.plot(ax=ax, error_bars=error_bars, show_counts=show_counts, **kwargs)
 
     @classmethod
-    def from_estimator(cls, detector, X, y=None, *, n_bins=10, strategy="uniform", ax=None, error_bars=True, show_counts=True, **kwargs):
+    def from_estimator(
+        cls,
+        detector,
+        X,
+        y=None,
+        *,
+        n_bins=10,
+        strategy="uniform",
+        ax=None,
+        error_bars=True,
+        show_counts=True,
+        **kwargs,
+    ):
         """Run :func:`~skadv.calibration_analysis` with a fitted detector and plot it.
 
         Parameters
@@ -264,7 +301,18 @@ class ReconstructionCalibrationDisplay:
         return cls._from_analysis(analysis, ax, error_bars, show_counts, kwargs)
 
     @classmethod
-    def from_predictions(cls, confidence, reconstruction_loss, *, n_bins=10, strategy="uniform", ax=None, error_bars=True, show_counts=True, **kwargs):
+    def from_predictions(
+        cls,
+        confidence,
+        reconstruction_loss,
+        *,
+        n_bins=10,
+        strategy="uniform",
+        ax=None,
+        error_bars=True,
+        show_counts=True,
+        **kwargs,
+    ):
         """Bin precomputed confidences and reconstruction losses, and plot them.
 
         Parameters
@@ -283,5 +331,7 @@ class ReconstructionCalibrationDisplay:
         -------
         display : ReconstructionCalibrationDisplay
         """
-        analysis = calibration_analysis_from_predictions(confidence, reconstruction_loss, n_bins=n_bins, strategy=strategy)
+        analysis = calibration_analysis_from_predictions(
+            confidence, reconstruction_loss, n_bins=n_bins, strategy=strategy
+        )
         return cls._from_analysis(analysis, ax, error_bars, show_counts, kwargs)

@@ -56,7 +56,9 @@ def small_data():
 
 @pytest.fixture(scope="module")
 def small_detector(small_data):
-    return VAEDetector(LazyMLP(n_classes=3), epochs=3, n_samples=5, latent_dim=2, random_state=0).fit(small_data)
+    return VAEDetector(LazyMLP(n_classes=3), epochs=3, n_samples=5, latent_dim=2, random_state=0).fit(
+        small_data
+    )
 
 
 # ----------------------------------------------------------------------------- the ELBO
@@ -66,7 +68,9 @@ def test_elbo_on_fixed_weights_equals_formula():
     encoder = nn.Linear(3, 4)  # latent_dim = 2: means, then log-variances
     decoder = nn.Linear(2, 3)
     with torch.no_grad():
-        encoder.weight.copy_(torch.tensor([[0.5, -1.0, 0.0], [0.0, 0.2, 0.3], [0.1, 0.0, -0.2], [0.0, -0.3, 0.4]]))
+        encoder.weight.copy_(
+            torch.tensor([[0.5, -1.0, 0.0], [0.0, 0.2, 0.3], [0.1, 0.0, -0.2], [0.0, -0.3, 0.4]])
+        )
         encoder.bias.copy_(torch.tensor([0.1, -0.2, -0.5, 0.3]))
         decoder.weight.copy_(torch.tensor([[1.0, 0.0], [0.5, -0.5], [0.0, 2.0]]))
         decoder.bias.copy_(torch.tensor([0.0, 0.1, -0.1]))
@@ -90,7 +94,9 @@ def test_elbo_on_fixed_weights_equals_formula():
     ).sum(1)
     for beta in (1.0, 0.25):
         kl = 0.5 * (mu**2 + np.exp(lv) - 1 - lv).sum(1)
-        got = elbo_loss(x, reconstruction, mean, log_var, torch.tensor(log_var_x, dtype=torch.float32), beta=beta)
+        got = elbo_loss(
+            x, reconstruction, mean, log_var, torch.tensor(log_var_x, dtype=torch.float32), beta=beta
+        )
         np.testing.assert_allclose(got.detach().numpy(), expected + (beta - 1) * kl, rtol=1e-5)
 
     # The training criterion uses the batch's mean squared error as decoder variance.
@@ -99,12 +105,16 @@ def test_elbo_on_fixed_weights_equals_formula():
     nll = 0.5 * ((xn - x_hat) ** 2 / mse + np.log(mse) + np.log(2 * np.pi)).sum(1)
     criterion = ELBOLoss(beta=1.0)
     np.testing.assert_allclose(
-        criterion((reconstruction, mean, log_var), x).item(), (nll + 0.5 * (mu**2 + np.exp(lv) - 1 - lv).sum(1)).mean(), rtol=1e-5
+        criterion((reconstruction, mean, log_var), x).item(),
+        (nll + 0.5 * (mu**2 + np.exp(lv) - 1 - lv).sum(1)).mean(),
+        rtol=1e-5,
     )
 
 
 def test_training_decreases_the_loss(small_data):
-    det = VAEDetector(LazyMLP(n_classes=3), epochs=30, batch_size=16, latent_dim=2, random_state=0).fit(small_data)
+    det = VAEDetector(LazyMLP(n_classes=3), epochs=30, batch_size=16, latent_dim=2, random_state=0).fit(
+        small_data
+    )
     losses = [epoch["train_loss"] for epoch in det.history_]
     assert len(losses) == 30
     assert losses[-1] < losses[0] - 1
@@ -124,7 +134,9 @@ def test_consistency_scores_hand_built():
     p_samples = torch.tensor([[[0.9, 0.1], [0.9, 0.1]], [[0.8, 0.2], [0.2, 0.8]]])
     kl = consistency_score(p_input.log(), p_samples.log(), "kl").numpy()
     np.testing.assert_allclose(kl[0], 0.0, atol=1e-6)
-    expected = np.mean([0.5 * np.log(0.5 / 0.8) + 0.5 * np.log(0.5 / 0.2), 0.5 * np.log(0.5 / 0.2) + 0.5 * np.log(0.5 / 0.8)])
+    expected = np.mean(
+        [0.5 * np.log(0.5 / 0.8) + 0.5 * np.log(0.5 / 0.2), 0.5 * np.log(0.5 / 0.2) + 0.5 * np.log(0.5 / 0.8)]
+    )
     np.testing.assert_allclose(kl[1], expected, rtol=1e-5)
     disagreement = consistency_score(p_input.log(), p_samples.log(), "disagreement").numpy()
     np.testing.assert_allclose(disagreement, [0.1, 0.5], rtol=1e-5)
@@ -188,7 +200,9 @@ def test_row_scores_do_not_depend_on_other_rows(small_detector, small_data):
     full = small_detector.adversarial_score(small_data)
     single = np.concatenate([small_detector.adversarial_score(small_data[i : i + 1]) for i in (0, 7, 30)])
     np.testing.assert_allclose(single, full[[0, 7, 30]], rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(small_detector.adversarial_score(small_data[::-1]), full[::-1], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        small_detector.adversarial_score(small_data[::-1]), full[::-1], rtol=1e-4, atol=1e-6
+    )
 
 
 def test_score_hook_is_differentiable_with_fresh_draws(small_detector, small_data):
@@ -202,12 +216,18 @@ def test_score_hook_is_differentiable_with_fresh_draws(small_detector, small_dat
 
 
 def test_combined_score_is_sum_of_scaled_parts(small_data):
-    det = VAEDetector(LazyMLP(n_classes=3), epochs=2, n_samples=4, latent_dim=2, score_type="combined", random_state=0)
+    det = VAEDetector(
+        LazyMLP(n_classes=3), epochs=2, n_samples=4, latent_dim=2, score_type="combined", random_state=0
+    )
     det.fit(small_data)
     combined = det.adversarial_score(small_data)
-    parts = [det.set_params(score_type=s).adversarial_score(small_data) for s in ("consistency", "reconstruction")]
+    parts = [
+        det.set_params(score_type=s).adversarial_score(small_data) for s in ("consistency", "reconstruction")
+    ]
     np.testing.assert_allclose(det.score_scales_, [p.mean() for p in parts], rtol=1e-5)
-    np.testing.assert_allclose(combined, parts[0] / det.score_scales_[0] + parts[1] / det.score_scales_[1], rtol=1e-5)
+    np.testing.assert_allclose(
+        combined, parts[0] / det.score_scales_[0] + parts[1] / det.score_scales_[1], rtol=1e-5
+    )
 
 
 # ----------------------------------------------------------------------------- persistence and safety
@@ -215,7 +235,13 @@ def test_combined_score_is_sum_of_scaled_parts(small_data):
 
 def _outputs(det, X):
     corrected = det.correct(X)
-    return [det.adversarial_score(X), det.decision_function(X), det.distinct_labels(X), det.reconstruct(X), corrected.corrected]
+    return [
+        det.adversarial_score(X),
+        det.decision_function(X),
+        det.distinct_labels(X),
+        det.reconstruct(X),
+        corrected.corrected,
+    ]
 
 
 def test_joblib_and_pickle_round_trip(small_detector, small_data):
@@ -265,9 +291,9 @@ def test_bad_input(small_detector, small_data):
     with pytest.raises(ValueError):
         VAEDetector(LazyMLP(), score_type="distinct").fit(small_data)
     with pytest.raises(ValueError, match="2 \\* latent_dim"):
-        VAEDetector(LazyMLP(), encoder_net=nn.Linear(6, 3), decoder_net=nn.Linear(2, 6), latent_dim=2, epochs=1).fit(
-            small_data
-        )
+        VAEDetector(
+            LazyMLP(), encoder_net=nn.Linear(6, 3), decoder_net=nn.Linear(2, 6), latent_dim=2, epochs=1
+        ).fit(small_data)
 
 
 def test_custom_nets_and_input_shape():
@@ -277,7 +303,14 @@ def test_custom_nets_and_input_shape():
     decoder = nn.Sequential(nn.Linear(3, 16), nn.Sigmoid())
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 4))
     det = VAEDetector(
-        model, encoder_net=encoder, decoder_net=decoder, latent_dim=3, input_shape=(1, 4, 4), epochs=2, n_samples=4, random_state=0
+        model,
+        encoder_net=encoder,
+        decoder_net=decoder,
+        latent_dim=3,
+        input_shape=(1, 4, 4),
+        epochs=2,
+        n_samples=4,
+        random_state=0,
     ).fit(X)
     assert det.reconstruct(X).shape == (40, 16)
     assert det.distinct_labels(X).max() <= 4
@@ -314,12 +347,16 @@ def digits_setup():
     (X, y), (X_test, y_test) = digits_data(n_train=1000, n_test=300)
     clf = digits_mlp(X, y, hidden=64, n_steps=150)
     det = VAEDetector(clf, epochs=50, random_state=0).fit(X)
-    X_adv = PGD(clf, norm=np.inf, eps=0.2, step_size=0.01, max_iter=40, random_state=0).generate(X_test, y_test)
+    X_adv = PGD(clf, norm=np.inf, eps=0.2, step_size=0.01, max_iter=40, random_state=0).generate(
+        X_test, y_test
+    )
     return clf, det, X_test, y_test, X_adv
 
 
 def _auroc(scores_clean, scores_other):
-    return roc_auc_score(np.r_[np.zeros(len(scores_clean)), np.ones(len(scores_other))], np.r_[scores_clean, scores_other])
+    return roc_auc_score(
+        np.r_[np.zeros(len(scores_clean)), np.ones(len(scores_other))], np.r_[scores_clean, scores_other]
+    )
 
 
 def test_consistency_detects_pgd_on_digits(digits_setup):
@@ -350,7 +387,9 @@ def test_correct_purifies_adversarial_digits(digits_setup):
     assert (clean.defense == y_test).mean() > 0.8  # reconstructions of clean digits stay recognisable
     assert (attacked.defense == y_test).mean() > (attacked.no_defense == y_test).mean() + 0.1
     assert (attacked.corrected == y_test).mean() >= (attacked.no_defense == y_test).mean()
-    np.testing.assert_array_equal(clean.corrected[clean.is_adversarial == 0], clean.no_defense[clean.is_adversarial == 0])
+    np.testing.assert_array_equal(
+        clean.corrected[clean.is_adversarial == 0], clean.no_defense[clean.is_adversarial == 0]
+    )
 
 
 def test_adaptive_pgd_runs_with_eot(digits_setup):
@@ -395,7 +434,9 @@ def test_displays_render_png(digits_setup, tmp_path):
     assert calib.ax_ is ax and calib.analysis.count.sum() == len(X_test)
     calib.figure_.savefig(tmp_path / "calibration.png")
 
-    again = ReconstructionCalibrationDisplay.from_predictions(calib.analysis.confidence, calib.analysis.reconstruction_loss, n_bins=5)
+    again = ReconstructionCalibrationDisplay.from_predictions(
+        calib.analysis.confidence, calib.analysis.reconstruction_loss, n_bins=5
+    )
     np.testing.assert_allclose(again.mean_loss, calib.mean_loss)
     counts = DistinctLabelsDisplay.from_predictions([1, 1, 2], [2, 3, 3], normalize=False)
     assert counts.frequencies.tolist() == [[2, 1, 0], [0, 1, 2]]

@@ -1,22 +1,32 @@
 """skadv: scikit-learn-compatible adversarial-example detectors backed by PyTorch."""
 
-from ._base import BaseDetector, InconsistentVersionWarning, ProtectedModel
 from . import corruptions
+from ._base import BaseDetector, InconsistentVersionWarning, ProtectedModel
 from ._distillation import ModelDistillationDetector
 from ._harm import harmfulness, ks_drift_test
+from ._vae import VAEDetector, calibration_analysis
+from ._vae_plots import DistinctLabelsDisplay, ReconstructionCalibrationDisplay
 from ._version import __version__
 
 __all__ = [
     "BaseDetector",
+    "DistinctLabelsDisplay",
     "InconsistentVersionWarning",
     "ModelDistillationDetector",
     "ProtectedModel",
+    "ReconstructionCalibrationDisplay",
+    "VAEDetector",
+    "__version__",
+    "attacks",
+    "calibration_analysis",
     "corruptions",
     "harmfulness",
     "ks_drift_test",
-    "__version__",
+    "metrics",
+    "plotting",
 ]
 
+# Submodules importing the estimators above.
 from . import attacks  # noqa: E402
 from . import metrics  # noqa: E402
 from . import plotting  # noqa: E402

@@ -211,17 +211,11 @@ class TorchEstimatorMixin:
     # -- tensors ------------------------------------------------------------
     def _to_tensor(self, X):
         """Rows of ``X`` as a float32 tensor shaped ``(n, *input_shape_)`` on ``device_`` (the one cast)."""
-<<<<<<< ours
-        X = np.asarray(X)
-        if not X.flags.writeable:
-            X = X.copy()  # torch refuses to wrap read-only memory (e.g. joblib memmaps)
-=======
         # Contiguous: torch rejects numpy arrays with negative strides (e.g. X[::-1]).
         X = np.ascontiguousarray(X)
         if not X.flags.writeable:
             # Read-only (e.g. joblib memmaps under n_jobs): torch warns on sharing such memory.
             X = X.copy()
->>>>>>> theirs
         x = torch.as_tensor(X, dtype=torch.float32)
         return x.reshape((x.shape[0],) + tuple(self.input_shape_)).to(self.device_)
 

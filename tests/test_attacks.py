@@ -147,7 +147,8 @@ def test_batching_does_not_change_the_result(digits, mlp):
     common = dict(norm=2, eps=1.0, step_size=0.2, max_iter=5, random_start=False)
     one = PGD(mlp, batch_size=512, **common).generate(X[:50], y[:50])
     many = PGD(mlp, batch_size=7, **common).generate(X[:50], y[:50])
-    np.testing.assert_allclose(one, many, atol=1e-5)
+    # float32 gradients differ in the last bits between batchings; 1e-4 is far below eps=1.0
+    np.testing.assert_allclose(one, many, atol=1e-4)
 
 
 # --------------------------------------------------------------------------- ART parity

@@ -16,3 +16,6 @@ __all__ = [
     "ProtectedModel",
     "__version__",
 ]
+
+from . import attacks  # noqa: E402
+from . import metrics  # noqa: E402

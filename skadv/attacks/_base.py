@@ -1,0 +1,515 @@
+"""Shared machinery of the evasion attacks.
+
+:class:`BaseAttack` owns everything the individual attacks have in common:
+turning the ``target`` (torch module, fitted skorch net or fitted skadv
+estimator) into one differentiable function, converting inputs, batching,
+clipping to the valid box, projecting onto the perturbation ball, averaging
+gradients over random draws (EOT) and recording the per-iteration trace.
+A concrete attack only implements :meth:`BaseAttack._perturb`, which works
+on one batch of float32 tensors.
+"""
+
+import copy
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils import Bunch, check_random_state
+from sklearn.utils._param_validation import Interval, Options
+from sklearn.utils.validation import check_is_fitted
+
+__all__ = ["BaseAttack"]
+
+# Smallest probability used before taking a log of a probability output, so
+# that a saturated softmax gives a large finite logit instead of -inf.
+_TINY_PROBA = 1e-12
+
+
+def _is_skadv_estimator(obj):
+    """Whether ``obj`` provides the adaptive-attack hooks of skadv's base."""
+    return hasattr(obj, "_adaptive_logits") and hasattr(obj, "_torch_adversarial_score")
+
+
+def _is_skorch_net(obj):
+    try:
+        from skorch import NeuralNet
+    except ImportError:  # pragma: no cover - skorch is a hard dependency
+        return False
+    return isinstance(obj, NeuralNet)
+
+
+def _freeze_copy(module, device):
+    """Deep copy of a user's module in eval mode, on ``device``, without grads.
+
+    The attack must never change the user's model (training flag, device or
+    ``requires_grad``), so it always works on a private copy.
+    """
+    module = copy.deepcopy(module).to(device)
+    module.eval()
+    module.requires_grad_(False)
+    return module
+
+
+class _Target:
+    """Uniform differentiable view of what an attack is run against.
+
+    Attributes
+    ----------
+    forward : callable
+        Maps a float32 tensor ``(n, *input_shape)`` on ``device`` to scores
+        ``(n, n_outputs)``; the argmax is the predicted output index.
+    n_classes : int
+        Number of classifier classes ``K``.
+    reject_index : int or None
+        ``K`` when column ``K`` of ``forward``'s output is the
+        "rejected / flagged" score (adaptive attack on a skadv estimator),
+        otherwise None.
+    stochastic : bool
+        Whether ``forward`` is randomized, so gradients need EOT averaging.
+    classes : ndarray or None
+        Labels of the classifier's outputs when known (skorch/skadv classes_).
+    """
+
+    def __init__(self, forward, device, input_shape, reject_index, stochastic, classes):
+        self.forward = forward
+        self.device = device
+        self.input_shape = input_shape
+        self.reject_index = reject_index
+        self.stochastic = stochastic
+        self.classes = classes
+        self.n_classes = None
+
+    def to_tensor(self, X):
+        X = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        if self.input_shape is not None:
+            X = X.reshape(X.shape[0], *self.input_shape)
+        return X.to(self.device)
+
+    @torch.no_grad()
+    def class_scores(self, X, batch_size):
+        """Classifier class scores ``(n, K)`` and flagged mask ``(n,)``."""
+        scores = []
+        for start in range(0, X.shape[0], batch_size):
+            out = self.forward(self.to_tensor(X[start : start + batch_size]))
+            scores.append(out.detach().cpu())
+        scores = torch.cat(scores).numpy().astype(np.float64)
+        if self.reject_index is None:
+            return scores, np.zeros(X.shape[0], dtype=bool)
+        flagged = scores.argmax(axis=1) == self.reject_index
+        return scores[:, : self.reject_index], flagged
+
+    def labels_to_indices(self, y):
+        """Map user labels to output indices ``0..K-1`` (ValueError if unknown)."""
+        y = np.asarray(y)
+        if self.classes is not None:
+            classes = np.asarray(self.classes)
+            sorter = np.argsort(classes)
+            pos = np.searchsorted(classes, y, sorter=sorter)
+            pos = np.clip(pos, 0, len(classes) - 1)
+            idx = sorter[pos]
+            unknown = classes[idx] != y
+            if np.any(unknown):
+                raise ValueError(
+                    f"y contains labels {np.unique(y[unknown])[:5].tolist()} that are "
+                    f"not among the model's classes {classes.tolist()}."
+                )
+            return idx.astype(np.int64)
+        if not np.issubdtype(y.dtype, np.integer):
+            if np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)):
+                y = y.astype(np.int64)
+            else:
+                raise ValueError(
+                    "y must hold integer class indices in [0, n_classes) when the "
+                    f"target exposes no classes_; got dtype {y.dtype}."
+                )
+        if y.size and (y.min() < 0 or y.max() >= self.n_classes):
+            raise ValueError(
+                f"y must hold class indices in [0, {self.n_classes}); got values "
+                f"in [{y.min()}, {y.max()}]."
+            )
+        return y.astype(np.int64)
+
+    def indices_to_labels(self, idx):
+        if self.classes is None:
+            return np.asarray(idx)
+        return np.asarray(self.classes)[idx]
+
+
+def _resolve_target(target, X, *, adaptive, device, input_shape):
+    """Build the :class:`_Target` for a torch module, skorch net or skadv estimator."""
+    # sklearn.frozen.FrozenEstimator keeps a fitted skorch net fitted through clone().
+    while type(target).__name__ == "FrozenEstimator" and hasattr(target, "estimator"):
+        target = target.estimator
+    if _is_skadv_estimator(target):
+        check_is_fitted(target)
+        if getattr(target, "model_", None) is None:
+            raise ValueError(
+                f"{type(target).__name__} protects a model that is not differentiable "
+                "(a plain scikit-learn classifier), so no gradient-based attack can "
+                "run against it. Protect a torch module or a skorch net instead."
+            )
+        est_device = torch.device(target.device_)
+        if input_shape is None:
+            input_shape = getattr(target, "input_shape_", None) or getattr(target, "input_shape", None)
+        if adaptive:
+            forward = target._adaptive_logits
+        else:
+            # The protected classifier alone. model_ returns log-probabilities:
+            # their differences equal the logits' differences, so they serve as
+            # logits for every objective here.
+            def forward(x, _est=target):
+                return _est.model_(_est._preprocess(x))
+
+        classes = getattr(target, "classes_", None)
+        stochastic = bool(adaptive and getattr(target, "_stochastic_score", False))
+        resolved = _Target(forward, est_device, input_shape, None, stochastic, classes)
+    elif _is_skorch_net(target):
+        if not getattr(target, "initialized_", False) or not hasattr(target, "module_"):
+            raise ValueError(
+                "The skorch net passed as target is not fitted/initialized; fit it "
+                "first (wrap it in sklearn.frozen.FrozenEstimator to keep it fitted "
+                "through clone())."
+            )
+        dev = torch.device(device if device is not None else (target.device or "cpu"))
+        module = _freeze_copy(target.module_, dev)
+        # NeuralNetClassifier's default NLLLoss means the module outputs
+        # probabilities; any other criterion (CrossEntropyLoss) means logits.
+        outputs_proba = isinstance(getattr(target, "criterion_", None), torch.nn.NLLLoss)
+        if outputs_proba:
+
+            def forward(x, _module=module):
+                return torch.log(_module(x).clamp_min(_TINY_PROBA))
+
+        else:
+            forward = module
+        classes = getattr(target, "classes_", None)
+        resolved = _Target(forward, dev, input_shape, None, False, classes)
+    elif isinstance(target, torch.nn.Module):
+        dev = torch.device(device if device is not None else _module_device(target))
+        module = _freeze_copy(target, dev)
+        resolved = _Target(module, dev, input_shape, None, False, None)
+    else:
+        raise ValueError(
+            "target must be a torch.nn.Module returning logits, a fitted skorch "
+            "NeuralNet or a fitted skadv estimator; got "
+            f"{type(target).__name__}, through which no gradient can be computed."
+        )
+    reject = adaptive and _is_skadv_estimator(target)
+    # One probe forward pass gives the number of outputs (K, or K+1 with reject).
+    with torch.no_grad():
+        n_out = resolved.forward(resolved.to_tensor(np.asarray(X)[:1])).shape[1]
+    resolved.n_classes = n_out - 1 if reject else n_out
+    resolved.reject_index = resolved.n_classes if reject else None
+    return resolved
+
+
+def _module_device(module):
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _per_sample_norm(t, norm):
+    flat = t.reshape(t.shape[0], -1)
+    if norm == np.inf:
+        return flat.abs().amax(dim=1)
+    return flat.norm(p=2, dim=1)
+
+
+def _view_per_sample(v, like):
+    """Reshape a ``(n,)`` tensor so it broadcasts against ``like`` ``(n, ...)``."""
+    return v.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def _normalize_l2(g):
+    """Unit-L2 direction per sample (zero where the gradient is zero)."""
+    norms = _per_sample_norm(g, 2)
+    return g / _view_per_sample(torch.where(norms > 0, norms, torch.ones_like(norms)), g)
+
+
+def _project(delta, eps, norm):
+    """Project perturbations onto the ``norm`` ball of radius ``eps``."""
+    if norm == np.inf:
+        return delta.clamp(-eps, eps)
+    norms = _per_sample_norm(delta, 2)
+    factor = torch.where(norms > eps, eps / norms.clamp_min(1e-30), torch.ones_like(norms))
+    return delta * _view_per_sample(factor, delta)
+
+
+def _normalize_norm(norm):
+    if isinstance(norm, str):
+        return np.inf
+    return np.inf if np.isinf(norm) else 2
+
+
+class BaseAttack(BaseEstimator):
+    """Base class of skadv's evasion attacks.
+
+    Not meant to be used directly: use :class:`FGSM`, :class:`PGD`,
+    :class:`PGDLineSearch` or :class:`CarliniWagnerL2`.
+
+    Parameters shared by every attack are documented on the subclasses.
+    """
+
+    _parameter_constraints: dict = {
+        "target": "no_validation",
+        "targeted": ["boolean"],
+        "adaptive": ["boolean"],
+        "clip_values": [tuple, list, None],
+        "input_shape": [tuple, list, None],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": [str, torch.device, None],
+        "eot_samples": [Interval(Integral, 1, None, closed="left")],
+        "trace": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        target,
+        *,
+        targeted=False,
+        adaptive=True,
+        clip_values=(0.0, 1.0),
+        input_shape=None,
+        batch_size=256,
+        device=None,
+        eot_samples=8,
+        trace=False,
+    ):
+        self.target = target
+        self.targeted = targeted
+        self.adaptive = adaptive
+        self.clip_values = clip_values
+        self.input_shape = input_shape
+        self.batch_size = batch_size
+        self.device = device
+        self.eot_samples = eot_samples
+        self.trace = trace
+
+    # ------------------------------------------------------------------ API
+    def generate(self, X, y=None):
+        """Craft adversarial examples for ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+            Clean inputs. Rows are reshaped to ``input_shape`` (or to the
+            target estimator's ``input_shape``) before reaching the model.
+        y : array-like of shape (n_samples,), default=None
+            True labels (untargeted attack) or target labels (``targeted=True``).
+            When None, the model's own predictions on ``X`` are used as true
+            labels; a targeted attack requires ``y``.
+
+        Returns
+        -------
+        X_adv : ndarray of the same shape as X
+            Adversarial examples, float (X's float dtype, else float32).
+        """
+        self._validate_params()
+        self._check_attack_params()
+        X = np.asarray(X)
+        if X.ndim < 2:
+            raise ValueError(f"X must have at least 2 dimensions; got shape {X.shape}.")
+        if X.shape[0] == 0:
+            raise ValueError("X has 0 samples; at least 1 is required.")
+        out_dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.float32
+        target = self._resolve(X)
+        if self.targeted and y is None:
+            raise ValueError("A targeted attack needs the target labels y.")
+
+        if y is None:
+            scores, _ = target.class_scores(X, self.batch_size)
+            y_idx = scores.argmax(axis=1)
+        else:
+            y = np.asarray(y)
+            if y.shape[0] != X.shape[0]:
+                raise ValueError(
+                    f"X and y have inconsistent numbers of samples: {X.shape[0]} and {y.shape[0]}."
+                )
+            y_idx = target.labels_to_indices(y)
+
+        seed = check_random_state(getattr(self, "random_state", None)).randint(np.iinfo(np.int32).max)
+        self._generator = torch.Generator().manual_seed(int(seed))
+        self._lo, self._hi = self._clip_tensors(target)
+
+        # Attacks update n_iter_ (largest number of iterations run on a batch).
+        self.n_iter_ = 0
+        adversarials, traces = [], []
+        for start in range(0, X.shape[0], self.batch_size):
+            x0 = target.to_tensor(X[start : start + self.batch_size])
+            yb = torch.as_tensor(y_idx[start : start + self.batch_size], device=target.device)
+            record = [] if self.trace else None
+            x_adv = self._perturb(target, x0, yb, record)
+            adversarials.append(x_adv.detach().cpu().numpy())
+            if self.trace:
+                traces.append(record)
+        del self._generator, self._lo, self._hi
+        if self.trace:
+            self.trace_ = self._stack_trace(traces)
+        X_adv = np.concatenate(adversarials).reshape(X.shape)
+        return X_adv.astype(out_dtype, copy=False)
+
+    # ------------------------------------------------------- for subclasses
+    def _check_attack_params(self):
+        """Cross-parameter checks of a subclass (raise ValueError)."""
+
+    def _perturb(self, target, x0, y, record):  # pragma: no cover - abstract
+        """Attack one batch ``x0`` with label indices ``y``; return the adversarial batch.
+
+        ``record`` is None, or a list to which one dict per iteration is
+        appended (use :meth:`_trace_step`).
+        """
+        raise NotImplementedError
+
+    def _resolve(self, X):
+        return _resolve_target(
+            self.target,
+            X,
+            adaptive=self.adaptive,
+            device=self.device,
+            input_shape=None if self.input_shape is None else tuple(self.input_shape),
+        )
+
+    def _clip_tensors(self, target):
+        if self.clip_values is None:
+            return None, None
+        if len(self.clip_values) != 2:
+            raise ValueError(f"clip_values must be (min, max) or None; got {self.clip_values!r}.")
+        lo = torch.as_tensor(np.asarray(self.clip_values[0], dtype=np.float32), device=target.device)
+        hi = torch.as_tensor(np.asarray(self.clip_values[1], dtype=np.float32), device=target.device)
+        if torch.any(lo >= hi):
+            raise ValueError(f"clip_values must satisfy min < max; got {self.clip_values!r}.")
+        return lo, hi
+
+    def _clip(self, x):
+        if self._lo is None:
+            return x
+        return torch.maximum(torch.minimum(x, self._hi), self._lo)
+
+    def _eot_draws(self, target):
+        return self.eot_samples if target.stochastic else 1
+
+    def _forward_mean(self, target, x):
+        """Forward pass, averaged over EOT draws when the target is randomized."""
+        draws = self._eot_draws(target)
+        out = target.forward(x)
+        for _ in range(draws - 1):
+            out = out + target.forward(x)
+        return out / draws if draws > 1 else out
+
+    def _value_and_grad(self, target, x, objective):
+        """Per-sample ``objective(logits)`` and its input gradient.
+
+        With a randomized target the objective (not the logits) is averaged
+        over ``eot_samples`` draws, which averages the gradients (EOT).
+        Returns ``(value, grad, logits)`` with value and logits detached.
+        """
+        x = x.detach().requires_grad_(True)
+        draws = self._eot_draws(target)
+        total, logits_sum = 0.0, 0.0
+        for _ in range(draws):
+            logits = target.forward(x)
+            total = total + objective(logits)
+            logits_sum = logits_sum + logits.detach()
+        value = total / draws
+        (grad,) = torch.autograd.grad(value.sum(), x)
+        return value.detach(), grad, logits_sum / draws
+
+    # --------------------------------------------------------- objectives
+    def _xent_objective(self, target, y):
+        """Per-sample loss to *maximise* for the gradient attacks.
+
+        Untargeted: cross-entropy of the true class. Against a skadv
+        estimator the "bad" outcomes are the true class *and* the rejected
+        column, so the loss is ``-log(p_true + p_rejected)``: maximising it
+        moves the input to a wrong class that is also not flagged.
+        Targeted: log-probability of the target class.
+        """
+        reject = target.reject_index
+
+        def objective(logits):
+            log_p = torch.log_softmax(logits, dim=1)
+            log_py = log_p.gather(1, y[:, None])[:, 0]
+            if self.targeted:
+                return log_py
+            if reject is None:
+                return -log_py
+            return -torch.logaddexp(log_py, log_p[:, reject])
+
+        return objective
+
+    def _margin_objective(self, target, y):
+        """Per-sample margin to *minimise*; negative means success.
+
+        Untargeted: ``max(bad scores) - max(other scores)`` where the bad
+        scores are the true class and, against a skadv estimator, the
+        rejected column. While a point is rejected the reject score is the
+        largest bad score, so the objective is the reject score (secml's
+        reject-aware objective for DNR). Targeted: ``max_{j != t} z_j - z_t``.
+        """
+        reject = target.reject_index
+
+        def objective(logits):
+            z_y = logits.gather(1, y[:, None])[:, 0]
+            others = logits.scatter(1, y[:, None], float("-inf"))
+            if self.targeted:
+                return others.amax(dim=1) - z_y
+            bad = z_y
+            if reject is not None:
+                bad = torch.maximum(z_y, logits[:, reject])
+                others = others.clone()
+                others[:, reject] = float("-inf")
+            return bad - others.amax(dim=1)
+
+        return objective
+
+    def _is_success(self, target, logits, y):
+        pred = logits.argmax(dim=1)
+        if self.targeted:
+            return pred == y
+        ok = pred != y
+        if target.reject_index is not None:
+            ok &= pred != target.reject_index
+        return ok
+
+    def _trace_step(self, record, target, logits, y, loss):
+        """Append one iteration's per-sample statistics to ``record``."""
+        if record is None:
+            return
+        with torch.no_grad():
+            proba = torch.softmax(logits, dim=1)
+            p_y = proba.gather(1, y[:, None])[:, 0]
+            others = proba.scatter(1, y[:, None], 0.0)
+            if target.reject_index is not None:
+                p_reject = proba[:, target.reject_index]
+                others[:, target.reject_index] = 0.0
+            else:
+                p_reject = torch.full_like(p_y, float("nan"))
+            record.append(
+                {
+                    "loss": loss.detach(),
+                    "true_confidence": p_y,
+                    "max_other_confidence": others.amax(dim=1),
+                    "reject_confidence": p_reject,
+                    "success": self._is_success(target, logits, y).to(p_y.dtype),
+                }
+            )
+
+    @staticmethod
+    def _stack_trace(traces):
+        """Per-iteration arrays ``(n_iter, n_samples)``; short batches padded with their last value."""
+        n_iter = max(len(rec) for rec in traces)
+        keys = ["loss", "true_confidence", "max_other_confidence", "reject_confidence", "success"]
+        out = {}
+        for key in keys:
+            columns = []
+            for rec in traces:
+                arr = torch.stack([step[key] for step in rec]).cpu().numpy().astype(np.float64)
+                if arr.shape[0] < n_iter:
+                    pad = np.repeat(arr[-1:], n_iter - arr.shape[0], axis=0)
+                    arr = np.concatenate([arr, pad])
+                columns.append(arr)
+            out[key] = np.concatenate(columns, axis=1)
+        out["success"] = out["success"].astype(bool)
+        return Bunch(n_iter=n_iter, **out)

@@ -1,0 +1,59 @@
+"""Parameter documentation shared by every attack's docstring."""
+
+_COMMON_PARAMS = """\
+    targeted : bool, default=False
+        If True, ``y`` passed to :meth:`generate` holds target labels and the
+        attack drives the inputs towards them; otherwise ``y`` (or the
+        model's predictions) are the true labels to move away from.
+
+    adaptive : bool, default=True
+        Only used when ``target`` is a skadv estimator. If True the attack is
+        adaptive: it attacks the classifier and the detector together
+        through the estimator's extra "rejected" logit (Carlini & Wagner,
+        2017), so success means *misclassified and not flagged*. If False it
+        attacks the protected classifier alone (a non-adaptive attack, which
+        overstates the detector).
+
+    clip_values : tuple of (min, max) or None, default=(0.0, 1.0)
+        Box the adversarial inputs are clipped to (scalars, or arrays
+        broadcastable to ``input_shape``). None disables clipping.
+
+    input_shape : tuple of int or None, default=None
+        Shape of one input as the torch model expects it, e.g. ``(1, 8, 8)``;
+        rows of ``X`` are reshaped to it. None uses the target estimator's
+        ``input_shape`` when it has one, else the rows as they are.
+
+    batch_size : int, default=256
+        Number of inputs attacked together in one batch of tensor operations.
+
+    device : str, torch.device or None, default=None
+        Device to run on. None uses the device of the model's parameters (or
+        of the skorch net / skadv estimator).
+
+    eot_samples : int, default=8
+        Number of random draws the objective and its gradient are averaged
+        over (Expectation over Transformation) when the target's score is
+        randomized (a skadv estimator with ``_stochastic_score``). Ignored for
+        deterministic targets.
+
+    trace : bool, default=False
+        If True, record per-iteration statistics in ``trace_``."""
+
+_TRACE_ATTRIBUTE = """\
+    trace_ : :class:`~sklearn.utils.Bunch`
+        Only when ``trace=True``, set by :meth:`generate`. Arrays of shape
+        ``(n_iter, n_samples)``: ``loss`` (the attack's objective),
+        ``true_confidence`` (softmax probability of ``y``: the true class, or
+        the target class when ``targeted``), ``max_other_confidence``
+        (largest probability of any other class), ``reject_confidence``
+        (probability of the "rejected" output in an adaptive attack, NaN
+        otherwise) and ``success`` (bool: misclassified and not flagged, or
+        classified as the target); plus ``n_iter``."""
+
+
+def fill_doc(cls):
+    """Insert the shared parameter blocks into ``cls``'s docstring."""
+    cls.__doc__ = cls.__doc__.replace("%(common_params)s", _COMMON_PARAMS).replace(
+        "%(trace_attribute)s", _TRACE_ATTRIBUTE
+    )
+    return cls

@@ -1,0 +1,175 @@
+"""Detection and rejection metrics on top of scikit-learn's."""
+
+from numbers import Real
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils.validation import check_consistent_length, column_or_1d
+
+__all__ = ["accuracy_with_rejection", "detection_auroc", "tpr_at_fpr"]
+
+
+def _clean_vs_attacked(scores_clean, scores_attacked):
+    """Labels (0 clean, 1 attacked) and scores as one problem for sklearn's ROC tools."""
+    scores_clean = column_or_1d(np.asarray(scores_clean, dtype=np.float64))
+    scores_attacked = column_or_1d(np.asarray(scores_attacked, dtype=np.float64))
+    if scores_clean.size == 0 or scores_attacked.size == 0:
+        raise ValueError(
+            "Both scores_clean and scores_attacked need at least one score; got "
+            f"{scores_clean.size} and {scores_attacked.size}."
+        )
+    if not (np.all(np.isfinite(scores_clean)) and np.all(np.isfinite(scores_attacked))):
+        raise ValueError("Scores must be finite (no NaN or infinity).")
+    y_true = np.r_[np.zeros(scores_clean.size, dtype=int), np.ones(scores_attacked.size, dtype=int)]
+    return y_true, np.r_[scores_clean, scores_attacked]
+
+
+@validate_params(
+    {"scores_clean": ["array-like"], "scores_attacked": ["array-like"]},
+    prefer_skip_nested_validation=True,
+)
+def detection_auroc(scores_clean, scores_attacked):
+    """Area under the ROC curve of a detector separating attacked from clean inputs.
+
+    Parameters
+    ----------
+    scores_clean : array-like of shape (n_clean,)
+        Adversarial scores (higher = more adversarial, e.g. a skadv
+        detector's ``adversarial_score``) of clean inputs: the negatives.
+    scores_attacked : array-like of shape (n_attacked,)
+        Adversarial scores of attacked inputs: the positives. Pass all
+        attacked inputs, or only the successful ones, and say which.
+
+    Returns
+    -------
+    auroc : float
+        1.0 for perfect separation, 0.5 for chance.
+
+    See Also
+    --------
+    tpr_at_fpr : Detection rate at a fixed false-positive rate.
+    sklearn.metrics.roc_auc_score : The computation underneath.
+
+    Examples
+    --------
+    >>> from skadv.metrics import detection_auroc
+    >>> round(detection_auroc([0.1, 0.2, 0.3], [0.25, 0.9]), 3)
+    0.833
+    """
+    return float(roc_auc_score(*_clean_vs_attacked(scores_clean, scores_attacked)))
+
+
+@validate_params(
+    {
+        "scores_clean": ["array-like"],
+        "scores_attacked": ["array-like"],
+        "fpr": [Interval(Real, 0, 1, closed="both")],
+    },
+    prefer_skip_nested_validation=True,
+)
+def tpr_at_fpr(scores_clean, scores_attacked, fpr=0.05):
+    """Detection rate (true-positive rate) at a given false-positive rate.
+
+    The largest share of attacked inputs flagged by a threshold on the
+    adversarial score that flags at most ``fpr`` of the clean inputs,
+    read off :func:`sklearn.metrics.roc_curve`.
+
+    Parameters
+    ----------
+    scores_clean : array-like of shape (n_clean,)
+        Adversarial scores of clean inputs (higher = more adversarial).
+    scores_attacked : array-like of shape (n_attacked,)
+        Adversarial scores of attacked inputs.
+    fpr : float in [0, 1], default=0.05
+        Largest allowed false-positive rate on clean inputs.
+
+    Returns
+    -------
+    tpr : float
+        True-positive rate in [0, 1].
+
+    See Also
+    --------
+    detection_auroc : Threshold-free summary of the same ROC curve.
+
+    Examples
+    --------
+    >>> from skadv.metrics import tpr_at_fpr
+    >>> clean = [0.1, 0.2, 0.3, 0.4]
+    >>> attacked = [0.35, 0.5, 0.6, 0.05]
+    >>> tpr_at_fpr(clean, attacked, fpr=0.0)
+    0.5
+    >>> tpr_at_fpr(clean, attacked, fpr=0.25)
+    0.75
+    """
+    y_true, y_score = _clean_vs_attacked(scores_clean, scores_attacked)
+    fprs, tprs, _ = roc_curve(y_true, y_score, drop_intermediate=False)
+    # roc_curve's first point (threshold=inf) has fpr=0, so the mask is never empty.
+    return float(tprs[fprs <= fpr + 1e-12].max())
+
+
+@validate_params(
+    {
+        "y_true": ["array-like"],
+        "y_pred": ["array-like"],
+        "rejected": ["array-like", None],
+        "attacked": ["array-like", "boolean"],
+        "reject_label": "no_validation",
+        "sample_weight": ["array-like", None],
+    },
+    prefer_skip_nested_validation=True,
+)
+def accuracy_with_rejection(
+    y_true, y_pred, *, rejected=None, attacked=False, reject_label=-1, sample_weight=None
+):
+    """Accuracy of a classifier protected by a detector or a reject option.
+
+    A clean input counts as correct only if it is accepted and classified
+    correctly (rejecting a clean input is an error). An attacked input
+    counts as defended if it is rejected / flagged, or accepted and
+    classified correctly.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    y_pred : array-like of shape (n_samples,)
+        Predicted labels; ``reject_label`` marks rejected inputs when
+        ``rejected`` is None (DeepNeuralRejection's convention).
+    rejected : array-like of bool of shape (n_samples,), default=None
+        Which inputs the detector flags (e.g. ``detector.predict(X) == -1``).
+        None derives it from ``y_pred == reject_label``.
+    attacked : bool or array-like of bool of shape (n_samples,), default=False
+        Whether the inputs (all, or each one) are attacked.
+    reject_label : object, default=-1
+        Label in ``y_pred`` that means "rejected".
+    sample_weight : array-like of shape (n_samples,), default=None
+        Sample weights.
+
+    Returns
+    -------
+    accuracy : float
+
+    Examples
+    --------
+    >>> from skadv.metrics import accuracy_with_rejection
+    >>> y_true = [0, 1, 1, 2]
+    >>> y_pred = [0, -1, 2, 2]
+    >>> accuracy_with_rejection(y_true, y_pred)  # clean: a rejection is an error
+    0.5
+    >>> accuracy_with_rejection(y_true, y_pred, attacked=True)  # attacked: it defends
+    0.75
+    """
+    y_true = column_or_1d(y_true)
+    y_pred = column_or_1d(y_pred)
+    check_consistent_length(y_true, y_pred, sample_weight)
+    if rejected is None:
+        rejected = y_pred == reject_label
+    else:
+        rejected = column_or_1d(rejected).astype(bool)
+        check_consistent_length(y_true, rejected)
+    attacked = np.broadcast_to(np.asarray(attacked, dtype=bool), y_true.shape)
+    accepted_correct = (y_pred == y_true) & ~rejected
+    defended = np.where(attacked, rejected | accepted_correct, accepted_correct)
+    return float(np.average(defended, weights=sample_weight))

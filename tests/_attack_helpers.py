@@ -1,0 +1,46 @@
+"""Tiny models trained in-process for the attack, metric and plotting tests."""
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+
+
+def digits_data(n_train=1000, n_test=200):
+    """Digits scaled to [0, 1] as float32, split into train and test."""
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    rng = np.random.RandomState(0)
+    order = rng.permutation(len(X))
+    X, y = X[order], y[order]
+    return (X[:n_train], y[:n_train]), (X[n_train : n_train + n_test], y[n_train : n_train + n_test])
+
+
+def train_module(module, X, y, *, n_steps=150, lr=0.05, seed=0):
+    """Full-batch Adam on cross-entropy; returns the module in eval mode."""
+    torch.manual_seed(seed)
+    X_t, y_t = torch.as_tensor(X), torch.as_tensor(y, dtype=torch.long)
+    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+    module.train()
+    for _ in range(n_steps):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(module(X_t), y_t).backward()
+        optimizer.step()
+    return module.eval()
+
+
+def digits_mlp(X, y, hidden=32, seed=0, n_steps=150):
+    torch.manual_seed(seed)
+    module = torch.nn.Sequential(
+        torch.nn.Linear(X.shape[1], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10)
+    )
+    return train_module(module, X, y, n_steps=n_steps, seed=seed)
+
+
+def digits_linear(X, y, seed=0):
+    torch.manual_seed(seed)
+    return train_module(torch.nn.Linear(X.shape[1], 10), X, y, n_steps=150, seed=seed)
+
+
+def accuracy(module, X, y):
+    with torch.no_grad():
+        return float((module(torch.as_tensor(X, dtype=torch.float32)).argmax(1).numpy() == y).mean())

@@ -511,6 +511,10 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         threshold = scores.new_full((scores.shape[0], 1), self._threshold_value())
         return torch.cat([scores, threshold], dim=1)
 
+    def _torch_adversarial_score(self, x):
+        """Minus the highest class score (n,), differentiable: higher = more likely rejected."""
+        return -self._class_scores(x).max(dim=1).values
+
     # -- public API -----------------------------------------------------------
     def _class_scores_validated(self, X):
         return self._batched(self._class_scores, X)

@@ -72,6 +72,8 @@ class OneVsAllSVC(ClassifierMixin, BaseEstimator):
         Number of support vectors of each binary problem.
     gamma_ : float
         The RBF coefficient used.
+    n_iter_ : ndarray of shape (n_outputs,)
+        libsvm iterations of each binary problem.
     n_features_in_ : int
 
     See Also
@@ -146,7 +148,7 @@ class OneVsAllSVC(ClassifierMixin, BaseEstimator):
         # Two classes: "class 0 vs rest" is the mirror of "class 1 vs rest" (same SVM,
         # negated), so one problem suffices, as in scikit-learn's binary decision_function.
         targets = [y_encoded == 1] if n_classes == 2 else [y_encoded == k for k in range(n_classes)]
-        supports, coefs, intercepts = [], [], []
+        supports, coefs, intercepts, n_iter = [], [], [], []
         for target in targets:
             svc = SVC(
                 kernel="precomputed" if precompute else "rbf",
@@ -159,6 +161,7 @@ class OneVsAllSVC(ClassifierMixin, BaseEstimator):
             supports.append(svc.support_)
             coefs.append(svc.dual_coef_[0])
             intercepts.append(svc.intercept_[0])
+            n_iter.append(svc.n_iter_[0])
         self.support_ = np.unique(np.concatenate(supports))
         self.dual_coef_ = np.zeros((len(self.support_), len(targets)))
         for k, (support, coef) in enumerate(zip(supports, coefs)):
@@ -166,6 +169,7 @@ class OneVsAllSVC(ClassifierMixin, BaseEstimator):
         self.support_vectors_ = X[self.support_]
         self.intercept_ = np.asarray(intercepts, dtype=np.float64)
         self.n_support_ = np.array([len(s) for s in supports])
+        self.n_iter_ = np.asarray(n_iter)
         return self
 
     def decision_function(self, X):

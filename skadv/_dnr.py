@@ -123,7 +123,8 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
     everywhere (Sotgiu et al., 2020, "Deep neural rejection against adversarial
     examples").
 
-    Decisions equal those of secml's ``CClassifierDNR``. After ``fit`` the layer SVMs and
+    The steps follow secml's ``CClassifierDNR`` and give the decisions of the same steps
+    assembled from scikit-learn's ``OneVsRestClassifier(SVC())``. After ``fit`` the layer SVMs and
     the combiner are evaluated as one batched torch computation (per layer, one kernel
     matrix over the union of its support vectors and a coefficient matrix for the
     classes), which is fast and differentiable, so attacks run against DNR end to end.
@@ -134,8 +135,8 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         The trained network. Its hidden layers are needed, so it must be torch. It is
         copied, never modified. Wrap a skorch net in ``sklearn.frozen.FrozenEstimator``
         to keep it fitted through ``clone()``.
-    layers : list of str or of (str, estimator) pairs
-        Layers to read, by their names in ``model.named_modules()`` (e.g.
+    layers : list of str or of (str, estimator) pairs, default=None
+        Required. Layers to read, by their names in ``model.named_modules()`` (e.g.
         ``"features.relu2"``). A plain name uses ``layer_clf``; a ``(name, estimator)``
         pair gives that layer its own classifier, reachable through ``set_params`` as in
         a Pipeline: ``set_params(**{"features.relu2__C": 10})``.
@@ -224,7 +225,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
 
     _parameter_constraints = {
         **TorchEstimatorMixin._torch_parameter_constraints,
-        "layers": [list, tuple],
+        "layers": [list, tuple, None],
         "layer_clf": [HasMethods(["fit", "decision_function"]), None],
         "combiner": [HasMethods(["fit", "decision_function"]), None],
         "threshold": [numbers.Real, None],
@@ -326,7 +327,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         """Validated ``[(name, unfitted estimator template)]``."""
         if not self.layers:
             raise ValueError(
-                "layers is empty: name at least one hidden layer of the model, e.g. "
+                "layers is empty or None: name at least one hidden layer of the model, e.g. "
                 "layers=['features.relu2'] (see model.named_modules())."
             )
         shared = self.layer_clf if self.layer_clf is not None else _default_layer_clf()

@@ -237,9 +237,14 @@ class RBFKernelMachine(nn.Module):
 
     def forward(self, z):
         z = z.to(torch.float64)
-        sq_dist = (z * z).sum(dim=1, keepdim=True) - 2.0 * (z @ self.support_vectors.T) + self.support_sq_norms
-        kernel = torch.exp(-self.gamma * sq_dist.clamp_min(0.0))
-        return kernel @ self.dual_coef + self.intercept
+        # ||z||^2 + ||sv||^2 - 2 z.sv, with the product fused into addmm.
+        sq_dist = torch.addmm(self.support_sq_norms, z, self.support_vectors.T, alpha=-2.0)
+        z_sq_norms = (z * z).sum(dim=1, keepdim=True)
+        if torch.is_grad_enabled() and z.requires_grad:
+            kernel = torch.exp((sq_dist + z_sq_norms).clamp_min(0.0) * -self.gamma)
+        else:  # inference: update the (n, n_SV) matrix in place
+            kernel = sq_dist.add_(z_sq_norms).clamp_min_(0.0).mul_(-self.gamma).exp_()
+        return torch.addmm(self.intercept, kernel, self.dual_coef)
 
 
 def _is_rbf_svc(estimator):

@@ -14,7 +14,7 @@ from sklearn.datasets import load_digits, make_blobs
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import KFold, ShuffleSplit
+from sklearn.model_selection import GridSearchCV, KFold, ShuffleSplit, StratifiedKFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -270,6 +270,15 @@ def test_nested_set_params_reach_the_right_layer(digits, cnn):
     assert len(dnr.kernel_net_.layers) == 3  # OneVsRestClassifier(SVC) converts too
     with pytest.raises(ValueError, match="Invalid parameter"):
         dnr.set_params(**{"features.relu9__C": 1.0})
+
+
+def test_grid_search_over_a_layer_parameter():
+    X, y = make_blobs(n_samples=90, centers=3, random_state=0)
+    dnr = DeepNeuralRejection(LazyMLP(), layers=[("body.2", OneVsAllSVC())], random_state=0)
+    search = GridSearchCV(dnr, {"body.2__C": [0.01, 10.0]}, cv=StratifiedKFold(2, shuffle=True, random_state=0))
+    search.fit(X, y)
+    assert search.best_params_ == {"body.2__C": 10.0}
+    assert search.best_estimator_.layer_estimators_[0].C == 10.0
 
 
 def test_n_jobs_two_gives_the_same_model(digits, cnn):

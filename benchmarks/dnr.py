@@ -135,6 +135,7 @@ def main():
     parser.add_argument("--n-test", type=int, default=597)
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (BLAS) for both paths")
+    parser.add_argument("--device", default="cpu", help="skadv's device ('cuda' times skadv on the GPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -158,6 +159,7 @@ def main():
             n_jobs=n_jobs,
             input_shape=(1, 8, 8),
             batch_size=256,
+            device=args.device,
         )
 
     fit_ref, reference = timed(lambda: ReferenceDNR(net, folds).fit(X_train, y_train))
@@ -166,6 +168,8 @@ def main():
     fit_parallel, _ = timed(lambda: skadv_dnr(args.n_jobs).fit(X_train, y_train), repeat=2)
     predict_ref, expected = timed(lambda: reference.decision_function(X_test), repeat=3)
     predict_ours, decision = timed(lambda: dnr.decision_function(X_test), repeat=3)
+    X_large = np.tile(X_test, (20, 1))  # throughput on more rows (the GPU needs them)
+    predict_large, _ = timed(lambda: dnr.decision_function(X_large), repeat=3)
 
     report = {
         "benchmark": "DeepNeuralRejection fit/predict vs plain scikit-learn DNR (secml structure)",
@@ -176,6 +180,8 @@ def main():
             "fit_s": round(fit_ours, 3),
             f"fit_s_n_jobs_{args.n_jobs}": round(fit_parallel, 3),
             "predict_rows_per_s": round(len(X_test) / predict_ours, 1),
+            f"predict_rows_per_s_{len(X_large)}_rows": round(len(X_large) / predict_large, 1),
+            "device": args.device,
             "support_vectors_per_layer": [int(len(e.support_)) for e in dnr.layer_estimators_],
         },
         "sklearn_reference": {

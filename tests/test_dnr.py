@@ -484,3 +484,24 @@ def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         check(estimator)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(digits, cnn, fitted):
+    X, y, X_test, y_test = digits
+    on_gpu = make_dnr(cnn, device="cuda").fit(X, y)
+    assert on_gpu.kernel_net_.combiner.support_vectors.is_cuda
+    # Same features up to cuDNN rounding, so the SVMs agree closely with the CPU fit.
+    np.testing.assert_allclose(on_gpu.decision_function(X_test), fitted.decision_function(X_test), atol=1e-3)
+    assert np.mean(on_gpu.predict(X_test) == fitted.predict(X_test)) > 0.99
+    # The CUDA kernel path equals the fitted estimators' decision_function.
+    features = on_gpu._layer_features(on_gpu._validate_predict_input(X_test))
+    for i, (estimator, F) in enumerate(zip(on_gpu.layer_estimators_, features)):
+        scores = on_gpu.kernel_net_.layers[str(i)](torch.as_tensor(F, device="cuda")).cpu().numpy()
+        np.testing.assert_allclose(scores, estimator.decision_function(F), atol=1e-5)
+    x = torch.as_tensor(X_test[:8], device="cuda").reshape(-1, 1, 8, 8).requires_grad_(True)
+    on_gpu._adaptive_logits(x)[:, :10].sum().backward()
+    assert x.grad.is_cuda and torch.isfinite(x.grad).all()
+    loaded = clone_fitted(on_gpu)
+    assert loaded.device_ == "cuda"
+    np.testing.assert_array_equal(loaded.decision_function(X_test), on_gpu.decision_function(X_test))

@@ -505,3 +505,21 @@ def test_cuda_matches_cpu(digits, cnn, fitted):
     loaded = clone_fitted(on_gpu)
     assert loaded.device_ == "cuda"
     np.testing.assert_array_equal(loaded.decision_function(X_test), on_gpu.decision_function(X_test))
+
+
+def test_protects_a_frozen_skorch_net(digits):
+    from skorch import NeuralNetClassifier
+
+    X, y, X_test, _ = digits
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(
+        nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10), nn.Softmax(dim=1)),
+        max_epochs=5,
+        lr=0.5,
+        train_split=None,
+        verbose=0,
+    ).fit(X, y)
+    dnr = DeepNeuralRejection(FrozenEstimator(net), layers=["1", "2"], random_state=0)
+    fitted = clone(dnr).fit(X[:200], y[:200])
+    assert fitted.decision_function(X_test).shape == (N_TEST, 11)
+    assert np.mean(fitted.predict(X_test) == net.predict(X_test)) > 0.8

@@ -3,6 +3,8 @@
 from . import corruptions
 from ._base import BaseDetector, InconsistentVersionWarning, ProtectedModel
 from ._distillation import ModelDistillationDetector
+from ._dnr import DeepNeuralRejection, DNRDetector
+from ._kernel_svm import OneVsAllSVC
 from ._harm import harmfulness, ks_drift_test
 from ._vae import VAEDetector, calibration_analysis
 from ._vae_plots import DistinctLabelsDisplay, ReconstructionCalibrationDisplay
@@ -10,9 +12,13 @@ from ._version import __version__
 
 __all__ = [
     "BaseDetector",
+    "DNRDetector",
+    "DeepNeuralRejection",
     "DistinctLabelsDisplay",
     "InconsistentVersionWarning",
     "ModelDistillationDetector",
+    "OneVsAllSVC",
+    "OneVsAllSVC",
     "ProtectedModel",
     "ReconstructionCalibrationDisplay",
     "VAEDetector",

@@ -1,0 +1,742 @@
+"""Deep Neural Rejection: RBF SVMs on hidden layers, an RBF SVM combiner, and a reject option."""
+
+import numbers
+import warnings
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, ClassifierMixin, OutlierMixin, _fit_context, clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import KFold, check_cv
+from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_y, check_is_fitted
+from torch import nn
+
+from ._base import TorchEstimatorMixin, resolve_device, torch_seed
+from ._kernel_svm import OneVsAllSVC, kernel_machine_from
+
+#: Label that :meth:`DeepNeuralRejection.predict` gives rejected rows.
+REJECT_LABEL = -1
+
+
+def _default_layer_clf():
+    return OneVsAllSVC()
+
+
+def _default_combiner():
+    return OneVsAllSVC(C=0.1, gamma=1.0)
+
+
+# ----------------------------------------------------------------------------- layer capture
+
+
+class _CapturedAll(Exception):
+    """Raised by the last forward hook: the rest of the network is not needed."""
+
+
+def capture_layers(net, modules, x):
+    """Flattened outputs ``(n, d_l)`` of ``modules`` (submodules of ``net``) for one forward pass of ``x``.
+
+    A module called several times in ``forward`` is captured at its first call. The
+    forward pass stops once every module has produced its output.
+    """
+    captured = {}
+
+    def make_hook(index):
+        def hook(module, args, output):
+            if index in captured:
+                return
+            if not isinstance(output, torch.Tensor):
+                raise TypeError(
+                    f"Layer {type(module).__name__} returned {type(output).__name__}; "
+                    "DeepNeuralRejection needs layers whose output is one tensor."
+                )
+            # Clone: a later in-place operation (ReLU(inplace=True)) must not change it.
+            captured[index] = output.reshape(output.shape[0], -1).clone()
+            if len(captured) == len(modules):
+                raise _CapturedAll
+
+        return hook
+
+    handles = [module.register_forward_hook(make_hook(i)) for i, module in enumerate(modules)]
+    try:
+        net(x)
+    except _CapturedAll:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    if len(captured) < len(modules):
+        raise ValueError("Some of the chosen layers are not called by the model's forward pass.")
+    return [captured[i] for i in range(len(modules))]
+
+
+# ----------------------------------------------------------------------------- joblib tasks
+
+
+def _per_class(scores, n_classes):
+    """Decision values as ``(n, n_classes)``: a binary 1-column score ``d`` becomes ``[-d, d]``."""
+    if scores.ndim == 1 or scores.shape[1] == 1:
+        scores = scores.reshape(-1, 1)
+        if n_classes == 2:
+            return torch.cat([-scores, scores], 1) if torch.is_tensor(scores) else np.hstack([-scores, scores])
+    return scores
+
+
+def _fit_layer(estimator, features, y):
+    return clone(estimator).fit(features, y)
+
+
+def _out_of_fold_scores(estimator, features, y, train, test, n_classes):
+    """Per-class scores of ``features[test]`` by a clone fitted on ``features[train]``.
+
+    A class absent from the training fold scores -1 (beyond the negative margin) and a
+    fold with a single class scores +1 for it; the flag reports such folds.
+    """
+    present = np.unique(y[train])
+    scores = np.full((len(test), n_classes), -1.0)
+    if len(present) < 2:
+        scores[:, present] = 1.0
+        return scores, True
+    fitted = clone(estimator).fit(features[train], y[train])
+    columns = getattr(fitted, "classes_", present)
+    scores[:, columns] = _per_class(np.asarray(fitted.decision_function(features[test]), dtype=np.float64), len(columns))
+    return scores, len(present) < n_classes
+
+
+# ----------------------------------------------------------------------------- the estimator
+
+
+class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
+    """Deep Neural Rejection: a classifier that rejects inputs far from what its layers know.
+
+    The protected network's chosen hidden layers are read with forward hooks. On each
+    layer's (flattened) output a one-vs-all RBF SVM is trained; a combiner, again a
+    one-vs-all RBF SVM, is trained on the stacked per-class scores of the layer SVMs,
+    computed out-of-fold so that it learns how the layers behave on unseen data; the
+    layer SVMs are then refitted on all data. The combiner's per-class scores are raw
+    SVM decision values. An input is *rejected* (label -1) when its highest class score
+    is strictly below ``threshold``. RBF scores decay to the intercepts far from the
+    training data, so adversarial and out-of-distribution inputs get low scores
+    everywhere (Sotgiu et al., 2020, "Deep neural rejection against adversarial
+    examples").
+
+    The steps follow secml's ``CClassifierDNR`` and give the decisions of the same steps
+    assembled from scikit-learn's ``OneVsRestClassifier(SVC())``. After ``fit`` the layer SVMs and
+    the combiner are evaluated as one batched torch computation (per layer, one kernel
+    matrix over the union of its support vectors and a coefficient matrix for the
+    classes), which is fast and differentiable, so attacks run against DNR end to end.
+
+    Parameters
+    ----------
+    model : nn.Module or fitted skorch NeuralNetClassifier
+        The trained network. Its hidden layers are needed, so it must be torch. It is
+        copied, never modified. Wrap a skorch net in ``sklearn.frozen.FrozenEstimator``
+        to keep it fitted through ``clone()``.
+    layers : list of str or of (str, estimator) pairs, default=None
+        Required. Layers to read, by their names in ``model.named_modules()`` (e.g.
+        ``"features.relu2"``). A plain name uses ``layer_clf``; a ``(name, estimator)``
+        pair gives that layer its own classifier, reachable through ``set_params`` as in
+        a Pipeline: ``set_params(**{"features.relu2__C": 10})``.
+    layer_clf : classifier with decision_function, default=None
+        Classifier of the layers given by name. None means ``OneVsAllSVC()`` (C=1,
+        gamma='scale'). Use one-vs-all RBF SVMs: their scores abate away from the data,
+        which is what makes rejection work.
+    combiner : classifier with decision_function, default=None
+        Classifier of the stacked layer scores. None means ``OneVsAllSVC(C=0.1, gamma=1)``.
+    threshold : float, default=None
+        Rows whose highest class score is strictly below it are rejected. None rejects
+        nothing. Read at prediction time, so a threshold from :meth:`compute_threshold`
+        takes effect through ``set_params(threshold=...)`` without refitting.
+    cv : int, cross-validation generator or iterable, default=None
+        Folds of the out-of-fold layer scores that train the combiner. None means a
+        shuffled 5-fold ``KFold`` seeded from ``random_state``; an int, a shuffled
+        ``KFold`` with that many folds. The test folds must partition the rows.
+    n_jobs : int, default=None
+        Number of joblib jobs fitting the layer × fold SVMs in parallel (None means 1
+        unless in a ``joblib.parallel_config`` context). The fitted model does not
+        depend on it.
+    batch_size : int, default=128
+        Rows per forward pass.
+    input_shape : tuple of int, default=None
+        Shape of one row as the model expects it (e.g. ``(1, 8, 8)``). None uses rows as
+        they are (or the trailing shape of an N-D ``X``).
+    device : str, default='cpu'
+        'cpu', 'cuda', 'cuda:N' or 'auto'.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the default folds (and lazy layers of the model copy).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    layer_names_ : list of str
+    layer_estimators_ : list of estimators
+        Layer classifiers refitted on all data, in ``layer_names_`` order.
+    combiner_ : estimator
+        Combiner fitted on the out-of-fold layer scores.
+    kernel_net_ : nn.Module
+        Torch evaluation of the layer SVMs and the combiner (``layers`` holds an
+        :class:`~skadv._kernel_svm.RBFKernelMachine` per convertible layer classifier
+        keyed by its index, ``combiner`` one for the combiner; others run through their
+        ``decision_function`` without gradients).
+    model_ : ProtectedModel
+        Frozen copy of the network.
+    input_shape_ : tuple of int
+    n_features_in_ : int
+    device_ : str
+
+    See Also
+    --------
+    OneVsAllSVC : the default layer classifier and combiner.
+    DNRDetector : the outlier-detector view (accepted +1, rejected -1).
+
+    Notes
+    -----
+    ``decision_function`` returns ``n_classes + 1`` columns, the last the (constant)
+    threshold, so its argmax is the last column exactly for rejected rows (secml's
+    convention). scikit-learn's common checks expect ``n_classes`` columns (a single one
+    for two classes); these two checks are the documented exceptions. There is no
+    ``predict_proba``: the scores are uncalibrated SVM decision values.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from sklearn.datasets import load_digits
+    >>> from skadv import DeepNeuralRejection
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X = X / 16.0
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 10))
+    >>> opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    >>> for _ in range(200):
+    ...     opt.zero_grad()
+    ...     nn.functional.cross_entropy(net(torch.tensor(X[:500], dtype=torch.float32)), torch.tensor(y[:500])).backward()
+    ...     opt.step()
+    >>> dnr = DeepNeuralRejection(net, layers=["1", "3"], random_state=0).fit(X[:500], y[:500])
+    >>> dnr.decision_function(X[500:503]).shape
+    (3, 11)
+    >>> dnr = dnr.set_params(threshold=dnr.compute_threshold(X[500:600], 0.1))
+    >>> int((dnr.predict(X[500:600]) == -1).sum())
+    10
+    """
+
+    _parameter_constraints = {
+        **TorchEstimatorMixin._torch_parameter_constraints,
+        "layers": [list, tuple, None],
+        "layer_clf": [HasMethods(["fit", "decision_function"]), None],
+        "combiner": [HasMethods(["fit", "decision_function"]), None],
+        "threshold": [numbers.Real, None],
+        "cv": ["cv_object"],
+        "n_jobs": [numbers.Integral, None],
+    }
+
+    def __init__(
+        self,
+        model=None,
+        *,
+        layers=None,
+        layer_clf=None,
+        combiner=None,
+        threshold=None,
+        cv=None,
+        n_jobs=None,
+        batch_size=128,
+        input_shape=None,
+        device="cpu",
+        random_state=None,
+    ):
+        self.model = model
+        self.layers = layers
+        self.layer_clf = layer_clf
+        self.combiner = combiner
+        self.threshold = threshold
+        self.cv = cv
+        self.n_jobs = n_jobs
+        self.batch_size = batch_size
+        self.input_shape = input_shape
+        self.device = device
+        self.random_state = random_state
+
+    # -- parameters: per-layer estimators route like Pipeline steps -------------
+    def _layer_pairs(self):
+        """The ``(name, estimator)`` entries of ``layers`` (never raises: used by get_params)."""
+        try:
+            return [
+                (entry[0], entry[1])
+                for entry in self.layers
+                if isinstance(entry, (tuple, list)) and len(entry) == 2 and isinstance(entry[0], str)
+            ]
+        except TypeError:
+            return []
+
+    def get_params(self, deep=True):
+        """Parameters of this estimator and, with ``deep``, of its per-layer classifiers.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Also return the parameters of contained estimators, with per-layer
+            classifiers under their layer names (``"features.relu2__C"``).
+
+        Returns
+        -------
+        params : dict
+        """
+        params = super().get_params(deep=deep)
+        if deep:
+            for name, estimator in self._layer_pairs():
+                params[name] = estimator
+                if hasattr(estimator, "get_params") and not isinstance(estimator, type):
+                    for key, value in estimator.get_params(deep=True).items():
+                        params[f"{name}__{key}"] = value
+        return params
+
+    def set_params(self, **params):
+        """Set parameters, including per-layer classifiers by layer name.
+
+        ``set_params(**{"features.relu2": OneVsAllSVC(C=10)})`` replaces a layer's
+        classifier and ``set_params(**{"features.relu2__C": 10})`` sets one of its
+        parameters.
+
+        Parameters
+        ----------
+        **params : dict
+
+        Returns
+        -------
+        self : object
+        """
+        if "layers" in params:
+            self.layers = params.pop("layers")
+        names = {name for name, _ in self._layer_pairs()}
+        replacements = {key: params.pop(key) for key in list(params) if key in names}
+        if replacements:
+            self.layers = type(self.layers)(
+                (entry[0], replacements[entry[0]])
+                if isinstance(entry, (tuple, list)) and len(entry) == 2 and entry[0] in replacements
+                else entry
+                for entry in self.layers
+            )
+        super().set_params(**params)
+        return self
+
+    def _layer_specs(self):
+        """Validated ``[(name, unfitted estimator template)]``."""
+        if not self.layers:
+            raise ValueError(
+                "layers is empty or None: name at least one hidden layer of the model, e.g. "
+                "layers=['features.relu2'] (see model.named_modules())."
+            )
+        shared = self.layer_clf if self.layer_clf is not None else _default_layer_clf()
+        specs = []
+        for entry in self.layers:
+            if isinstance(entry, str):
+                specs.append((entry, shared))
+            elif isinstance(entry, (tuple, list)) and len(entry) == 2 and isinstance(entry[0], str):
+                estimator = entry[1] if entry[1] is not None else shared
+                if not (hasattr(estimator, "fit") and hasattr(estimator, "decision_function")):
+                    raise ValueError(f"The classifier of layer {entry[0]!r} has no fit/decision_function: {estimator!r}.")
+                specs.append((entry[0], estimator))
+            else:
+                raise ValueError(f"Each entry of layers must be a layer name or a (name, estimator) pair; got {entry!r}.")
+        names = [name for name, _ in specs]
+        own_params = set(self.get_params(deep=False))
+        for name in names:
+            if not name or "__" in name:
+                raise ValueError(f"Layer names must be non-empty and contain no '__'; got {name!r}.")
+            if name in own_params:
+                raise ValueError(f"Layer name {name!r} conflicts with a parameter of {type(self).__name__}.")
+        if len(set(names)) != len(names):
+            raise ValueError(f"Layer names must be unique; got {names}.")
+        return specs
+
+    def _hooked_modules(self):
+        net = self.model_.net
+        available = dict(net.named_modules())
+        missing = [name for name in self.layer_names_ if name not in available]
+        if missing:
+            raise ValueError(
+                f"Layers {missing} are not modules of the model. Available names: "
+                f"{[name for name in available if name]}."
+            )
+        return [available[name] for name in self.layer_names_]
+
+    # -- fit ------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y):
+        """Fit the layer SVMs, the combiner on their out-of-fold scores, then refit the layers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training rows (the data the network was trained on, or similar clean data).
+        y : array-like of shape (n_samples,)
+            Class labels.
+
+        Returns
+        -------
+        self : object
+        """
+        X = self._validate_fit_input(X)
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        y = _check_y(y, estimator=self)
+        if len(y) != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)} labels.")
+        check_classification_targets(y)
+        self.classes_, y_encoded = np.unique(y, return_inverse=True)
+        n_classes = len(self.classes_)
+        if n_classes < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes in the data, but the "
+                f"data contains only 1 class: {self.classes_[0]!r}."
+            )
+        specs = self._layer_specs()
+        self.layer_names_ = [name for name, _ in specs]
+        seed = self._fit_seed()
+        with torch_seed(seed, resolve_device(self.device, fitting=True)):
+            self._setup_model(X)
+        features = self._layer_features(X)
+        folds = self._folds(X, y_encoded, seed)
+
+        tasks = []
+        for (_, template), layer_features in zip(specs, features):
+            tasks.append(delayed(_fit_layer)(template, layer_features, y_encoded))
+            for train, test in folds:
+                tasks.append(delayed(_out_of_fold_scores)(template, layer_features, y_encoded, train, test, n_classes))
+        results = iter(Parallel(n_jobs=self.n_jobs)(tasks))
+
+        self.layer_estimators_ = []
+        out_of_fold = np.empty((X.shape[0], n_classes * len(specs)))
+        incomplete_folds = False
+        for layer in range(len(specs)):
+            self.layer_estimators_.append(next(results))
+            columns = slice(layer * n_classes, (layer + 1) * n_classes)
+            for _, test in folds:
+                scores, incomplete = next(results)
+                out_of_fold[test, columns] = scores
+                incomplete_folds |= incomplete
+        if incomplete_folds:
+            warnings.warn(
+                "Some training folds lack a class; its out-of-fold layer scores were set to -1. "
+                "Use more data per class or a StratifiedKFold as cv.",
+                UserWarning,
+            )
+        combiner = self.combiner if self.combiner is not None else _default_combiner()
+        self.combiner_ = clone(combiner).fit(out_of_fold, y_encoded)
+        self.kernel_net_ = self._build_kernel_net()
+        return self
+
+    def _layer_features(self, X):
+        """Flattened float64 outputs of every chosen layer, from one batched forward pass."""
+        modules = self._hooked_modules()
+        dims = []
+
+        def stacked(x):
+            outputs = capture_layers(self.model_.net, modules, x)
+            dims[:] = [o.shape[1] for o in outputs]
+            return torch.cat(outputs, dim=1)
+
+        features = self._batched(stacked, X)
+        bounds = np.cumsum([0] + dims)
+        return [np.ascontiguousarray(features[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def _folds(self, X, y, seed):
+        if self.cv is None or isinstance(self.cv, numbers.Integral):
+            cv = KFold(n_splits=5 if self.cv is None else int(self.cv), shuffle=True, random_state=seed % (2**32))
+        else:
+            cv = check_cv(self.cv, y, classifier=True)
+        folds = list(cv.split(X, y))
+        counts = np.bincount(np.concatenate([test for _, test in folds]), minlength=X.shape[0])
+        if not np.all(counts == 1):
+            raise ValueError(
+                "cv must put every training row in exactly one test fold (a partition such as KFold), "
+                "so that every row gets out-of-fold layer scores for the combiner."
+            )
+        return folds
+
+    def _build_kernel_net(self):
+        kernel_net = nn.Module()
+        kernel_net.layers = nn.ModuleDict()
+        for index, estimator in enumerate(self.layer_estimators_):
+            machine = kernel_machine_from(estimator)
+            if machine is not None:
+                kernel_net.layers[str(index)] = machine
+        kernel_net.combiner = kernel_machine_from(self.combiner_)
+        return kernel_net.to(self.device_).eval()
+
+    # -- torch evaluation -----------------------------------------------------
+    def _scores_of(self, estimator, machine, z):
+        if machine is not None:
+            scores = machine(z)
+        else:
+            scores = torch.as_tensor(
+                np.asarray(estimator.decision_function(z.detach().cpu().double().numpy())),
+                dtype=torch.float64,
+                device=z.device,
+            )
+        return _per_class(scores, len(self.classes_))
+
+    def _class_scores(self, x):
+        """Combiner scores ``(n, n_classes)`` (float64) of a batch shaped ``(n, *input_shape_)``."""
+        layer_outputs = capture_layers(self.model_.net, self._hooked_modules(), x)
+        layer_scores = [
+            self._scores_of(estimator, self.kernel_net_.layers[str(i)] if str(i) in self.kernel_net_.layers else None, z)
+            for i, (estimator, z) in enumerate(zip(self.layer_estimators_, layer_outputs))
+        ]
+        return self._scores_of(self.combiner_, self.kernel_net_.combiner, torch.cat(layer_scores, dim=1))
+
+    def _threshold_value(self):
+        if self.threshold is None:
+            return -np.inf
+        if not isinstance(self.threshold, numbers.Real) or np.isnan(self.threshold):
+            raise ValueError(f"threshold must be a real number or None, got {self.threshold!r}.")
+        return float(self.threshold)
+
+    def _adaptive_logits(self, x):
+        """Class scores plus the threshold as a last column, differentiable (float64).
+
+        The argmax is the last column exactly when the row is rejected, so attacks on
+        these logits are adaptive attacks against classifier and reject option together.
+        Raises if a layer classifier or the combiner has no torch evaluation.
+        """
+        if self.kernel_net_.combiner is None or len(self.kernel_net_.layers) < len(self.layer_estimators_):
+            raise ValueError(
+                "Gradients need every layer classifier and the combiner to be RBF SVMs "
+                "(OneVsAllSVC, a binary RBF SVC or OneVsRestClassifier of RBF SVCs)."
+            )
+        scores = self._class_scores(x)
+        threshold = scores.new_full((scores.shape[0], 1), self._threshold_value())
+        return torch.cat([scores, threshold], dim=1)
+
+    def _torch_adversarial_score(self, x):
+        """Minus the highest class score (n,), differentiable: higher = more likely rejected."""
+        return -self._class_scores(x).max(dim=1).values
+
+    # -- public API -----------------------------------------------------------
+    def _class_scores_validated(self, X):
+        return self._batched(self._class_scores, X)
+
+    def decision_function(self, X):
+        """Combiner score of each class, and the threshold as a last column.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_classes + 1), float64
+            Raw one-vs-all SVM decision values of the combiner; the last column is the
+            threshold (``-inf`` when ``threshold`` is None). The argmax is the last
+            column exactly for rejected rows.
+        """
+        scores = self._class_scores_validated(self._validate_predict_input(X))
+        return np.hstack([scores, np.full((scores.shape[0], 1), self._threshold_value())])
+
+    def score_samples(self, X):
+        """Highest class score of each row (the score compared with the threshold).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,), float64
+        """
+        return self._class_scores_validated(self._validate_predict_input(X)).max(axis=1)
+
+    def predict(self, X):
+        """Class with the highest score, or -1 where that score is below the threshold.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Labels from ``classes_``, and -1 for rejected rows (an object array if the
+            classes are not numbers and some row is rejected).
+        """
+        scores = self._class_scores_validated(self._validate_predict_input(X))
+        labels = self.classes_[scores.argmax(axis=1)]
+        rejected = scores.max(axis=1) < self._threshold_value()
+        if not rejected.any():
+            return labels
+        if REJECT_LABEL in self.classes_:
+            warnings.warn(
+                f"{REJECT_LABEL} is both a class and the reject label; use decision_function or "
+                "score_samples to tell rejected rows apart.",
+                UserWarning,
+            )
+        if labels.dtype.kind not in "iuf":
+            labels = labels.astype(object)
+        elif labels.dtype.kind == "u":
+            labels = labels.astype(np.int64)
+        labels[rejected] = REJECT_LABEL
+        return labels
+
+    def compute_threshold(self, X, rej_percent):
+        """Threshold that rejects exactly ``round(rej_percent * n_samples)`` rows of ``X``.
+
+        The estimator is not changed: apply the result with ``set_params(threshold=...)``.
+        Rows tied at the threshold score are all kept, so ties can reject fewer rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Clean validation data.
+        rej_percent : float in [0, 1]
+            Fraction of ``X`` to reject (secml's name; 0.1 rejects 10 %). The number of
+            rows is rounded half up; 0 rejects none and 1 all.
+
+        Returns
+        -------
+        threshold : float
+        """
+        if not isinstance(rej_percent, numbers.Real) or not 0 <= rej_percent <= 1:
+            raise ValueError(f"rej_percent must be a fraction in [0, 1], got {rej_percent!r}.")
+        scores = np.sort(self.score_samples(X))
+        n_rejected = int(np.floor(rej_percent * len(scores) + 0.5))
+        if n_rejected >= len(scores):
+            return float(np.nextafter(scores[-1], np.inf))
+        # Rows strictly below the (n_rejected + 1)-th smallest score are rejected.
+        return float(scores[n_rejected])
+
+    def as_detector(self):
+        """This fitted classifier as an outlier detector (accepted +1, rejected -1).
+
+        Returns
+        -------
+        detector : DNRDetector
+            Fitted detector wrapping this estimator (frozen, so ``clone`` keeps it).
+        """
+        check_is_fitted(self)
+        return DNRDetector(FrozenEstimator(self)).fit(None)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+class DNRDetector(OutlierMixin, BaseEstimator):
+    """Outlier-detector view of :class:`DeepNeuralRejection`: accepted +1, rejected -1.
+
+    ``score_samples`` is the DNR's highest class score (higher = more normal),
+    ``decision_function`` that score minus the DNR's threshold, and ``predict`` -1 for
+    rejected rows, so the detector slots into detection metrics and pipelines.
+
+    Parameters
+    ----------
+    estimator : DeepNeuralRejection or FrozenEstimator of a fitted one
+        An unfitted DNR is fitted in :meth:`fit` (which then needs class labels); a
+        fitted one wrapped in :class:`sklearn.frozen.FrozenEstimator` is used as is.
+        :meth:`DeepNeuralRejection.as_detector` builds the latter.
+
+    Attributes
+    ----------
+    estimator_ : DeepNeuralRejection or FrozenEstimator
+    offset_ : float
+        The DNR's threshold (``-inf`` when it rejects nothing).
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from sklearn.datasets import load_digits
+    >>> from skadv import DeepNeuralRejection, DNRDetector
+    >>> X, y = load_digits(return_X_y=True)
+    >>> net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    >>> det = DNRDetector(DeepNeuralRejection(net, layers=["1"], threshold=0.0, random_state=0))
+    >>> det = det.fit(X[:300] / 16, y[:300])
+    >>> sorted(set(det.predict(X[300:400] / 16)) - {-1, 1})
+    []
+    """
+
+    _parameter_constraints = {"estimator": [HasMethods(["fit", "score_samples"])]}
+
+    def __init__(self, estimator=None):
+        self.estimator = estimator
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None):
+        """Fit the wrapped DNR on ``(X, y)``, or adopt a frozen fitted one (``X``, ``y`` ignored).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or None
+        y : array-like of shape (n_samples,), default=None
+            Class labels; required unless the estimator is frozen.
+
+        Returns
+        -------
+        self : object
+        """
+        estimator = clone(self.estimator)
+        if not isinstance(estimator, FrozenEstimator) and y is None:
+            raise ValueError(
+                "DNRDetector fits a DeepNeuralRejection, which needs class labels y. Pass y, or "
+                "wrap a fitted one in sklearn.frozen.FrozenEstimator (DeepNeuralRejection.as_detector())."
+            )
+        self.estimator_ = estimator.fit(X, y)
+        self.n_features_in_ = self._rejector().n_features_in_
+        return self
+
+    def _rejector(self):
+        estimator = self.estimator_
+        return estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
+
+    @property
+    def offset_(self):
+        check_is_fitted(self)
+        return self._rejector()._threshold_value()
+
+    def score_samples(self, X):
+        """The DNR's highest class score of each row (higher = more normal).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,), float64
+        """
+        check_is_fitted(self)
+        return self._rejector().score_samples(X)
+
+    def decision_function(self, X):
+        """``score_samples(X) - offset_``: negative for rejected rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        decision : ndarray of shape (n_samples,), float64
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """+1 for accepted rows, -1 for rejected ones.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), int
+        """
+        return np.where(self.score_samples(X) >= self.offset_, 1, -1)
+
+    def _adaptive_logits(self, x):
+        """The wrapped DNR's adaptive logits (class scores, threshold last)."""
+        return self._rejector()._adaptive_logits(x)

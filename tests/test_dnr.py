@@ -1,0 +1,525 @@
+"""Tests of DeepNeuralRejection, its detector view and OneVsAllSVC."""
+
+import copy
+import io
+import warnings
+from collections import OrderedDict
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits, make_blobs
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, KFold, ShuffleSplit, StratifiedKFold
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from torch import nn
+
+from skadv import DeepNeuralRejection, DNRDetector, OneVsAllSVC
+from skadv._kernel_svm import kernel_machine_from
+
+from _models import LazyMLP
+
+N_TRAIN, N_TEST = 500, 200
+LAYER_PARAMS = {"features.relu2": (10.0, 1e-2), "classifier.relu3": (10.0, 1e-1), "classifier.fc2": (1.0, 1e-2)}
+
+
+class DigitsCNN(nn.Module):
+    """Small CNN over 8x8 digits with named layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            OrderedDict(
+                conv1=nn.Conv2d(1, 8, 3, padding=1),
+                relu1=nn.ReLU(),
+                pool1=nn.MaxPool2d(2),
+                conv2=nn.Conv2d(8, 16, 3, padding=1),
+                relu2=nn.ReLU(),
+                pool2=nn.MaxPool2d(2),
+            )
+        )
+        self.classifier = nn.Sequential(
+            OrderedDict(flatten=nn.Flatten(), fc1=nn.Linear(64, 32), relu3=nn.ReLU(), fc2=nn.Linear(32, 10))
+        )
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    order = np.random.RandomState(0).permutation(len(X))
+    X, y = X[order], y[order]
+    return X[:N_TRAIN], y[:N_TRAIN], X[N_TRAIN : N_TRAIN + N_TEST], y[N_TRAIN : N_TRAIN + N_TEST]
+
+
+@pytest.fixture(scope="module")
+def cnn(digits):
+    X, y, _, _ = digits
+    torch.manual_seed(0)
+    net = DigitsCNN()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    x, t = torch.as_tensor(X).reshape(-1, 1, 8, 8), torch.as_tensor(y)
+    for _ in range(60):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(net(x), t).backward()
+        optimizer.step()
+    return net.eval()
+
+
+def make_dnr(net, **params):
+    layers = [(name, OneVsAllSVC(C=C, gamma=gamma)) for name, (C, gamma) in LAYER_PARAMS.items()]
+    params = {"layers": layers, "input_shape": (1, 8, 8), "cv": KFold(5, shuffle=True, random_state=0), **params}
+    return DeepNeuralRejection(net, **params)
+
+
+@pytest.fixture(scope="module")
+def fitted(digits, cnn):
+    X, y, _, _ = digits
+    return make_dnr(cnn).fit(X, y)
+
+
+def hooked_features(net, names, X):
+    """Outputs of the named layers, read with hooks on the user's network."""
+    modules = dict(net.named_modules())
+    outputs = {}
+    handles = [
+        modules[name].register_forward_hook(
+            lambda m, a, out, name=name: outputs.__setitem__(name, out.reshape(len(out), -1).double().numpy())
+        )
+        for name in names
+    ]
+    with torch.no_grad():
+        net(torch.as_tensor(X, dtype=torch.float32).reshape(-1, 1, 8, 8))
+    for handle in handles:
+        handle.remove()
+    return [outputs[name] for name in names]
+
+
+# ----------------------------------------------------------------------------- exactness
+
+
+def test_decisions_equal_hand_assembled_sklearn_reference(digits, cnn, fitted):
+    X, y, X_test, _ = digits
+    names = list(LAYER_PARAMS)
+    features, test_features = hooked_features(cnn, names, X), hooked_features(cnn, names, X_test)
+
+    def layer_svm(name):
+        C, gamma = LAYER_PARAMS[name]
+        return OneVsRestClassifier(SVC(C=C, gamma=gamma))
+
+    out_of_fold = np.zeros((len(X), 10 * len(names)))
+    for train, test in KFold(5, shuffle=True, random_state=0).split(X):
+        for i, (name, F) in enumerate(zip(names, features)):
+            svm = layer_svm(name).fit(F[train], y[train])
+            out_of_fold[test, 10 * i : 10 * (i + 1)] = svm.decision_function(F[test])
+    layer_svms = [layer_svm(name).fit(F, y) for name, F in zip(names, features)]
+    combiner = OneVsRestClassifier(SVC(C=0.1, gamma=1.0)).fit(out_of_fold, y)
+    expected = combiner.decision_function(np.hstack([s.decision_function(F) for s, F in zip(layer_svms, test_features)]))
+
+    decision = fitted.decision_function(X_test)
+    assert decision.shape == (N_TEST, 11)
+    np.testing.assert_allclose(decision[:, :10], expected, rtol=0, atol=1e-8)
+    assert np.all(decision[:, 10] == -np.inf)
+    np.testing.assert_array_equal(fitted.predict(X_test), expected.argmax(axis=1))
+    np.testing.assert_allclose(fitted.score_samples(X_test), expected.max(axis=1), atol=1e-8)
+
+
+def test_torch_kernel_path_equals_sklearn_decision_values(digits, fitted):
+    X, _, X_test, _ = digits
+    assert len(fitted.kernel_net_.layers) == 3 and fitted.kernel_net_.combiner is not None
+    features = fitted._layer_features(fitted._validate_predict_input(X_test))
+    for i, (estimator, F) in enumerate(zip(fitted.layer_estimators_, features)):
+        torch_scores = fitted.kernel_net_.layers[str(i)](torch.as_tensor(F)).numpy()
+        np.testing.assert_allclose(torch_scores, estimator.decision_function(F), rtol=0, atol=1e-5)
+    stacked = np.hstack([e.decision_function(F) for e, F in zip(fitted.layer_estimators_, features)])
+    np.testing.assert_allclose(
+        fitted.kernel_net_.combiner(torch.as_tensor(stacked)).numpy(),
+        fitted.combiner_.decision_function(stacked),
+        rtol=0,
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(fitted.decision_function(X_test)[:, :10], fitted.combiner_.decision_function(stacked), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda X, y: OneVsAllSVC(C=3).fit(X, y),
+        lambda X, y: OneVsAllSVC(precompute_kernel=False).fit(X, y),
+        lambda X, y: OneVsRestClassifier(SVC(C=3)).fit(X, y),
+        lambda X, y: SVC(gamma=0.05).fit(X, y % 2),
+        lambda X, y: OneVsAllSVC().fit(X, y % 2),
+    ],
+    ids=["ova", "ova-rbf", "ovr-svc", "binary-svc", "binary-ova"],
+)
+def test_kernel_machine_matches_estimators(digits, make):
+    X, y, X_test, _ = digits
+    estimator = make(X[:300].astype(np.float64), y[:300])
+    expected = estimator.decision_function(X_test)
+    got = kernel_machine_from(estimator)(torch.as_tensor(X_test, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(got.reshape(expected.shape), expected, rtol=0, atol=1e-10)
+
+
+def test_one_vs_all_svc_equals_sklearn_one_vs_rest(digits):
+    X, y, X_test, _ = digits
+    ours = OneVsAllSVC(C=10, gamma=0.05).fit(X, y)
+    ovr = OneVsRestClassifier(SVC(C=10, gamma=0.05)).fit(X, y)
+    np.testing.assert_allclose(ours.decision_function(X_test), ovr.decision_function(X_test), atol=1e-8)
+    np.testing.assert_array_equal(ours.n_support_, [len(e.support_) for e in ovr.estimators_])
+
+
+def test_input_gradient_matches_finite_differences(digits, fitted):
+    _, _, X_test, _ = digits
+    dnr = copy.deepcopy(fitted)
+    dnr.model_.double()  # float64 end to end so finite differences are precise
+    # Digits have flat zero regions, where max-pooling ties make the network non-smooth:
+    # a little noise moves the points off those ties.
+    X_noisy = X_test[:3] + np.random.RandomState(0).uniform(0, 0.05, size=(3, 64))
+    x = torch.as_tensor(X_noisy, dtype=torch.float64).reshape(-1, 1, 8, 8).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: dnr._adaptive_logits(x)[:, :10], (x,), eps=1e-6, atol=1e-5, rtol=1e-3)
+    # The float32 path used by attacks has the same gradient up to float32 precision.
+    x32 = x.detach().float().requires_grad_(True)
+    (grad32,) = torch.autograd.grad(fitted._adaptive_logits(x32)[:, :10].sum(), x32)
+    (grad64,) = torch.autograd.grad(dnr._adaptive_logits(x)[:, :10].sum(), x)
+    np.testing.assert_allclose(grad32.double().numpy(), grad64.numpy(), atol=1e-3)
+
+
+# ----------------------------------------------------------------------------- threshold and reject
+
+
+def test_compute_threshold_rejects_exactly_round_p_n(digits, fitted):
+    _, _, X_test, _ = digits
+    dnr = clone_fitted(fitted)
+    assert np.sum(dnr.predict(X_test) == -1) == 0  # default: reject nothing
+    for p, expected in [(0.0, 0), (0.1, 20), (0.0125, 3), (0.5, 100), (1.0, N_TEST)]:  # 0.0125 * 200 = 2.5 -> 3
+        dnr.set_params(threshold=dnr.compute_threshold(X_test, p))
+        labels, decision = dnr.predict(X_test), dnr.decision_function(X_test)
+        assert np.sum(labels == -1) == expected, p
+        np.testing.assert_array_equal(decision.argmax(axis=1) == 10, labels == -1)
+        np.testing.assert_array_equal(dnr.score_samples(X_test) < dnr.threshold, labels == -1)
+    # Ties at the threshold are kept: duplicated rows cannot be split.
+    X_tied = np.repeat(X_test[:5], 4, axis=0)
+    dnr.set_params(threshold=dnr.compute_threshold(X_tied, 0.1))
+    assert np.sum(dnr.predict(X_tied) == -1) in (0, 4)
+    for bad in (-0.1, 10, "0.1"):
+        with pytest.raises(ValueError, match="rej_percent"):
+            dnr.compute_threshold(X_test, bad)
+
+
+def clone_fitted(dnr):
+    return joblib.load(dump_to_buffer(dnr))
+
+
+def dump_to_buffer(obj):
+    buffer = io.BytesIO()
+    joblib.dump(obj, buffer)
+    buffer.seek(0)
+    return buffer
+
+
+def test_predict_with_string_labels_uses_minus_one_for_rejected():
+    X, y = make_blobs(n_samples=120, centers=3, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    labels = np.array(["a", "b", "c"])[y]
+    dnr = DeepNeuralRejection(LazyMLP(), layers=["body.2"], random_state=0).fit(X, labels)
+    assert set(dnr.predict(X)) <= {"a", "b", "c"}
+    dnr.set_params(threshold=dnr.compute_threshold(X, 0.25))
+    predicted = dnr.predict(X)
+    assert predicted.dtype == object and np.sum(predicted == -1) == 30
+    assert set(predicted[predicted != -1]) <= {"a", "b", "c"}
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def test_nested_set_params_reach_the_right_layer(digits, cnn):
+    X, y, _, _ = digits
+    dnr = DeepNeuralRejection(
+        cnn,
+        layers=[("features.relu2", OneVsRestClassifier(SVC())), ("classifier.relu3", OneVsAllSVC()), "classifier.fc2"],
+        layer_clf=OneVsAllSVC(C=2.0),
+        input_shape=(1, 8, 8),
+        random_state=0,
+    )
+    params = dnr.get_params(deep=True)
+    assert params["features.relu2__estimator__C"] == 1.0 and params["classifier.relu3__C"] == 1.0
+    assert params["layer_clf__C"] == 2.0 and "classifier.fc2" not in params
+    dnr.set_params(**{"features.relu2__estimator__C": 7.0, "classifier.relu3__gamma": 0.5, "layer_clf__C": 3.0})
+    assert dnr.layers[0][1].estimator.C == 7.0
+    assert dnr.layers[1][1].gamma == 0.5 and dnr.layers[1][1].C == 1.0
+    assert dnr.layer_clf.C == 3.0
+    dnr.set_params(**{"classifier.relu3": OneVsAllSVC(C=5.0)})
+    assert dnr.layers[1][1].C == 5.0 and dnr.layers[1][0] == "classifier.relu3"
+    assert clone(dnr).get_params()["classifier.relu3__C"] == 5.0
+
+    dnr.fit(X[:200], y[:200])
+    assert dnr.layer_names_ == ["features.relu2", "classifier.relu3", "classifier.fc2"]
+    assert dnr.layer_estimators_[0].estimators_[0].C == 7.0
+    assert dnr.layer_estimators_[1].C == 5.0
+    assert dnr.layer_estimators_[2].C == 3.0
+    assert len(dnr.kernel_net_.layers) == 3  # OneVsRestClassifier(SVC) converts too
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        dnr.set_params(**{"features.relu9__C": 1.0})
+
+
+def test_grid_search_over_a_layer_parameter():
+    X, y = make_blobs(n_samples=90, centers=3, random_state=0)
+    dnr = DeepNeuralRejection(LazyMLP(), layers=[("body.2", OneVsAllSVC())], random_state=0)
+    search = GridSearchCV(dnr, {"body.2__C": [0.01, 10.0]}, cv=StratifiedKFold(2, shuffle=True, random_state=0))
+    search.fit(X, y)
+    assert search.best_params_ == {"body.2__C": 10.0}
+    assert search.best_estimator_.layer_estimators_[0].C == 10.0
+
+
+def test_n_jobs_two_gives_the_same_model(digits, cnn):
+    X, y, X_test, _ = digits
+    serial = make_dnr(cnn, n_jobs=1).fit(X[:250], y[:250])
+    parallel = make_dnr(cnn, n_jobs=2).fit(X[:250], y[:250])
+    for a, b in zip(serial.layer_estimators_ + [serial.combiner_], parallel.layer_estimators_ + [parallel.combiner_]):
+        np.testing.assert_array_equal(a.support_, b.support_)
+        np.testing.assert_array_equal(a.dual_coef_, b.dual_coef_)
+        np.testing.assert_array_equal(a.intercept_, b.intercept_)
+    np.testing.assert_array_equal(serial.decision_function(X_test), parallel.decision_function(X_test))
+
+
+def test_cv_int_and_non_partition(digits, cnn):
+    X, y, X_test, _ = digits
+    a = DeepNeuralRejection(cnn, layers=["classifier.relu3"], input_shape=(1, 8, 8), cv=3, random_state=1)
+    b = clone(a).set_params(cv=KFold(3, shuffle=True, random_state=0))
+    a.fit(X[:150], y[:150])
+    assert a.decision_function(X_test).shape == (N_TEST, 11)
+    with pytest.raises(ValueError, match="exactly one test fold"):
+        b.set_params(cv=ShuffleSplit(3, random_state=0)).fit(X[:150], y[:150])
+
+
+def test_fold_missing_a_class_warns_and_fits():
+    X, y = make_blobs(n_samples=40, centers=3, random_state=0)
+    y[0] = 3  # class 3 has a single row: every training fold but one lacks it
+    with pytest.warns(UserWarning, match="lack a class"):
+        dnr = DeepNeuralRejection(LazyMLP(), layers=["body.2"], random_state=0).fit(X, y)
+    assert dnr.decision_function(X).shape == (40, 5)
+
+
+def test_non_kernel_layer_classifier_runs_without_gradients(digits, cnn):
+    X, y, X_test, _ = digits
+    dnr = DeepNeuralRejection(
+        cnn,
+        layers=[("classifier.relu3", LogisticRegression(max_iter=300)), "classifier.fc2"],
+        input_shape=(1, 8, 8),
+        random_state=0,
+    ).fit(X[:200], y[:200])
+    assert list(dnr.kernel_net_.layers) == ["1"]
+    assert dnr.decision_function(X_test).shape == (N_TEST, 11)
+    with pytest.raises(ValueError, match="Gradients need"):
+        dnr._adaptive_logits(torch.as_tensor(X_test[:2]).reshape(-1, 1, 8, 8))
+
+
+# ----------------------------------------------------------------------------- bad input, persistence
+
+
+def test_bad_input(digits, cnn, fitted):
+    X, y, X_test, _ = digits
+    with pytest.raises(NotFittedError):
+        make_dnr(cnn).predict(X_test)
+    with pytest.raises(ValueError, match="not modules of the model"):
+        DeepNeuralRejection(cnn, layers=["features.relu9"], input_shape=(1, 8, 8)).fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="layers is empty"):
+        DeepNeuralRejection(cnn, layers=[], input_shape=(1, 8, 8)).fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="no '__'"):
+        DeepNeuralRejection(cnn, layers=[("a__b", OneVsAllSVC())], input_shape=(1, 8, 8)).fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="unique"):
+        DeepNeuralRejection(cnn, layers=["classifier.fc2", "classifier.fc2"], input_shape=(1, 8, 8)).fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="Unsupported model"):
+        DeepNeuralRejection(LogisticRegression().fit(X, y), layers=["x"]).fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="input_shape"):
+        DeepNeuralRejection(cnn, layers=["classifier.fc2"], input_shape=(1, 8, 9)).fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="1 class"):
+        make_dnr(cnn).fit(X[:50], np.zeros(50))
+    with pytest.raises(ValueError, match="requires y"):
+        make_dnr(cnn).fit(X[:50], None)
+    with pytest.raises(ValueError, match="features"):
+        fitted.predict(X_test[:, :10])
+    with pytest.raises(ValueError, match="NaN"):
+        fitted.predict(np.full((2, 64), np.nan))
+
+
+def test_user_model_untouched(digits):
+    X, y, _, _ = digits
+    torch.manual_seed(1)
+    net = DigitsCNN().train()
+    net.classifier.fc1.weight.requires_grad_(False)
+    before = copy.deepcopy(net.state_dict())
+    flags = [(p.requires_grad, m.training) for m in net.modules() for p in m.parameters(recurse=False)]
+    make_dnr(net).fit(X[:100], y[:100])
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, before[key])
+    assert flags == [(p.requires_grad, m.training) for m in net.modules() for p in m.parameters(recurse=False)]
+    assert net.training
+
+
+def test_joblib_round_trip_identical(digits, fitted):
+    _, _, X_test, _ = digits
+    loaded = clone_fitted(fitted)
+    np.testing.assert_array_equal(loaded.decision_function(X_test), fitted.decision_function(X_test))
+    np.testing.assert_array_equal(loaded.predict(X_test), fitted.predict(X_test))
+    x = torch.as_tensor(X_test[:4]).reshape(-1, 1, 8, 8)
+    assert torch.equal(loaded._adaptive_logits(x), fitted._adaptive_logits(x))
+
+
+def test_skops_round_trip_trusts_only_skadv_types(digits, cnn):
+    sio = pytest.importorskip("skops.io")
+    X, y, X_test, _ = digits
+    dnr = DeepNeuralRejection(cnn, layers=["classifier.relu3", "classifier.fc2"], input_shape=(1, 8, 8), random_state=0)
+    dnr.fit(X[:200], y[:200])
+    dumped = sio.dumps(dnr)
+    untrusted = sio.get_untrusted_types(data=dumped)
+    assert all(name.startswith("skadv.") for name in untrusted), untrusted
+    loaded = sio.loads(dumped, trusted=untrusted)
+    np.testing.assert_array_equal(loaded.decision_function(X_test), dnr.decision_function(X_test))
+
+
+# ----------------------------------------------------------------------------- detector view, attacks
+
+
+def test_detector_view(digits, fitted):
+    X, y, X_test, _ = digits
+    dnr = clone_fitted(fitted)
+    dnr.set_params(threshold=dnr.compute_threshold(X_test, 0.2))
+    detector = dnr.as_detector()
+    assert clone(detector).estimator.estimator is dnr  # frozen: clone keeps the fitted DNR
+    flags = detector.predict(X_test)
+    assert set(np.unique(flags)) == {-1, 1}
+    np.testing.assert_array_equal(flags == -1, dnr.predict(X_test) == -1)
+    np.testing.assert_allclose(detector.decision_function(X_test), dnr.score_samples(X_test) - dnr.threshold)
+    assert detector.offset_ == dnr.threshold
+    np.testing.assert_array_equal(joblib.load(dump_to_buffer(detector)).predict(X_test), flags)
+
+    unfitted = DNRDetector(DeepNeuralRejection(fitted.model, layers=["classifier.fc2"], input_shape=(1, 8, 8), threshold=0.0))
+    with pytest.raises(ValueError, match="needs class labels"):
+        unfitted.fit(X[:100])
+    assert set(unfitted.fit(X[:100], y[:100]).predict(X_test)) <= {-1, 1}
+
+
+def test_rejects_noise_and_attacks_run_end_to_end(digits, fitted):
+    from skadv.attacks import PGD, PGDLineSearch
+
+    X, y, X_test, y_test = digits
+    dnr = clone_fitted(fitted)
+    dnr.set_params(threshold=dnr.compute_threshold(X_test, 0.1))
+    # RBF scores abate away from the data: uniform noise images are rejected.
+    noise = np.random.RandomState(0).uniform(size=(100, 64)).astype(np.float32)
+    assert np.mean(dnr.predict(noise) == -1) > 0.9
+
+    X_attack, y_attack = X_test[:40], y_test[:40]
+    # Non-adaptive PGD (against the CNN alone): DNR rejects many of its successes.
+    X_adv = PGD(dnr, eps=0.3, step_size=0.05, max_iter=20, random_state=0, adaptive=False).generate(X_attack, y_attack)
+    fooled_cnn = fitted.model_(torch.as_tensor(X_adv).reshape(-1, 1, 8, 8)).argmax(1).numpy() != y_attack
+    rejected = dnr.predict(X_adv) == -1
+    assert fooled_cnn.mean() > 0.5 and rejected[fooled_cnn].mean() > 0.3
+
+    # Adaptive attack with secml's reject-aware objective runs against DNR in batches.
+    attack = PGDLineSearch(dnr, eps=2.0, step_size=0.5, max_iter=10, batch_size=20)
+    X_adaptive = attack.generate(X_attack, y_attack)
+    assert X_adaptive.shape == X_attack.shape
+    assert np.all(np.linalg.norm(X_adaptive - X_attack, axis=1) <= 2.0 + 1e-4)
+    predicted = dnr.predict(X_adaptive)
+    evaded = (predicted != -1) & (predicted != y_attack)
+    clean_errors = dnr.predict(X_attack) != y_attack
+    assert evaded.mean() > clean_errors.mean()
+
+
+# ----------------------------------------------------------------------------- sklearn common checks
+
+
+def test_fits_blobs_and_lists_like_the_skipped_common_checks():
+    """What check_classifiers_train/_classes verify, with the K+1-column decision_function."""
+    X, y = make_blobs(n_samples=300, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    for X_, y_ in [(X, y), (X[y != 2], y[y != 2])]:
+        dnr = DeepNeuralRejection(LazyMLP(), layers=["body.2", "body.3"], random_state=0)
+        with pytest.raises(ValueError):
+            dnr.fit(X_, y_[:-1])
+        dnr.fit(X_.tolist(), y_.tolist())
+        predicted = dnr.predict(X_)
+        assert np.mean(predicted == y_) > 0.83
+        decision = dnr.decision_function(X_)
+        n_classes = len(np.unique(y_))
+        assert decision.shape == (len(X_), n_classes + 1)
+        np.testing.assert_array_equal(dnr.classes_[decision.argmax(axis=1)], predicted)
+        for method in (dnr.predict, dnr.decision_function, dnr.score_samples):
+            with pytest.raises(ValueError):
+                method(X_.T)
+    y_named = np.take(["one", "two"], y[y != 2])
+    for y_ in (y_named, y_named.astype(object), np.take([-1, 1], y[y != 2])):
+        dnr = DeepNeuralRejection(LazyMLP(), layers=["body.2"], random_state=0).fit(X[y != 2], y_)
+        np.testing.assert_array_equal(dnr.classes_, np.unique(y_))
+        predicted = dnr.predict(X[y != 2])
+        np.testing.assert_array_equal(np.unique(predicted), np.unique(y_))
+        np.testing.assert_array_equal(dnr.classes_[dnr.decision_function(X[y != 2]).argmax(axis=1)], predicted)
+
+
+DECISION_SHAPE = "decision_function has n_classes + 1 columns (the last is the reject threshold, secml's DNR convention)"
+EXPECTED_FAILED_CHECKS = {
+    "check_estimators_overwrite_params": "joblib hashes of an nn.Module parameter and its deep copy differ",
+    "check_classifiers_train": DECISION_SHAPE,
+    "check_classifiers_classes": DECISION_SHAPE,
+}
+
+
+@parametrize_with_checks(
+    [DeepNeuralRejection(LazyMLP(), layers=["body.2", "body.3"], batch_size=32), OneVsAllSVC()],
+    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS if isinstance(est, DeepNeuralRejection) else {},
+)
+def test_sklearn_compatible(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        check(estimator)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(digits, cnn, fitted):
+    X, y, X_test, y_test = digits
+    on_gpu = make_dnr(cnn, device="cuda").fit(X, y)
+    assert on_gpu.kernel_net_.combiner.support_vectors.is_cuda
+    # Same features up to cuDNN rounding, so the SVMs agree closely with the CPU fit.
+    np.testing.assert_allclose(on_gpu.decision_function(X_test), fitted.decision_function(X_test), atol=1e-3)
+    assert np.mean(on_gpu.predict(X_test) == fitted.predict(X_test)) > 0.99
+    # The CUDA kernel path equals the fitted estimators' decision_function.
+    features = on_gpu._layer_features(on_gpu._validate_predict_input(X_test))
+    for i, (estimator, F) in enumerate(zip(on_gpu.layer_estimators_, features)):
+        scores = on_gpu.kernel_net_.layers[str(i)](torch.as_tensor(F, device="cuda")).cpu().numpy()
+        np.testing.assert_allclose(scores, estimator.decision_function(F), atol=1e-5)
+    x = torch.as_tensor(X_test[:8], device="cuda").reshape(-1, 1, 8, 8).requires_grad_(True)
+    on_gpu._adaptive_logits(x)[:, :10].sum().backward()
+    assert x.grad.is_cuda and torch.isfinite(x.grad).all()
+    loaded = clone_fitted(on_gpu)
+    assert loaded.device_ == "cuda"
+    np.testing.assert_array_equal(loaded.decision_function(X_test), on_gpu.decision_function(X_test))
+
+
+def test_protects_a_frozen_skorch_net(digits):
+    from skorch import NeuralNetClassifier
+
+    X, y, X_test, _ = digits
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(
+        nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10), nn.Softmax(dim=1)),
+        max_epochs=5,
+        lr=0.5,
+        train_split=None,
+        verbose=0,
+    ).fit(X, y)
+    dnr = DeepNeuralRejection(FrozenEstimator(net), layers=["1", "2"], random_state=0)
+    fitted = clone(dnr).fit(X[:200], y[:200])
+    assert fitted.decision_function(X_test).shape == (N_TEST, 11)
+    assert np.mean(fitted.predict(X_test) == net.predict(X_test)) > 0.8

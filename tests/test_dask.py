@@ -52,3 +52,19 @@ def test_scoring_a_dask_array_with_map_blocks(client, digits):
     X_dask = da.from_array(X_test, chunks=(100, X_test.shape[1]))
     scores = X_dask.map_blocks(det.score_samples, drop_axis=1, dtype=float).compute()
     np.testing.assert_allclose(scores, det.score_samples(X_test), rtol=1e-6, atol=1e-9)
+
+
+def test_dnr_layers_and_folds_fit_on_dask_cluster(client, digits):
+    from skadv import DeepNeuralRejection
+
+    X, y = digits[0][:300], digits[1][:300]
+
+    def dnr(n_jobs):
+        return DeepNeuralRejection(digits_mlp(), layers=["1", "2"], cv=3, n_jobs=n_jobs, random_state=0)
+
+    local = dnr(1).fit(X, y)
+    with distributed.get_task_stream(client) as task_stream, joblib.parallel_config(backend="dask"):
+        remote = dnr(2).fit(X, y)
+    assert len(task_stream.data) >= 6  # 2 layers x 3 folds (plus the refits)
+    np.testing.assert_allclose(remote.decision_function(X), local.decision_function(X), rtol=1e-7, atol=1e-9)
+    np.testing.assert_array_equal(remote.predict(X), local.predict(X))

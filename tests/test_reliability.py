@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from _models import digits_mlp
-from skadv import ModelDistillationDetector
+from skadv import DeepNeuralRejection, DNRDetector, ModelDistillationDetector, VAEDetector
 
 N_FEATURES = 16
 RNG = np.random.RandomState(0)
@@ -24,10 +24,16 @@ def _teacher():
 # name -> (unfitted estimator factory, needs y in fit)
 ESTIMATORS = {
     "ModelDistillationDetector": (lambda: ModelDistillationDetector(_teacher(), epochs=1, random_state=0), False),
+    "VAEDetector": (lambda: VAEDetector(_teacher(), epochs=1, n_samples=3, random_state=0), False),
+    "DeepNeuralRejection": (lambda: DeepNeuralRejection(_teacher(), layers=["1", "2"], cv=2, random_state=0), True),
+    "DNRDetector": (
+        lambda: DNRDetector(DeepNeuralRejection(_teacher(), layers=["1", "2"], cv=2, random_state=0)), True
+    ),
 }
 
 PREDICT_METHODS = (
     "predict", "predict_proba", "score_samples", "decision_function", "adversarial_score", "detect", "correct",
+    "distinct_labels", "reconstruct",
 )
 
 
@@ -108,7 +114,7 @@ def test_unfitted_raises_not_fitted(name):
 def test_user_arrays_and_model_are_never_modified(name):
     factory, needs_y = ESTIMATORS[name]
     est = factory()
-    model = est.model
+    model = est.estimator.model if isinstance(est, DNRDetector) else est.model
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     grads = [p.requires_grad for p in model.parameters()]

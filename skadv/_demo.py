@@ -6,13 +6,8 @@ import time
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from torch import nn
-
-from ._distillation import ModelDistillationDetector
-from ._harm import harmfulness, ks_drift_test
-from .corruptions import corrupt
 
 
 class DigitsCNN(nn.Module):
@@ -52,49 +47,175 @@ def train_classifier(X, y, epochs, random_state=0, verbose=True):
 
 
 def _section(title):
-    print(f"\n== {title} " + "=" * max(0, 60 - len(title)), flush=True)
+    print(f"\n== {title} " + "=" * max(0, 66 - len(title)), flush=True)
+
+
+def _fit_detectors(cnn, X_fit, y_fit, X_val, quick, random_state):
+    """The four detectors, fitted on clean data, thresholds at 5 % FPR on clean validation rows."""
+    from . import AdversarialAEDetector, DeepNeuralRejection, ModelDistillationDetector, VAEDetector
+
+    common = {"input_shape": (1, 8, 8), "random_state": random_state}
+    scale = 1 if quick else 3
+    detectors = {
+        "AdversarialAE": AdversarialAEDetector(cnn, epochs=10 * scale, temperature=0.5, **common),
+        "ModelDistillation": ModelDistillationDetector(cnn, epochs=10 * scale, **common),
+        "VAE": VAEDetector(cnn, epochs=20 * scale, **common),
+        "DNR": DeepNeuralRejection(
+            cnn, layers=["features.1", "features.4", "classifier.2"], cv=3 if quick else 5, n_jobs=1, **common
+        ),
+    }
+    for name, det in detectors.items():
+        start = time.perf_counter()
+        if name == "DNR":
+            det.fit(X_fit, y_fit)
+            det.set_params(threshold=det.compute_threshold(X_val, 0.05))
+        else:
+            det.fit(X_fit)
+            det.infer_threshold(X_val, threshold_perc=95)
+        print(f"{name:18s} fitted in {time.perf_counter() - start:5.1f} s", flush=True)
+    return detectors
+
+
+def _adversarial_score(det, X):
+    # DNR's reject score: a low best-class score is suspicious.
+    return -det.score_samples(X) if hasattr(det, "compute_threshold") else det.adversarial_score(X)
+
+
+def _evaluate(det, X_clean, X_adv, y, predict_classifier):
+    from .metrics import accuracy_with_rejection, detection_auroc, tpr_at_fpr
+
+    clean_scores, adv_scores = _adversarial_score(det, X_clean), _adversarial_score(det, X_adv)
+    pred_adv = predict_classifier(X_adv)
+    if hasattr(det, "compute_threshold"):  # DNR classifies accepted rows itself; -1 = rejected
+        with_detection = accuracy_with_rejection(y, det.predict(X_adv), attacked=True)
+    else:
+        with_detection = accuracy_with_rejection(y, pred_adv, rejected=det.predict(X_adv) == -1, attacked=True)
+    row = {
+        "auroc": detection_auroc(clean_scores, adv_scores),
+        "tpr5": tpr_at_fpr(clean_scores, adv_scores, fpr=0.05),
+        "no_defense": float(np.mean(pred_adv == y)),
+        "with_detection": with_detection,
+        "corrected": float(np.mean(det.correct(X_adv).corrected == y)) if hasattr(det, "correct") else None,
+    }
+    return row, clean_scores, adv_scores
 
 
 def run_demo(out_dir="skadv_demo", quick=False, random_state=0):
-    """Train a classifier on digits, corrupt/attack it and evaluate skadv's detectors.
+    """Train a classifier on digits, attack it, and evaluate skadv's four detectors.
 
-    Prints one table and writes figures into ``out_dir``.
+    Prints one table (detection AUROC, TPR at 5 % FPR, accuracy without defense, with
+    detection and corrected) for non-adaptive and adaptive attacks, and writes PNG figures
+    into ``out_dir``.
     """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import DistinctLabelsDisplay
+    from .attacks import FGSM, PGD, PGDLineSearch
+    from .plotting import AttackTraceDisplay, ScoreHistogramDisplay, SecurityEvaluationDisplay
+
     start = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
+    torch.manual_seed(random_state)
     X_train, X_test, y_train, y_test = load_digits_images(random_state)
-    epochs = 8 if quick else 25
+    X_fit, X_val, y_fit, _ = train_test_split(X_train, y_train, test_size=0.2, stratify=y_train,
+                                              random_state=random_state)
+    n_eval = 150 if quick else len(X_test)
+    X_eval, y_eval = X_test[:n_eval], y_test[:n_eval]
+    pgd_steps = 20 if quick else 40
 
-    _section(f"classifier: small CNN on load_digits ({len(X_train)} train / {len(X_test)} test), skorch")
-    net = train_classifier(X_train, y_train, epochs, random_state)
+    _section(f"classifier: small CNN on load_digits, trained through skorch ({len(X_fit)} rows)")
+    net = train_classifier(X_fit, y_fit, epochs=10 if quick else 25, random_state=random_state)
     cnn = net.module_.eval()
-    predict = lambda X: net.predict(X.reshape(-1, 1, 8, 8))  # noqa: E731
-    pred_clean = predict(X_test)
-    print(f"clean test accuracy: {np.mean(pred_clean == y_test):.3f}")
 
-    rows = []
+    def predict_classifier(X):
+        return net.predict(np.asarray(X, dtype=np.float32).reshape(-1, 1, 8, 8))
 
-    _section("ModelDistillationDetector: harmful corruptions")
-    det = ModelDistillationDetector(cnn, input_shape=(1, 8, 8), epochs=10 if quick else 30,
-                                    random_state=random_state).fit(X_train)
-    reference = det.adversarial_score(X_test)
-    for kind in ("gaussian_noise", "gaussian_blur", "pixelate"):
-        X_bad = corrupt(X_test, kind, severity=5, random_state=random_state).astype(np.float32)
-        harm = harmfulness(y_test, pred_clean, predict(X_bad))
-        scores = det.adversarial_score(X_bad)
-        rows_defined = harm.harmful | harm.harmless
-        auroc = (
-            roc_auc_score(harm.harmful[rows_defined], scores[rows_defined])
-            if harm.harmful.any() and harm.harmless.any() else float("nan")
+    print(f"clean test accuracy: {np.mean(predict_classifier(X_test) == y_test):.3f}")
+
+    _section("detectors: fit on clean data, threshold at 5 % false positives on clean validation rows")
+    detectors = _fit_detectors(cnn, X_fit, y_fit, X_val, quick, random_state)
+
+    _section(f"attacks on {n_eval} test digits")
+    shape = {"input_shape": (1, 8, 8)}
+    attacks = {
+        "FGSM eps=0.1": FGSM(cnn, eps=0.1, **shape).generate(X_eval, y_eval),
+        "PGD eps=0.2": PGD(cnn, eps=0.2, step_size=0.01, max_iter=pgd_steps, random_state=random_state,
+                           **shape).generate(X_eval, y_eval),
+    }
+    for name, X_adv in attacks.items():
+        print(f"{name:14s} classifier accuracy {np.mean(predict_classifier(X_adv) == y_eval):.3f}")
+
+    rows, histograms = [], {}
+    for det_name, det in detectors.items():
+        runs = dict(attacks)
+        # Adaptive: the attack sees classifier and detector together (Carlini & Wagner 2017).
+        runs["PGD eps=0.2 adaptive"] = PGD(det, eps=0.2, step_size=0.01, max_iter=pgd_steps,
+                                           random_state=random_state, eot_samples=2 if quick else 4
+                                           ).generate(X_eval, y_eval)
+        for attack_name, X_adv in runs.items():
+            row, clean_scores, adv_scores = _evaluate(det, X_eval, X_adv, y_eval, predict_classifier)
+            rows.append((det_name, attack_name, row))
+            if attack_name == "PGD eps=0.2":
+                histograms[det_name] = (clean_scores, adv_scores)
+        print(f"{det_name:18s} evaluated ({time.perf_counter() - start:5.0f} s so far)", flush=True)
+
+    _section("results (positives: all attacked inputs; thresholds fixed before attacking)")
+    header = f"{'detector':18s} {'attack':22s} {'AUROC':>6s} {'TPR@5%':>7s} {'no def.':>8s} {'w/ det.':>8s} {'corr.':>6s}"
+    print(header)
+    print("-" * len(header))
+    for det_name, attack_name, r in rows:
+        corrected = "" if r["corrected"] is None else f"{r['corrected']:.3f}"
+        print(f"{det_name:18s} {attack_name:22s} {r['auroc']:6.3f} {r['tpr5']:7.3f} {r['no_defense']:8.3f} "
+              f"{r['with_detection']:8.3f} {corrected:>6s}")
+    print("no def.: classifier accuracy on attacked inputs; w/ det.: attacked input defended if flagged or "
+          "classified correctly;\ncorr.: accuracy of the detector's correct() (reconstruction's label where flagged)")
+
+    _section("figures")
+    written = []
+
+    def save(fig, filename):
+        path = os.path.join(out_dir, filename)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+    fig, axes = plt.subplots(1, len(histograms), figsize=(4.2 * len(histograms), 3.4))
+    for ax, (det_name, (clean_scores, adv_scores)) in zip(axes, histograms.items()):
+        threshold = -detectors[det_name].threshold if det_name == "DNR" else detectors[det_name].threshold_
+        ScoreHistogramDisplay.from_predictions(clean_scores, adv_scores, threshold=threshold, name=det_name, ax=ax)
+    fig.suptitle("Adversarial scores: clean vs PGD eps=0.2 (non-adaptive)")
+    save(fig, "score_histograms.png")
+
+    eps_values = [0.0, 0.05, 0.1, 0.2] if quick else [0.0, 0.05, 0.1, 0.15, 0.2, 0.3]
+    n_sec = 60 if quick else 200
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, det_name in zip(axes, ("AdversarialAE", "ModelDistillation")):
+        SecurityEvaluationDisplay.from_estimator(
+            detectors[det_name], PGD, X_eval[:n_sec], y_eval[:n_sec], eps_values, name=det_name, ax=ax,
+            step_size=0.01, max_iter=pgd_steps, random_state=random_state,
         )
-        drift = ks_drift_test(reference, scores)
-        print(f"{kind:15s} harmful {harm.harmful.sum():3d}  harmless {harm.harmless.sum():3d}  "
-              f"AUROC harmful vs harmless {auroc:.3f}  batch drift p={drift.p_value:.2g}")
-        rows.append(("ModelDistillation", kind, auroc))
+        ax.set_title(f"{det_name}: adaptive PGD")
+    save(fig, "security_evaluation.png")
 
-    _section("summary")
-    print(f"{'detector':20s} {'input':16s} {'AUROC':>6s}")
-    for name, kind, auroc in rows:
-        print(f"{name:20s} {kind:16s} {auroc:6.3f}")
-    print(f"\nfinished in {time.perf_counter() - start:.0f} s; figures in {os.path.abspath(out_dir)}")
+    dnr = detectors["DNR"]
+    trace = AttackTraceDisplay.from_attack(
+        PGDLineSearch(dnr, eps=2.0, max_iter=30 if quick else 60), X_eval, y_eval, sample_index=0,
+        image_shape=(8, 8),
+    )
+    trace.figure_.suptitle("Adaptive PGD with line search against DNR (one digit)")
+    save(trace.figure_, "attack_trace_dnr.png")
+
+    vae_display = DistinctLabelsDisplay.from_estimator(
+        detectors["VAE"], X_eval, attacks["PGD eps=0.2"], names=("clean", "PGD eps=0.2")
+    )
+    vae_display.ax_.set_title("VAE: distinct labels over sampled reconstructions")
+    save(vae_display.figure_, "vae_distinct_labels.png")
+
+    for path in written:
+        print(path)
+    print(f"\nfinished in {time.perf_counter() - start:.0f} s")
     return rows

@@ -326,8 +326,18 @@ def test_errors(tiny):
 # ----------------------------------------------------------------------------- quality on digits
 
 
-# Hidden-layer term on the classifier's ReLU layer (index 2, after Flatten and Linear).
-DIGITS_PARAMS = dict(epochs=50, batch_size=64, hidden_layer_kld={2: 64}, w_model_hl=[20.0])
+# A PGD perturbation of eps=0.2 is large on 8x8 digits: the output-KL term alone reaches an
+# AUROC of about 0.8 here, as reconstructions of attacked digits keep the wrong class. The
+# hidden-layer term on the classifier's ReLU layer (index 2, after Flatten and Linear) sees
+# the perturbation; with the default convolutional autoencoder it reaches 0.95-0.98 over seeds.
+DIGITS_PARAMS = dict(
+    input_shape=(1, 8, 8),
+    hidden_layer_kld={2: 128},
+    w_model_hl=[200.0],
+    temperature=0.5,
+    epochs=30,
+    batch_size=64,
+)
 DIGITS_MIN_AUROC = 0.95
 
 

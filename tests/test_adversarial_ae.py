@@ -178,6 +178,17 @@ def test_one_classifier_pass_per_batch(tiny):
     assert calls == [16] * 6
 
 
+def test_adaptive_attack_differentiates_through_detector(tiny):
+    X, clf, ae, head = tiny
+    det = AdversarialAEDetector(clf, ae=ae, hidden_layer_kld={"1": 2}, model_hl=[head], epochs=2, random_state=0)
+    det.fit(X)
+    x = torch.from_numpy(X).requires_grad_(True)
+    det._torch_adversarial_score(x).sum().backward()
+    assert x.grad is not None and torch.all(torch.isfinite(x.grad)) and x.grad.abs().sum() > 0
+    X_adv = PGD(det, eps=0.1, max_iter=3, random_state=0).generate(X)
+    assert X_adv.shape == X.shape and np.abs(X_adv - X).max() <= 0.1 + 1e-6
+
+
 # ----------------------------------------------------------------------------- heads and persistence
 
 

@@ -1,6 +1,7 @@
 """skadv: scikit-learn-compatible adversarial-example detectors backed by PyTorch."""
 
 from . import corruptions
+from ._adversarial_ae import AdversarialAEDetector
 from ._base import BaseDetector, InconsistentVersionWarning, ProtectedModel
 from ._distillation import ModelDistillationDetector
 from ._dnr import DeepNeuralRejection, DNRDetector
@@ -11,6 +12,8 @@ from ._vae_plots import DistinctLabelsDisplay, ReconstructionCalibrationDisplay
 from ._version import __version__
 
 __all__ = [
+    "AdversarialAEDetector",
+    "AdversarialAEDetector",
     "BaseDetector",
     "DNRDetector",
     "DeepNeuralRejection",

@@ -1,0 +1,591 @@
+"""Adversarial autoencoder: detect and correct adversarial inputs by matching prediction distributions."""
+
+import copy
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import _fit_context
+from sklearn.utils import Bunch
+from sklearn.utils._param_validation import Interval, StrOptions
+from torch import nn
+
+from ._base import BaseDetector, NetWithFrozenModel
+from ._distillation import distillation_loss, tempered_proba
+
+# ----------------------------------------------------------------------------- loss and score
+
+
+def _resolve_layers(net, hidden_layer_kld):
+    """Map ``hidden_layer_kld`` keys (dotted names or int positions) to dotted names of ``net``."""
+    named = [name for name, _ in net.named_modules() if name]
+    resolved = []
+    for key in hidden_layer_kld:
+        if isinstance(key, (numbers.Integral, np.integer)) and not isinstance(key, bool):
+            if not -len(named) <= int(key) < len(named):
+                raise ValueError(
+                    f"hidden_layer_kld: layer index {key} is out of range; the model has "
+                    f"{len(named)} submodules: {named}."
+                )
+            resolved.append(named[int(key)])
+        elif isinstance(key, str) and key in named:
+            resolved.append(key)
+        else:
+            raise ValueError(
+                f"hidden_layer_kld: unknown layer {key!r}; use a dotted name from "
+                f"model.named_modules() or an int position in that list: {named}."
+            )
+    return tuple(resolved)
+
+
+def forward_with_hidden(classifier, layers, x):
+    """One pass of ``classifier`` (a :class:`~skadv.ProtectedModel`) returning log-probabilities
+    and the outputs of its submodules named in ``layers``, captured with forward hooks.
+
+    A layer that runs several times in one pass contributes its last output.
+    """
+    if not layers:
+        return classifier(x), []
+    captured = [None] * len(layers)
+
+    def make_hook(position):
+        def hook(module, inputs, output):
+            captured[position] = output if isinstance(output, torch.Tensor) else output[0]
+
+        return hook
+
+    handles = [
+        classifier.net.get_submodule(name).register_forward_hook(make_hook(position))
+        for position, name in enumerate(layers)
+    ]
+    try:
+        log_proba = classifier(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return log_proba, captured
+
+
+def divergence_terms(classifier, x, x_recon, *, layers=(), heads=(), weights=(), temperature=1.0):
+    """Per-row KL terms between an input and its reconstruction.
+
+    Returns ``(model_kl, hidden_kl, log_proba)``: ``KL(M(x)_T ‖ M(x'))`` and
+    ``Σ_l w_l · KL(h_l(x) ‖ h_l(x'))``, each of shape ``(n,)``, and the classifier's
+    log-probabilities of ``x`` then ``x'`` ``(2n, K)``. The classifier runs once, on
+    ``x`` and ``x'`` stacked. The hidden-layer teacher ``h_l(x)`` is a target: no gradient
+    flows through it (the heads learn from the reconstruction side).
+    """
+    n_rows = x.shape[0]
+    log_proba, hidden = forward_with_hidden(classifier, layers, torch.cat([x, x_recon]))
+    model_kl = distillation_loss(log_proba[n_rows:], tempered_proba(log_proba[:n_rows], temperature))
+    hidden_kl = torch.zeros_like(model_kl)
+    for head, weight, features in zip(heads, weights, hidden):
+        logits = head(features)
+        teacher = torch.softmax(logits[:n_rows], dim=1).detach()
+        hidden_kl = hidden_kl + weight * distillation_loss(logits[n_rows:], teacher)
+    return model_kl, hidden_kl, log_proba
+
+
+def adversarial_ae_loss(x, x_recon, model_kl, hidden_kl, w_model=1.0, w_recon=0.0):
+    """Training loss of the adversarial autoencoder for one batch.
+
+    ``w_model · mean(model_kl + hidden_kl) + w_recon · s · mean((x − x')²)`` with the scale
+    ``s = std(model_kl) / (std((x − x')²) + 1e-10)`` (population standard deviations over the
+    batch; the squared errors taken elementwise) putting both terms on one footing. ``s`` is a
+    constant of the batch: no gradient flows through it.
+    """
+    loss = w_model * (model_kl + hidden_kl).mean()
+    if w_recon > 0:
+        squared_error = (x - x_recon) ** 2
+        scale = model_kl.detach().std(correction=0) / (squared_error.detach().std(correction=0) + 1e-10)
+        loss = loss + w_recon * scale * squared_error.mean()
+    return loss
+
+
+class AdversarialAELoss(nn.Module):
+    """skorch criterion holding the loss configuration (see :func:`adversarial_ae_loss`)."""
+
+    def __init__(self, temperature=1.0, w_model=1.0, w_recon=0.0, w_model_hl=(), hidden_layers=()):
+        super().__init__()
+        self.temperature = temperature
+        self.w_model = w_model
+        self.w_recon = w_recon
+        self.w_model_hl = tuple(w_model_hl)
+        self.hidden_layers = tuple(hidden_layers)
+
+    def forward(self, x, x_recon, classifier, heads):
+        model_kl, hidden_kl, _ = divergence_terms(
+            classifier,
+            x,
+            x_recon,
+            layers=self.hidden_layers,
+            heads=heads,
+            weights=self.w_model_hl,
+            temperature=self.temperature,
+        )
+        return adversarial_ae_loss(x, x_recon, model_kl, hidden_kl, self.w_model, self.w_recon)
+
+
+# ----------------------------------------------------------------------------- modules
+
+
+class AutoencoderWithHeads(nn.Module):
+    """What the optimizer trains: the autoencoder and the hidden-layer heads."""
+
+    def __init__(self, ae, heads):
+        super().__init__()
+        self.ae = ae
+        self.heads = heads
+
+    def forward(self, x):
+        return self.ae(x)
+
+
+class _CropTo(nn.Module):
+    """Crop the trailing spatial dimensions to ``size`` (transposed convolutions overshoot)."""
+
+    def __init__(self, size):
+        super().__init__()
+        self.size = tuple(size)
+
+    def forward(self, x):
+        height, width = self.size
+        return x[..., :height, :width]
+
+
+def default_autoencoder(input_shape):
+    """A small autoencoder for rows shaped ``input_shape``.
+
+    Images ``(C, H, W)`` get two stride-2 convolutions and two transposed convolutions;
+    any other shape an MLP ``n → h → d → h → n`` with ``h = clip(2n, 16, 128)`` and
+    ``d = clip(n // 2, 1, 32)`` (64-128-32 / 32-128-64 for 8×8 digits).
+    """
+    input_shape = tuple(int(s) for s in input_shape)
+    if len(input_shape) == 3:
+        channels, height, width = input_shape
+        encoder = nn.Sequential(
+            nn.Conv2d(channels, 16, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+        )
+        decoder = nn.Sequential(
+            nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(16, channels, 4, stride=2, padding=1),
+            _CropTo((height, width)),
+        )
+        return nn.Sequential(encoder, decoder)
+    n_inputs = int(np.prod(input_shape))
+    hidden = int(np.clip(2 * n_inputs, 16, 128))
+    latent = int(np.clip(n_inputs // 2, 1, 32))
+    encoder = [nn.Linear(n_inputs, hidden), nn.ReLU(), nn.Linear(hidden, latent)]
+    decoder = [nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, n_inputs)]
+    if len(input_shape) > 1:
+        encoder.insert(0, nn.Flatten())
+        decoder.append(nn.Unflatten(1, input_shape))
+    return nn.Sequential(nn.Sequential(*encoder), nn.Sequential(*decoder))
+
+
+class _ShuffledBatches:
+    """Training iterator for skorch that slices whole batches out of one tensor.
+
+    skorch's default ``DataLoader`` fetches rows one by one and collates them, which
+    costs more than a training step of a small autoencoder. Same contract: seeded
+    shuffling through ``generator``, last batch kept.
+    """
+
+    def __init__(self, dataset, batch_size=128, shuffle=False, generator=None):
+        self.X = torch.as_tensor(dataset.X)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = generator
+
+    def __len__(self):
+        return -(-len(self.X) // self.batch_size)
+
+    def __iter__(self):
+        n_rows = len(self.X)
+        if self.shuffle:
+            order = torch.randperm(n_rows, generator=self.generator)
+            batches = (self.X[rows] for rows in order.split(self.batch_size))
+        else:
+            batches = self.X.split(self.batch_size)
+        for batch in batches:
+            yield batch, None
+
+
+def _make_adversarial_ae_net_class():
+    from skorch import NeuralNet
+    from skorch.utils import to_tensor
+
+    class AdversarialAENet(NetWithFrozenModel, NeuralNet):
+        """skorch net training the autoencoder (and heads) against the frozen classifier."""
+
+        def get_loss(self, y_pred, y_true, X=None, training=False):
+            x = to_tensor(X, device=self.device)
+            return self.criterion_(x, y_pred, self.frozen_model_, self.module_.heads)
+
+    return AdversarialAENet
+
+
+# ----------------------------------------------------------------------------- the detector
+
+
+class AdversarialAEDetector(BaseDetector):
+    """Detect and correct adversarial inputs with an autoencoder matched to the classifier.
+
+    An autoencoder ``AE`` is trained on clean data, with the protected classifier ``M``
+    frozen, so that ``M(AE(x))`` matches ``M(x)``. Clean inputs are reconstructed into
+    inputs the classifier treats alike; adversarial perturbations, which live off the data
+    the autoencoder learned, are not reproduced, so the two predictions disagree. The
+    adversarial score is
+
+    ``KL(M(x)_T ‖ M(x')) + Σ_l w_l · KL(h_l(x) ‖ h_l(x'))``, with ``x' = AE(x)``,
+
+    where ``M(x)_T = softmax(log M(x) / T)`` is the temperature-scaled prediction and
+    ``h_l`` are optional heads (flatten → linear → softmax) on hidden layers of the
+    classifier. Training minimises
+
+    ``w_model · mean[score] + w_recon · s · mean((x − x')²)``,
+
+    ``s`` scaling the reconstruction error to the spread of the KL term (alibi-detect's
+    choice; here a constant per batch). :meth:`correct` classifies flagged inputs from
+    their reconstruction.
+
+    Port of alibi-detect's ``AdversarialAE`` (Vacanti & Van Looveren, 2020) to PyTorch,
+    trained through skorch, with the sklearn outlier-detector API. Unlike the seed, the
+    hidden-layer heads are trained jointly with the autoencoder and persisted with it,
+    and the classifier runs once per batch for the output and all hidden layers.
+
+    Parameters
+    ----------
+    model : nn.Module or fitted skorch NeuralNetClassifier
+        The classifier to protect; gradients flow through it, so a scikit-learn
+        classifier is not accepted. It is copied, never modified. Wrap a skorch net in
+        ``sklearn.frozen.FrozenEstimator`` to keep it fitted through ``clone()``.
+    encoder_net, decoder_net : nn.Module, default=None
+        Encoder and decoder of the autoencoder, chained as ``decoder_net(encoder_net(x))``;
+        give both or neither.
+    ae : nn.Module, default=None
+        A whole autoencoder mapping a batch shaped ``(n, *input_shape)`` to the same shape;
+        alternative to ``encoder_net`` + ``decoder_net``. With neither, a default one is
+        built from the data: an MLP ``n → h → d → h → n`` (``h = clip(2n, 16, 128)``,
+        ``d = clip(n // 2, 1, 32)``), or a small convolutional autoencoder when
+        ``input_shape`` is an image ``(C, H, W)``.
+    hidden_layer_kld : dict, default=None
+        ``{layer: dim}``: add a KL term on each hidden layer of the classifier. ``layer`` is
+        a dotted name from ``model.named_modules()`` or an int position in that list without
+        its root entry (so ``i`` is ``model[i]`` for an ``nn.Sequential``). The layer's output
+        is flattened and fed to a trained head ``Linear(dim)`` whose softmax is compared.
+    model_hl : list of nn.Module, default=None
+        Heads to use instead of the default ones, one per entry of ``hidden_layer_kld`` in
+        its order; each maps the layer's output batch to logits. They are copied and
+        trained jointly with the autoencoder.
+    w_model_hl : list of float, default=None
+        Weight of each hidden-layer term, in the order of ``hidden_layer_kld``; None
+        weighs each by 1.
+    temperature : float, default=1.0
+        Temperature applied to the classifier's prediction on the original input,
+        ``softmax(log p / T)``: below 1 sharpens, above 1 softens. Used in training and
+        in the score.
+    w_model : float, default=1.0
+        Weight of the KL terms in the training loss.
+    w_recon : float, default=0.0
+        Weight of the scaled reconstruction error in the training loss.
+    data_type : {'image', 'tabular', 'time-series'}, default=None
+        Describes the data (kept as metadata, as in alibi-detect).
+    model_output : {'auto', 'logits', 'proba', 'log_proba'}, default='auto'
+        What ``model`` returns. 'auto' means logits for a module, and for a skorch net
+        probabilities under ``NLLLoss`` (skorch's default), logits otherwise.
+    threshold : float, default=None
+        Explicit threshold on the adversarial score; overrides ``contamination``.
+    contamination : float in (0, 0.5], default=0.05
+        Share of training rows flagged; sets ``threshold_`` and ``offset_``.
+    epochs : int, default=20
+    batch_size : int, default=128
+        Training and inference batch size.
+    lr : float, default=1e-3
+    optimizer : {'adam', 'adamw', 'sgd', 'rmsprop'} or torch optimizer class, default='adam'
+    callbacks : list of skorch callbacks, default=None
+        Extra skorch callbacks (copied before use), e.g. ``EarlyStopping`` on ``train_loss``.
+    verbose : bool or int, default=False
+        Print skorch's epoch table and a progress bar.
+    preprocess_fn : callable, default=None
+        Tensor → tensor function applied to every batch before the autoencoder and the
+        classifier.
+    input_shape : tuple of int, default=None
+        Shape of one row as the models expect it (e.g. ``(1, 8, 8)``). None uses rows as
+        they are (or the trailing shape of an N-D ``X``).
+    device : str, default='cpu'
+        'cpu', 'cuda', 'cuda:N' or 'auto'.
+    random_state : int, RandomState instance or None, default=None
+        Seeds training: equal seeds give bit-identical detectors.
+
+    Attributes
+    ----------
+    ae_ : nn.Module
+        The trained autoencoder (eval mode).
+    hidden_heads_ : nn.ModuleList
+        The trained hidden-layer heads, one per entry of ``hidden_layers_``.
+    hidden_layers_ : tuple of str
+        Dotted names, in the protected model, of the layers with a KL term.
+    w_model_hl_ : tuple of float
+        Weights of the hidden-layer terms.
+    model_ : ProtectedModel
+        Frozen copy of the classifier returning log-probabilities.
+    n_classes_ : int
+    history_ : list of dict
+        skorch's training history.
+    threshold_ : float
+        Rows whose adversarial score exceeds it are flagged.
+    offset_ : float
+        ``-threshold_``: ``decision_function = score_samples - offset_``.
+    input_shape_ : tuple of int
+    n_features_in_ : int
+    device_ : str
+
+    See Also
+    --------
+    ModelDistillationDetector : detection by a distilled student's disagreement.
+
+    References
+    ----------
+    A. Vacanti, A. Van Looveren. "Adversarial Detection and Correction by Matching
+    Prediction Distributions", arXiv:2002.09364, 2020.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn.datasets import load_digits
+    >>> from skadv import AdversarialAEDetector
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X = (X / 16.0).astype("float32")
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> clf = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    >>> optimizer = torch.optim.Adam(clf.parameters(), lr=0.01)
+    >>> for _ in range(100):
+    ...     optimizer.zero_grad()
+    ...     torch.nn.functional.cross_entropy(clf(torch.from_numpy(X)), torch.from_numpy(y)).backward()
+    ...     optimizer.step()
+    >>> det = AdversarialAEDetector(clf.eval(), hidden_layer_kld={"1": 8}, epochs=5, random_state=0)
+    >>> det = det.fit(X[:1000])
+    >>> det.predict(X[1000:1005]).shape
+    (5,)
+    >>> result = det.correct(X[1000:1005])
+    >>> sorted(result)
+    ['corrected', 'defense', 'instance_score', 'is_adversarial', 'no_defense']
+    """
+
+    _parameter_constraints = {
+        **BaseDetector._parameter_constraints,
+        "encoder_net": [nn.Module, None],
+        "decoder_net": [nn.Module, None],
+        "ae": [nn.Module, None],
+        "hidden_layer_kld": [dict, None],
+        "model_hl": [list, tuple, None],
+        "w_model_hl": ["array-like", None],
+        "temperature": [Interval(numbers.Real, 0, None, closed="neither")],
+        "w_model": [Interval(numbers.Real, 0, None, closed="left")],
+        "w_recon": [Interval(numbers.Real, 0, None, closed="left")],
+        "data_type": [StrOptions({"image", "tabular", "time-series"}), None],
+    }
+
+    def __init__(
+        self,
+        model=None,
+        *,
+        encoder_net=None,
+        decoder_net=None,
+        ae=None,
+        hidden_layer_kld=None,
+        model_hl=None,
+        w_model_hl=None,
+        temperature=1.0,
+        w_model=1.0,
+        w_recon=0.0,
+        data_type=None,
+        model_output="auto",
+        threshold=None,
+        contamination=0.05,
+        epochs=20,
+        batch_size=128,
+        lr=1e-3,
+        optimizer="adam",
+        callbacks=None,
+        verbose=False,
+        preprocess_fn=None,
+        input_shape=None,
+        device="cpu",
+        random_state=None,
+    ):
+        self.model = model
+        self.encoder_net = encoder_net
+        self.decoder_net = decoder_net
+        self.ae = ae
+        self.hidden_layer_kld = hidden_layer_kld
+        self.model_hl = model_hl
+        self.w_model_hl = w_model_hl
+        self.temperature = temperature
+        self.w_model = w_model
+        self.w_recon = w_recon
+        self.data_type = data_type
+        self.model_output = model_output
+        self.threshold = threshold
+        self.contamination = contamination
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.callbacks = callbacks
+        self.verbose = verbose
+        self.preprocess_fn = preprocess_fn
+        self.input_shape = input_shape
+        self.device = device
+        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the autoencoder (and hidden-layer heads) on clean rows ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Clean training data.
+        y : Ignored
+            Detectors learn from clean data alone.
+
+        Returns
+        -------
+        self : object
+        """
+        return self._fit(X)
+
+    # -- training -----------------------------------------------------------
+    def _build_autoencoder(self):
+        if self.ae is not None:
+            if self.encoder_net is not None or self.decoder_net is not None:
+                raise ValueError("Pass either ae or encoder_net + decoder_net, not both.")
+            return copy.deepcopy(self.ae)
+        if (self.encoder_net is None) != (self.decoder_net is None):
+            raise ValueError("encoder_net and decoder_net must be given together.")
+        if self.encoder_net is not None:
+            return nn.Sequential(copy.deepcopy(self.encoder_net), copy.deepcopy(self.decoder_net))
+        return default_autoencoder(self.input_shape_)
+
+    def _build_heads(self, x_sample):
+        """Resolve the hidden layers and build their heads (sized on one forward pass)."""
+        layer_dims = dict(self.hidden_layer_kld or {})
+        self.hidden_layers_ = _resolve_layers(self.model_.net, layer_dims)
+        n_layers = len(self.hidden_layers_)
+        if self.w_model_hl is None:
+            self.w_model_hl_ = (1.0,) * n_layers
+        else:
+            self.w_model_hl_ = tuple(float(w) for w in np.ravel(self.w_model_hl))
+        if len(self.w_model_hl_) != n_layers:
+            raise ValueError(
+                f"w_model_hl has {len(self.w_model_hl_)} weights for {n_layers} hidden layers."
+            )
+        if self.model_hl is not None and len(self.model_hl) != n_layers:
+            raise ValueError(f"model_hl has {len(self.model_hl)} heads for {n_layers} hidden layers.")
+        if not n_layers:
+            return nn.ModuleList()
+        with torch.no_grad():
+            _, features = forward_with_hidden(self.model_, self.hidden_layers_, x_sample)
+        heads = []
+        for position, (dim, feature) in enumerate(zip(layer_dims.values(), features)):
+            if self.model_hl is not None:
+                head = copy.deepcopy(self.model_hl[position])
+            else:
+                if not isinstance(dim, numbers.Integral) or dim < 1:
+                    raise ValueError(f"hidden_layer_kld dims must be positive ints, got {dim!r}.")
+                n_inputs = int(np.prod(feature.shape[1:]))
+                head = nn.Sequential(nn.Flatten(), nn.Linear(n_inputs, int(dim)))
+            head.to(self.device_)
+            with torch.no_grad():
+                head(feature)  # materialises lazy layers of a user's head
+            heads.append(head)
+        return nn.ModuleList(heads)
+
+    def _fit_detector(self, X, seed):
+        if self.model_ is None:
+            raise ValueError("AdversarialAEDetector needs a torch classifier (gradients flow through it).")
+        X_model = self._preprocessed_array(X)
+        x_sample = torch.from_numpy(X_model[:1]).to(self.device_)
+        ae = self._build_autoencoder().to(self.device_)
+        heads = self._build_heads(x_sample)
+        with torch.no_grad():
+            self.n_classes_ = int(self.model_(x_sample).shape[1])
+            if ae(x_sample).shape != x_sample.shape:
+                raise ValueError(
+                    f"The autoencoder maps rows of shape {tuple(x_sample.shape[1:])} to "
+                    f"{tuple(ae(x_sample).shape[1:])}; it must reproduce the input shape."
+                )
+        net = self._make_net(
+            AutoencoderWithHeads(ae, heads),
+            seed,
+            net_cls=_make_adversarial_ae_net_class(),
+            frozen_model=self.model_,
+            criterion=AdversarialAELoss,
+            criterion__temperature=self.temperature,
+            criterion__w_model=self.w_model,
+            criterion__w_recon=self.w_recon,
+            criterion__w_model_hl=self.w_model_hl_,
+            criterion__hidden_layers=self.hidden_layers_,
+            iterator_train=_ShuffledBatches,
+        )
+        net.fit(X_model, None)
+        self.ae_ = net.module_.ae.eval()
+        self.hidden_heads_ = net.module_.heads.eval()
+        self.history_ = [dict(epoch) for epoch in net.history]
+
+    # -- scoring ------------------------------------------------------------
+    def _divergences(self, x):
+        """Adversarial score (n,) and log-probabilities of ``x`` then ``AE(x)`` (2n, K)."""
+        model_kl, hidden_kl, log_proba = divergence_terms(
+            self.model_,
+            x,
+            self.ae_(x),
+            layers=self.hidden_layers_,
+            heads=self.hidden_heads_,
+            weights=self.w_model_hl_,
+            temperature=self.temperature,
+        )
+        return model_kl + hidden_kl, log_proba
+
+    def _score_tensor(self, x):
+        return self._divergences(x)[0]
+
+    def _correction_columns(self, x):
+        score, log_proba = self._divergences(self._preprocess(x))
+        predictions = log_proba.argmax(dim=1).reshape(2, -1).to(score.dtype)
+        return torch.stack([score, predictions[0], predictions[1]], dim=1)
+
+    def correct(self, X):
+        """Classify each row, using its reconstruction where the row is flagged.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        result : sklearn.utils.Bunch
+            ``corrected``: the class of the reconstruction where the row is flagged, of the
+            row itself otherwise; ``no_defense``: the classifier's class for the row;
+            ``defense``: its class for the reconstruction; ``is_adversarial`` (int 0/1);
+            ``instance_score`` (the adversarial score). Classes are output indices.
+        """
+        columns = self._batched(self._correction_columns, self._validate_predict_input(X))
+        score = columns[:, 0]
+        no_defense = columns[:, 1].astype(np.intp)
+        defense = columns[:, 2].astype(np.intp)
+        is_adversarial = (score > self.threshold_).astype(int)
+        return Bunch(
+            corrected=np.where(is_adversarial == 1, defense, no_defense),
+            no_defense=no_defense,
+            defense=defense,
+            is_adversarial=is_adversarial,
+            instance_score=score,
+        )

@@ -187,34 +187,6 @@ def default_autoencoder(input_shape):
     return nn.Sequential(nn.Sequential(*encoder), nn.Sequential(*decoder))
 
 
-class _ShuffledBatches:
-    """Training iterator for skorch that slices whole batches out of one tensor.
-
-    skorch's default ``DataLoader`` fetches rows one by one and collates them, which
-    costs more than a training step of a small autoencoder. Same contract: seeded
-    shuffling through ``generator``, last batch kept.
-    """
-
-    def __init__(self, dataset, batch_size=128, shuffle=False, generator=None):
-        self.X = torch.as_tensor(dataset.X)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.generator = generator
-
-    def __len__(self):
-        return -(-len(self.X) // self.batch_size)
-
-    def __iter__(self):
-        n_rows = len(self.X)
-        if self.shuffle:
-            order = torch.randperm(n_rows, generator=self.generator)
-            batches = (self.X[rows] for rows in order.split(self.batch_size))
-        else:
-            batches = self.X.split(self.batch_size)
-        for batch in batches:
-            yield batch, None
-
-
 def _make_adversarial_ae_net_class():
     from skorch import NeuralNet
     from skorch.utils import to_tensor
@@ -533,7 +505,6 @@ class AdversarialAEDetector(BaseDetector):
             criterion__w_recon=self.w_recon,
             criterion__w_model_hl=self.w_model_hl_,
             criterion__hidden_layers=self.hidden_layers_,
-            iterator_train=_ShuffledBatches,
         )
         net.fit(X_model, None)
         self.ae_ = net.module_.ae.eval()

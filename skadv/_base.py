@@ -505,8 +505,7 @@ class BaseDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimator):
             max_epochs=self.epochs,
             batch_size=self.batch_size,
             train_split=None,
-            iterator_train=batch_index_loader,
-            iterator_valid=batch_index_loader,
+            iterator_train=TensorBatches,
             iterator_train__shuffle=True,
             iterator_train__generator=torch.Generator().manual_seed(seed),
             callbacks=callbacks,
@@ -527,19 +526,33 @@ class BaseDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimator):
         return tags
 
 
-def batch_index_loader(dataset, batch_size=128, shuffle=False, generator=None, **kwargs):
-    """skorch iterator that fetches each batch with one array index instead of row by row.
+class TensorBatches:
+    """skorch training iterator that slices whole batches out of in-memory tensors.
 
-    skorch's ``Dataset`` accepts index arrays, so a batch costs one fancy-indexing call
-    rather than ``batch_size`` ``__getitem__`` calls and a collate: on small networks that
-    per-row overhead otherwise dominates training time.
+    skorch's default ``DataLoader`` fetches rows one by one and collates them, which costs
+    more than a training step of the small networks detectors train. Same contract:
+    seeded shuffling through ``generator``, last (short) batch kept, ``batch_size=-1``
+    for one batch.
     """
-    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
-    if batch_size == -1:
-        batch_size = len(dataset)
-    sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
-    return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None, **kwargs)
+    def __init__(self, dataset, batch_size=128, shuffle=False, generator=None):
+        self.X = torch.as_tensor(dataset.X)
+        y = getattr(dataset, "y", None)
+        self.y = None if y is None else torch.as_tensor(y)
+        self.batch_size = len(self.X) if batch_size == -1 else batch_size
+        self.shuffle = shuffle
+        self.generator = generator
+
+    def __len__(self):
+        return -(-len(self.X) // self.batch_size)
+
+    def __iter__(self):
+        if self.shuffle:
+            batches = torch.randperm(len(self.X), generator=self.generator).split(self.batch_size)
+        else:
+            batches = (slice(i, i + self.batch_size) for i in range(0, len(self.X), self.batch_size))
+        for rows in batches:
+            yield self.X[rows], None if self.y is None else self.y[rows]
 
 
 class NetWithFrozenModel:

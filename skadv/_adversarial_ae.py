@@ -6,7 +6,6 @@ import numbers
 import numpy as np
 import torch
 from sklearn.base import _fit_context
-from sklearn.utils import Bunch
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
@@ -549,14 +548,4 @@ class AdversarialAEDetector(BaseDetector):
             ``instance_score`` (the adversarial score). Classes are output indices.
         """
         columns = self._batched(self._correction_columns, self._validate_predict_input(X))
-        score = columns[:, 0]
-        no_defense = columns[:, 1].astype(np.intp)
-        defense = columns[:, 2].astype(np.intp)
-        is_adversarial = (score > self.threshold_).astype(int)
-        return Bunch(
-            corrected=np.where(is_adversarial == 1, defense, no_defense),
-            no_defense=no_defense,
-            defense=defense,
-            is_adversarial=is_adversarial,
-            instance_score=score,
-        )
+        return self._correction(columns[:, 0], columns[:, 1].astype(np.intp), columns[:, 2].astype(np.intp))

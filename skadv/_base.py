@@ -484,9 +484,24 @@ class BaseDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimator):
         """
         score = self.adversarial_score(X)
         return Bunch(
-            is_adversarial=(score > self.threshold_).astype(int),
+            is_adversarial=self._flagged(score),
             instance_score=score,
             meta={"name": type(self).__name__, "detector_type": "adversarial", "threshold": self.threshold_},
+        )
+
+    def _flagged(self, score):
+        """alibi-style 0/1 flags: 1 where the adversarial score exceeds ``threshold_``."""
+        return (score > self.threshold_).astype(int)
+
+    def _correction(self, score, no_defense, defense):
+        """The Bunch ``correct()`` returns: the defense's label where a row is flagged."""
+        is_adversarial = self._flagged(score)
+        return Bunch(
+            corrected=np.where(is_adversarial == 1, defense, no_defense),
+            no_defense=no_defense,
+            defense=defense,
+            is_adversarial=is_adversarial,
+            instance_score=score,
         )
 
     # -- training through skorch --------------------------------------------

@@ -531,16 +531,7 @@ class VAEDetector(BaseDetector):
             )
 
         predictions = self._class_labels(self._batched(labels, X).astype(int))
-        score = self._adversarial_score_validated(X)
-        is_adversarial = (score > self.threshold_).astype(int)
-        no_defense, defense = predictions[:, 0], predictions[:, 1]
-        return Bunch(
-            corrected=np.where(is_adversarial == 1, defense, no_defense),
-            no_defense=no_defense,
-            defense=defense,
-            is_adversarial=is_adversarial,
-            instance_score=score,
-        )
+        return self._correction(self._adversarial_score_validated(X), predictions[:, 0], predictions[:, 1])
 
     def _class_labels(self, indices):
         """Map class indices (columns of the classifier's output) to its labels."""

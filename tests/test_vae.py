@@ -171,7 +171,8 @@ def test_distinct_labels_on_hand_built_vae():
     det.set_params(consistency="disagreement")
     log_p = torch.log_softmax(_Thresholds()(torch.as_tensor(z.reshape(-1, 1))), dim=1).reshape(4, 20, 3)
     expected = 1 - log_p.exp().mean(dim=1).max(dim=1).values.numpy()
-    np.testing.assert_allclose(det.adversarial_score(X), expected, rtol=1e-5, atol=1e-12)
+    # the reference is float32; skadv computes the scores in float64
+    np.testing.assert_allclose(det.adversarial_score(X), expected, rtol=1e-5, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- seeding

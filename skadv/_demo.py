@@ -55,11 +55,10 @@ def _fit_detectors(cnn, X_fit, y_fit, X_val, quick, random_state):
     from . import AdversarialAEDetector, DeepNeuralRejection, ModelDistillationDetector, VAEDetector
 
     common = {"input_shape": (1, 8, 8), "random_state": random_state}
-    scale = 1 if quick else 3
     detectors = {
-        "AdversarialAE": AdversarialAEDetector(cnn, epochs=10 * scale, temperature=0.5, **common),
-        "ModelDistillation": ModelDistillationDetector(cnn, epochs=10 * scale, **common),
-        "VAE": VAEDetector(cnn, epochs=20 * scale, **common),
+        "AdversarialAE": AdversarialAEDetector(cnn, epochs=5 if quick else 30, temperature=0.5, **common),
+        "ModelDistillation": ModelDistillationDetector(cnn, epochs=8 if quick else 30, **common),
+        "VAE": VAEDetector(cnn, epochs=15 if quick else 60, **common),
         "DNR": DeepNeuralRejection(
             cnn, layers=["features.1", "features.4", "classifier.2"], cv=3 if quick else 5, n_jobs=1, **common
         ),
@@ -122,12 +121,13 @@ def run_demo(out_dir="skadv_demo", quick=False, random_state=0):
     X_train, X_test, y_train, y_test = load_digits_images(random_state)
     X_fit, X_val, y_fit, _ = train_test_split(X_train, y_train, test_size=0.2, stratify=y_train,
                                               random_state=random_state)
-    n_eval = 150 if quick else len(X_test)
+    n_eval = 100 if quick else len(X_test)
     X_eval, y_eval = X_test[:n_eval], y_test[:n_eval]
-    pgd_steps = 20 if quick else 40
+    pgd_steps = 10 if quick else 40
+    pgd_step = 0.05 if quick else 0.01  # quick: Madry's 2.5 * eps / steps; full: 40 steps of 0.01
 
     _section(f"classifier: small CNN on load_digits, trained through skorch ({len(X_fit)} rows)")
-    net = train_classifier(X_fit, y_fit, epochs=10 if quick else 25, random_state=random_state)
+    net = train_classifier(X_fit, y_fit, epochs=8 if quick else 25, random_state=random_state)
     cnn = net.module_.eval()
 
     def predict_classifier(X):
@@ -142,7 +142,7 @@ def run_demo(out_dir="skadv_demo", quick=False, random_state=0):
     shape = {"input_shape": (1, 8, 8)}
     attacks = {
         "FGSM eps=0.1": FGSM(cnn, eps=0.1, **shape).generate(X_eval, y_eval),
-        "PGD eps=0.2": PGD(cnn, eps=0.2, step_size=0.01, max_iter=pgd_steps, random_state=random_state,
+        "PGD eps=0.2": PGD(cnn, eps=0.2, step_size=pgd_step, max_iter=pgd_steps, random_state=random_state,
                            **shape).generate(X_eval, y_eval),
     }
     for name, X_adv in attacks.items():
@@ -152,7 +152,7 @@ def run_demo(out_dir="skadv_demo", quick=False, random_state=0):
     for det_name, det in detectors.items():
         runs = dict(attacks)
         # Adaptive: the attack sees classifier and detector together (Carlini & Wagner 2017).
-        runs["PGD eps=0.2 adaptive"] = PGD(det, eps=0.2, step_size=0.01, max_iter=pgd_steps,
+        runs["PGD eps=0.2 adaptive"] = PGD(det, eps=0.2, step_size=pgd_step, max_iter=pgd_steps,
                                            random_state=random_state, eot_samples=2 if quick else 4
                                            ).generate(X_eval, y_eval)
         for attack_name, X_adv in runs.items():
@@ -190,13 +190,13 @@ def run_demo(out_dir="skadv_demo", quick=False, random_state=0):
     fig.suptitle("Adversarial scores: clean vs PGD eps=0.2 (non-adaptive)")
     save(fig, "score_histograms.png")
 
-    eps_values = [0.0, 0.05, 0.1, 0.2] if quick else [0.0, 0.05, 0.1, 0.15, 0.2, 0.3]
-    n_sec = 60 if quick else 200
+    eps_values = [0.0, 0.1, 0.2] if quick else [0.0, 0.05, 0.1, 0.15, 0.2, 0.3]
+    n_sec = 40 if quick else 200
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, det_name in zip(axes, ("AdversarialAE", "ModelDistillation")):
         SecurityEvaluationDisplay.from_estimator(
             detectors[det_name], PGD, X_eval[:n_sec], y_eval[:n_sec], eps_values, name=det_name, ax=ax,
-            step_size=0.01, max_iter=pgd_steps, random_state=random_state,
+            step_size=pgd_step, max_iter=pgd_steps, random_state=random_state,
         )
         ax.set_title(f"{det_name}: adaptive PGD")
     save(fig, "security_evaluation.png")

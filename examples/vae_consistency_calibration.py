@@ -1,0 +1,152 @@
+"""Using a VAE for robustness: prediction consistency, purification, calibration and OOD.
+
+The seed walkthrough "Using VAE for robustness", on load_digits:
+
+1. train a CNN (skorch) and fit a VAEDetector on clean digits: a VAE learns the digits, and
+   to score an input K latent codes are drawn from its posterior, decoded and classified;
+2. attack the test digits with PGD (L-inf, eps=0.2) against the classifier alone;
+3. count the distinct labels the CNN gives the K reconstructions: clean digits mostly get
+   one, adversarial ones several (DistinctLabelsDisplay);
+4. compare the detector's scores (consistency, reconstruction error, both combined) by
+   detection AUROC and TPR at 5 % FPR (positives: all attacked digits);
+5. purify: classify the VAE's reconstruction instead of the input (``correct``);
+6. relate the reconstruction loss to the CNN's confidence (calibration_analysis,
+   ReconstructionCalibrationDisplay);
+7. flag out-of-distribution inputs (uniform noise images) by their reconstruction error.
+
+    python examples/vae_consistency_calibration.py [--quick] [--out DIR]
+"""
+
+import argparse
+import copy
+import os
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from skadv import (  # noqa: E402
+    DistinctLabelsDisplay,
+    ReconstructionCalibrationDisplay,
+    VAEDetector,
+    calibration_analysis,
+)
+from skadv._demo import load_digits_images, train_classifier  # noqa: E402
+from skadv.attacks import PGD  # noqa: E402
+from skadv.metrics import detection_auroc, tpr_at_fpr  # noqa: E402
+from skadv.plotting import ScoreHistogramDisplay  # noqa: E402
+
+
+def main(quick=False, out="examples_out"):
+    start = time.perf_counter()
+    os.makedirs(out, exist_ok=True)
+    X_train, X_test, y_train, y_test = load_digits_images()
+    if quick:
+        X_test, y_test = X_test[:200], y_test[:200]
+    net = train_classifier(X_train, y_train, epochs=5 if quick else 20, verbose=False)
+    det = VAEDetector(net.module_, input_shape=(1, 8, 8), latent_dim=8, n_samples=10,
+                      epochs=20 if quick else 100, random_state=0).fit(X_train)
+    print(f"VAEDetector fitted on {len(X_train)} clean digits (K={det.n_samples} reconstructions per input, "
+          f"final ELBO loss {det.history_[-1]['train_loss']:.1f}); threshold flags 5 % of them")
+
+    # Non-adaptive PGD: the attacker sees the classifier only.
+    eps = 0.2
+    X_adv = PGD(det, eps=eps, adaptive=False, step_size=0.04 if quick else 0.01,
+                max_iter=10 if quick else 40, random_state=0).generate(X_test, y_test)
+    clean, attacked = det.correct(X_test), det.correct(X_adv)
+    print(f"PGD L-inf eps={eps} on {len(X_test)} test digits: CNN accuracy "
+          f"{np.mean(clean.no_defense == y_test):.3f} clean -> {np.mean(attacked.no_defense == y_test):.3f} attacked")
+
+    # 3. Distinct labels over the K reconstructions.
+    counts_clean, counts_adv = det.distinct_labels(X_test), det.distinct_labels(X_adv)
+    print(f"distinct labels over K reconstructions: clean mean {counts_clean.mean():.2f} "
+          f"({np.mean(counts_clean == 1):.0%} with one label), adversarial mean {counts_adv.mean():.2f} "
+          f"({np.mean(counts_adv == 1):.0%} with one label)")
+
+    # 4. Detection by each score (score_type / consistency only change how scores are computed,
+    # so one fitted detector serves all; a copy keeps det's own settings).
+    print(f"\n{'score':32s} {'AUROC':>6s} {'TPR@5%FPR':>9s}   (positives: all attacked digits)")
+    variants = [("consistency (KL, default)", dict(score_type="consistency", consistency="kl")),
+                ("consistency (disagreement)", dict(score_type="consistency", consistency="disagreement")),
+                ("reconstruction error", dict(score_type="reconstruction")),
+                ("combined", dict(score_type="combined"))]
+    for name, params in variants:
+        variant = copy.deepcopy(det).set_params(**params)
+        s_clean, s_adv = variant.adversarial_score(X_test), variant.adversarial_score(X_adv)
+        print(f"{name:32s} {detection_auroc(s_clean, s_adv):6.3f} {tpr_at_fpr(s_clean, s_adv, fpr=0.05):9.3f}")
+
+    # 5. Purification: classify the mean reconstruction (all inputs, or only flagged ones).
+    print(f"\n{'accuracy':40s} {'clean':>6s} {'attacked':>8s}")
+    for label, key in (("no defense (input)", "no_defense"), ("reconstruction, every input", "defense"),
+                       ("corrected (reconstruction where flagged)", "corrected")):
+        print(f"{label:40s} {np.mean(clean[key] == y_test):6.3f} {np.mean(attacked[key] == y_test):8.3f}")
+    print(f"{'flagged by the detector':40s} {clean.is_adversarial.mean():6.3f} {attacked.is_adversarial.mean():8.3f}")
+
+    # 6. Calibration: reconstruction loss per confidence bin, clean and attacked.
+    analysis = calibration_analysis(det, X_test, y_test, n_bins=5)
+    print("\ncalibration on clean test digits (CNN confidence bin: rows, mean reconstruction loss, accuracy)")
+    for lo, hi, n, loss, acc in zip(analysis.bin_edges[:-1], analysis.bin_edges[1:], analysis.count,
+                                    analysis.mean_loss, analysis.accuracy):
+        print(f"  [{lo:.1f}, {hi:.1f}): {n:4d} rows, loss {loss:.4f}, accuracy {acc:.3f}")
+
+    # 7. Out-of-distribution inputs: uniform noise, flagged by the reconstruction error with a
+    # threshold set (infer_threshold) at the 95th percentile of clean training scores.
+    noise = np.random.RandomState(0).uniform(0, 1, size=(len(X_test), X_test.shape[1])).astype(np.float32)
+    ood = copy.deepcopy(det).set_params(score_type="reconstruction").infer_threshold(X_train, threshold_perc=95)
+    rec_clean, rec_noise = ood.adversarial_score(X_test), ood.adversarial_score(noise)
+    print(f"\nuniform noise images: reconstruction error {np.median(rec_noise):.3f} (median) vs "
+          f"{np.median(rec_clean):.3f} on clean digits; AUROC {detection_auroc(rec_clean, rec_noise):.3f}; "
+          f"flagged {np.mean(ood.predict(noise) == -1):.0%} of noise, {np.mean(ood.predict(X_test) == -1):.0%} "
+          f"of clean test digits")
+    noise_confidence = calibration_analysis(det, noise).confidence
+    print(f"yet the CNN is over 80 % confident on {np.mean(noise_confidence > 0.8):.0%} of the noise images "
+          f"(overconfidence off the data manifold)")
+
+    # Figures: distinct labels, calibration (clean / attacked / noise), scores.
+    fig, ax = plt.subplots(figsize=(6, 4))
+    DistinctLabelsDisplay.from_predictions(counts_clean, counts_adv, n_samples=det.n_samples,
+                                           names=("clean digits", f"PGD eps={eps}"), ax=ax)
+    ax.set_title(f"CNN labels over K={det.n_samples} VAE reconstructions per input")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "vae_distinct_labels.png"), dpi=100)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+    for ax, (name, X_part) in zip(axes, (("clean test digits", X_test), (f"PGD eps={eps} digits", X_adv),
+                                         ("uniform noise images", noise))):
+        ReconstructionCalibrationDisplay.from_estimator(det, X_part, n_bins=5, ax=ax)
+        ax.set_title(f"{name}\n(number of inputs above each bar)")
+    fig.suptitle("Reconstruction loss against CNN confidence")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "vae_calibration.png"), dpi=100)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    kl = det.adversarial_score(X_test), det.adversarial_score(X_adv)
+    # Counts on log-spaced bins (densities would shrink the wide bins of the long tail).
+    ScoreHistogramDisplay.from_predictions(*kl, threshold=det.threshold_, ax=axes[0], log_scale=True,
+                                           density=False, name=f"consistency score: clean vs PGD eps={eps}")
+    axes[0].set_xlabel("consistency score: mean KL(M(x) || M(reconstruction)), log scale")
+    ScoreHistogramDisplay.from_predictions(rec_clean, rec_noise, threshold=ood.threshold_, ax=axes[1],
+                                           log_scale=True, density=False,
+                                           name="reconstruction error: clean vs uniform noise")
+    axes[1].set_xlabel("reconstruction error (MSE per pixel), log scale")
+    for ax, attacked_name in zip(axes, (f"PGD eps={eps}", "uniform noise")):
+        names = {"clean": "clean digits", "attacked": attacked_name, "threshold": "threshold (5 % FPR)"}
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles, [names[label] for label in labels])
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "vae_score_histograms.png"), dpi=100)
+    plt.close(fig)
+    print(f"figures: {os.path.abspath(out)}/vae_distinct_labels.png, vae_calibration.png, "
+          f"vae_score_histograms.png ({time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default="examples_out")
+    main(**vars(parser.parse_args()))

@@ -13,14 +13,12 @@ from ._version import __version__
 
 __all__ = [
     "AdversarialAEDetector",
-    "AdversarialAEDetector",
     "BaseDetector",
     "DNRDetector",
     "DeepNeuralRejection",
     "DistinctLabelsDisplay",
     "InconsistentVersionWarning",
     "ModelDistillationDetector",
-    "OneVsAllSVC",
     "OneVsAllSVC",
     "ProtectedModel",
     "ReconstructionCalibrationDisplay",

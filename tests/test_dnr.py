@@ -524,3 +524,31 @@ def test_protects_a_frozen_skorch_net(digits):
     fitted = clone(dnr).fit(X[:200], y[:200])
     assert fitted.decision_function(X_test).shape == (N_TEST, 11)
     assert np.mean(fitted.predict(X_test) == net.predict(X_test)) > 0.8
+
+
+def test_security_evaluation_on_a_conv_module_takes_input_shape(digits, cnn):
+    from skadv.attacks import PGD
+    from skadv.metrics import security_evaluation
+
+    _, _, X_test, y_test = digits
+    result = security_evaluation(cnn, PGD, X_test[:20], y_test[:20], [0.0, 0.1], input_shape=(1, 8, 8), max_iter=3)
+    with torch.no_grad():
+        clean_labels = cnn(torch.as_tensor(X_test[:20]).reshape(-1, 1, 8, 8)).argmax(1).numpy()
+    assert result.accuracy[0] == np.mean(clean_labels == y_test[:20])
+    assert result.accuracy[1] <= result.accuracy[0]
+
+
+def test_security_evaluation_scores_dnr_by_its_own_labels(digits, fitted):
+    import copy
+
+    from skadv.attacks import PGD
+    from skadv.metrics import accuracy_with_rejection, security_evaluation
+
+    _, _, X_test, y_test = digits
+    X, y = X_test[:60], y_test[:60]
+    dnr = copy.deepcopy(fitted).set_params(threshold=fitted.compute_threshold(X, 0.2))
+    result = security_evaluation(dnr, PGD, X, y, [0.0])
+    prediction = dnr.predict(X)
+    assert (prediction == -1).sum() == 12
+    assert result.accuracy_with_rejection[0] == accuracy_with_rejection(y, prediction)
+    assert result.evasion_rate[0] == np.mean((prediction != y) & (prediction != -1))

@@ -4,6 +4,7 @@ import warnings
 from numbers import Real
 
 import numpy as np
+from sklearn.base import is_classifier
 from sklearn.utils import Bunch
 
 from ..attacks._base import BaseAttack, _is_skadv_estimator, _resolve_target
@@ -27,16 +28,11 @@ def _make_attack(attack, target, **params):
     )
 
 
-def _classifier_labels(estimator, X, batch_size=256):
+def _classifier_labels(estimator, X, batch_size=256, input_shape=None):
     """Labels the protected classifier (no defense) assigns to ``X``."""
-    target = _resolve_target(estimator, X, adaptive=False, device=None, input_shape=None)
+    target = _resolve_target(estimator, X, adaptive=False, device=None, input_shape=input_shape)
     scores, _ = target.class_scores(X, batch_size)
     return target.indices_to_labels(scores.argmax(axis=1))
-
-
-def _flagged(estimator, X):
-    """Rows a skadv estimator flags (detector) or rejects (DNR): ``predict == -1``."""
-    return np.asarray(estimator.predict(X)) == -1
 
 
 def _adversarial_scores(estimator, X):
@@ -137,12 +133,17 @@ def security_evaluation(estimator, attack_cls, X, y, eps_values, *, adaptive=Tru
         else:
             attack = _make_attack(attack_cls, estimator, eps=float(eps), adaptive=adaptive, **attack_params)
             X_eval = attack.generate(X, y)
-        labels = _classifier_labels(estimator, X_eval)
+        labels = _classifier_labels(estimator, X_eval, input_shape=attack_params.get("input_shape"))
         wrong = labels != y
         curves["accuracy"][i] = 1.0 - wrong.mean()
-        flagged = _flagged(estimator, X_eval) if is_detector else np.zeros_like(wrong)
+        flagged = np.zeros_like(wrong)
         if is_detector:
+            prediction = np.asarray(estimator.predict(X_eval))
+            flagged = prediction == -1
             curves["detection_rate"][i] = flagged.mean()
+            if is_classifier(estimator):
+                # A classifier with reject option (DNR) labels the rows it accepts itself.
+                labels, wrong = prediction, prediction != y
         curves["accuracy_with_rejection"][i] = accuracy_with_rejection(
             y, labels, rejected=flagged, attacked=bool(eps > 0)
         )

@@ -65,14 +65,17 @@ def forward_with_hidden(classifier, layers, x):
     return log_proba, captured
 
 
-def divergence_terms(classifier, x, x_recon, *, layers=(), heads=(), weights=(), temperature=1.0):
+def divergence_terms(
+    classifier, x, x_recon, *, layers=(), heads=(), weights=(), temperature=1.0, detach_hidden_teacher=False
+):
     """Per-row KL terms between an input and its reconstruction.
 
     Returns ``(model_kl, hidden_kl, log_proba)``: ``KL(M(x)_T ‖ M(x'))`` and
     ``Σ_l w_l · KL(h_l(x) ‖ h_l(x'))``, each of shape ``(n,)``, and the classifier's
     log-probabilities of ``x`` then ``x'`` ``(2n, K)``. The classifier runs once, on
-    ``x`` and ``x'`` stacked. The hidden-layer teacher ``h_l(x)`` is a target: no gradient
-    flows through it (the heads learn from the reconstruction side).
+    ``x`` and ``x'`` stacked. In training (``detach_hidden_teacher=True``) the hidden-layer
+    teacher ``h_l(x)`` is a target, as ``M(x)`` is: the heads learn from the reconstruction
+    side only. Scoring keeps every gradient path, so that adaptive attacks see them all.
     """
     n_rows = x.shape[0]
     log_proba, hidden = forward_with_hidden(classifier, layers, torch.cat([x, x_recon]))
@@ -80,7 +83,9 @@ def divergence_terms(classifier, x, x_recon, *, layers=(), heads=(), weights=(),
     hidden_kl = torch.zeros_like(model_kl)
     for head, weight, features in zip(heads, weights, hidden):
         logits = head(features)
-        teacher = torch.softmax(logits[:n_rows], dim=1).detach()
+        teacher = torch.softmax(logits[:n_rows], dim=1)
+        if detach_hidden_teacher:
+            teacher = teacher.detach()
         hidden_kl = hidden_kl + weight * distillation_loss(logits[n_rows:], teacher)
     return model_kl, hidden_kl, log_proba
 
@@ -121,6 +126,7 @@ class AdversarialAELoss(nn.Module):
             heads=heads,
             weights=self.w_model_hl,
             temperature=self.temperature,
+            detach_hidden_teacher=True,
         )
         return adversarial_ae_loss(x, x_recon, model_kl, hidden_kl, self.w_model, self.w_recon)
 
@@ -192,6 +198,11 @@ def _make_adversarial_ae_net_class():
 
     class AdversarialAENet(NetWithFrozenModel, NeuralNet):
         """skorch net training the autoencoder (and heads) against the frozen classifier."""
+
+        def _set_training(self, training=True):
+            # Only the trained module changes mode; the frozen classifier stays in eval
+            # (toggling it twice per batch is a measurable share of a small model's step).
+            self.module_.train(training)
 
         def get_loss(self, y_pred, y_true, X=None, training=False):
             x = to_tensor(X, device=self.device)

@@ -180,11 +180,21 @@ def test_one_classifier_pass_per_batch(tiny):
 
 def test_adaptive_attack_differentiates_through_detector(tiny):
     X, clf, ae, head = tiny
-    det = AdversarialAEDetector(clf, ae=ae, hidden_layer_kld={"1": 2}, model_hl=[head], epochs=2, random_state=0)
+    # A heavy hidden-layer weight, so that its teacher's gradient path is visible below.
+    det = AdversarialAEDetector(
+        clf, ae=ae, hidden_layer_kld={"1": 2}, model_hl=[head], w_model_hl=[50.0], epochs=2, random_state=0
+    )
     det.fit(X)
     x = torch.from_numpy(X).requires_grad_(True)
     det._torch_adversarial_score(x).sum().backward()
     assert x.grad is not None and torch.all(torch.isfinite(x.grad)) and x.grad.abs().sum() > 0
+    # Every path counts, the hidden-layer teacher h(x) included: autograd matches finite differences.
+    direction = torch.from_numpy(np.random.RandomState(1).normal(size=X.shape).astype(np.float32))
+    step = 1e-2
+    with torch.no_grad():
+        x0 = torch.from_numpy(X)
+        finite = (det._torch_adversarial_score(x0 + step * direction) - det._torch_adversarial_score(x0 - step * direction)) / (2 * step)
+    torch.testing.assert_close((x.grad * direction).sum(), finite.sum(), rtol=0.05, atol=1e-3)
     X_adv = PGD(det, eps=0.1, max_iter=3, random_state=0).generate(X)
     assert X_adv.shape == X.shape and np.abs(X_adv - X).max() <= 0.1 + 1e-6
 

@@ -23,7 +23,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 from skadv import ModelDistillationDetector  # noqa: E402
 from skadv._demo import load_digits_images, train_classifier  # noqa: E402

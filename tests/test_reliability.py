@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from _models import digits_mlp
-from skadv import DeepNeuralRejection, DNRDetector, ModelDistillationDetector, VAEDetector
+from skadv import AdversarialAEDetector, DeepNeuralRejection, DNRDetector, ModelDistillationDetector, VAEDetector
 
 N_FEATURES = 16
 RNG = np.random.RandomState(0)
@@ -23,6 +23,7 @@ def _teacher():
 
 # name -> (unfitted estimator factory, needs y in fit)
 ESTIMATORS = {
+    "AdversarialAEDetector": (lambda: AdversarialAEDetector(_teacher(), epochs=1, random_state=0), False),
     "ModelDistillationDetector": (lambda: ModelDistillationDetector(_teacher(), epochs=1, random_state=0), False),
     "VAEDetector": (lambda: VAEDetector(_teacher(), epochs=1, n_samples=3, random_state=0), False),
     "DeepNeuralRejection": (lambda: DeepNeuralRejection(_teacher(), layers=["1", "2"], cv=2, random_state=0), True),

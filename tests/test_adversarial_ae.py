@@ -194,7 +194,7 @@ def test_adaptive_attack_differentiates_through_detector(tiny):
     with torch.no_grad():
         x0 = torch.from_numpy(X)
         finite = (det._torch_adversarial_score(x0 + step * direction) - det._torch_adversarial_score(x0 - step * direction)) / (2 * step)
-    torch.testing.assert_close((x.grad * direction).sum(), finite.sum(), rtol=0.05, atol=1e-3)
+    torch.testing.assert_close((x.grad * direction).sum().double(), finite.sum().double(), rtol=0.05, atol=1e-3)
     X_adv = PGD(det, eps=0.1, max_iter=3, random_state=0).generate(X)
     assert X_adv.shape == X.shape and np.abs(X_adv - X).max() <= 0.1 + 1e-6
 

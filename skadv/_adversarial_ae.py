@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from ._base import BaseDetector, NetWithFrozenModel
-from ._distillation import distillation_loss, tempered_proba
+from ._distillation import distillation_loss, kl_divergence, tempered_log_proba
 
 # ----------------------------------------------------------------------------- loss and score
 
@@ -79,7 +79,8 @@ def divergence_terms(
     """
     n_rows = x.shape[0]
     log_proba, hidden = forward_with_hidden(classifier, layers, torch.cat([x, x_recon]))
-    model_kl = distillation_loss(log_proba[n_rows:], tempered_proba(log_proba[:n_rows], temperature))
+    # log_proba is already normalised (ProtectedModel): no second log-softmax.
+    model_kl = kl_divergence(tempered_log_proba(log_proba[:n_rows], temperature), log_proba[n_rows:])
     hidden_kl = torch.zeros_like(model_kl)
     for head, weight, features in zip(heads, weights, hidden):
         logits = head(features)
@@ -289,6 +290,8 @@ class AdversarialAEDetector(BaseDetector):
         Training and inference batch size.
     lr : float, default=1e-3
     optimizer : {'adam', 'adamw', 'sgd', 'rmsprop'} or torch optimizer class, default='adam'
+        Named 'adam', 'adamw' and 'sgd' run torch's fused implementation (``fused=True``);
+        a class is used with its own defaults.
     callbacks : list of skorch callbacks, default=None
         Extra skorch callbacks (copied before use), e.g. ``EarlyStopping`` on ``train_loss``.
     verbose : bool or int, default=False

@@ -93,3 +93,39 @@ def test_scores_do_not_depend_on_batch_composition():
     full = det.adversarial_score(X)
     one_by_one = np.concatenate([det.adversarial_score(X[i : i + 1]) for i in range(len(X))])
     np.testing.assert_allclose(full, one_by_one, rtol=1e-6, atol=1e-8)
+
+
+class _FusedAdam(torch.optim.Adam):
+    def __init__(self, params, **kwargs):
+        super().__init__(params, fused=True, **kwargs)
+
+
+class _PlainAdam(torch.optim.Adam):
+    def __init__(self, params, **kwargs):
+        super().__init__(params, fused=False, foreach=False, **kwargs)
+
+
+def test_named_adam_is_torchs_fused_adam():
+    """'adam' runs fused=True (faster); a class keeps its own defaults."""
+    X = np.random.RandomState(0).rand(60, 5)
+    named = _fitted(X, optimizer="adam").adversarial_score(X)
+    np.testing.assert_array_equal(named, _fitted(X, optimizer=_FusedAdam).adversarial_score(X))
+    plain = _fitted(X, optimizer=_PlainAdam).adversarial_score(X)
+    np.testing.assert_allclose(named, plain, rtol=1e-3, atol=1e-6)  # the same algorithm
+
+
+def test_kl_divergence_matches_scipy_including_zero_probabilities():
+    from scipy.special import rel_entr
+
+    from skadv._distillation import distillation_loss, kl_divergence
+
+    rng = np.random.RandomState(0)
+    logits_p, logits_q = rng.randn(6, 4) * 3, rng.randn(6, 4) * 3
+    logits_p[0, 1] = -np.inf  # p = 0 in one class (log p = -inf): contributes 0
+    log_p = torch.log_softmax(torch.as_tensor(logits_p), dim=1)
+    log_q = torch.log_softmax(torch.as_tensor(logits_q), dim=1)
+    assert log_p[0, 1] == -np.inf
+    kl = kl_divergence(log_p, log_q).numpy()
+    expected = rel_entr(log_p.exp().numpy(), log_q.exp().numpy()).sum(axis=1)
+    np.testing.assert_allclose(kl, expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(kl, distillation_loss(torch.as_tensor(logits_q), log_p.exp()).numpy(), rtol=1e-12)

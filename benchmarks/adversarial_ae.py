@@ -114,6 +114,7 @@ def main():
     X_score = np.resize(X, (N_SCORE, X.shape[1]))  # the digits tiled to 100k rows
 
     def fit_skadv():
+        torch.manual_seed(0)  # the same initial autoencoder as the bare loop's
         return AdversarialAEDetector(
             classifier,
             ae=make_autoencoder(),

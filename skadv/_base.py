@@ -121,9 +121,21 @@ _OPTIMIZERS = {
 }
 
 
+# Named optimizers torch implements as one fused kernel per step (CPU and CUDA): several
+# times faster than the default per-tensor loop on the small networks detectors train.
+_FUSED_OPTIMIZERS = {"adam", "adamw", "sgd"}
+
+
 def resolve_optimizer(optimizer):
     """Map an optimizer name to its torch class; classes pass through."""
     return _OPTIMIZERS[optimizer] if isinstance(optimizer, str) else optimizer
+
+
+def optimizer_options(optimizer):
+    """skorch ``optimizer__*`` arguments for an optimizer name or class."""
+    if isinstance(optimizer, str) and optimizer in _FUSED_OPTIMIZERS:
+        return {"optimizer__fused": True}
+    return {}
 
 
 
@@ -522,6 +534,7 @@ class BaseDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimator):
         return (net_cls or NeuralNet)(
             module=module,
             optimizer=resolve_optimizer(self.optimizer),
+            **optimizer_options(self.optimizer),
             lr=self.lr,
             max_epochs=self.epochs,
             batch_size=self.batch_size,
@@ -591,11 +604,17 @@ class NetWithFrozenModel:
     def initialize_module(self):
         super().initialize_module()
         self.frozen_model_ = self.frozen_model.to(self.device)
+        self._training_mode = None
         return self
 
     def _set_training(self, training=True):
+        # skorch calls this on every batch; walking both module trees each time costs a
+        # noticeable share of a small network's step, so only act on a change of mode.
+        if getattr(self, "_training_mode", None) == training:
+            return
         super()._set_training(training)
         self.frozen_model_.eval()
+        self._training_mode = training
 
     def get_all_learnable_params(self):
         yield from self.module_.named_parameters()

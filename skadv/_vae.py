@@ -255,6 +255,8 @@ class VAEDetector(BaseDetector):
         Training and inference batch size.
     lr : float, default=1e-3
     optimizer : {'adam', 'adamw', 'sgd', 'rmsprop'} or torch optimizer class, default='adam'
+        Named 'adam', 'adamw' and 'sgd' run torch's fused implementation (``fused=True``);
+        a class is used with its own defaults.
     callbacks : list of skorch callbacks, default=None
         Extra skorch callbacks (copied before use).
     verbose : bool or int, default=False

@@ -37,7 +37,7 @@ class _CapturedAll(Exception):
 
 
 def capture_layers(net, modules, x):
-    """Flattened outputs ``(n, d_l)`` of ``modules`` (submodules of ``net``) for one forward pass of ``x``.
+    """Flattened float64 outputs ``(n, d_l)`` of ``modules`` (submodules of ``net``) for one forward pass of ``x``.
 
     A module called several times in ``forward`` is captured at its first call. The
     forward pass stops once every module has produced its output.
@@ -53,8 +53,9 @@ def capture_layers(net, modules, x):
                     f"Layer {type(module).__name__} returned {type(output).__name__}; "
                     "DeepNeuralRejection needs layers whose output is one tensor."
                 )
-            # Clone: a later in-place operation (ReLU(inplace=True)) must not change it.
-            captured[index] = output.reshape(output.shape[0], -1).clone()
+            # A float64 copy (what the SVMs take): a later in-place operation
+            # (ReLU(inplace=True)) must not change it.
+            captured[index] = output.reshape(output.shape[0], -1).to(torch.float64, copy=True)
             if len(captured) == len(modules):
                 raise _CapturedAll
 

@@ -239,10 +239,11 @@ class RBFKernelMachine(nn.Module):
         z = z.to(torch.float64)
         # ||z||^2 + ||sv||^2 - 2 z.sv, with the product fused into addmm.
         sq_dist = torch.addmm(self.support_sq_norms, z, self.support_vectors.T, alpha=-2.0)
-        z_sq_norms = (z * z).sum(dim=1, keepdim=True)
         if torch.is_grad_enabled() and z.requires_grad:
+            z_sq_norms = (z * z).sum(dim=1, keepdim=True)
             kernel = torch.exp((sq_dist + z_sq_norms).clamp_min(0.0) * -self.gamma)
-        else:  # inference: update the (n, n_SV) matrix in place
+        else:  # inference: no (n, d) temporary; update the (n, n_SV) matrix in place
+            z_sq_norms = torch.linalg.vector_norm(z, dim=1, keepdim=True).square_()
             kernel = sq_dist.add_(z_sq_norms).clamp_min_(0.0).mul_(-self.gamma).exp_()
         return torch.addmm(self.intercept, kernel, self.dual_coef)
 

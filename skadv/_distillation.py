@@ -245,5 +245,9 @@ class ModelDistillationDetector(BaseDetector):
         self.history_ = [dict(epoch) for epoch in net.history]
 
     def _score_tensor(self, x):
-        teacher_proba = tempered_proba(self._model_log_proba(x), self.temperature)
-        return distillation_loss(self.distilled_model_(x), teacher_proba, self.loss_type)
+        # distillation_loss on log-probabilities: the teacher's are normalised already.
+        log_p = tempered_log_proba(self._model_log_proba(x), self.temperature)
+        log_q = torch.log_softmax(self.distilled_model_(x).double(), dim=1)
+        if self.loss_type == "xent":
+            return -(log_p.exp() * log_q).sum(dim=1)  # log_q is finite: float32 logits
+        return kl_divergence(log_p, log_q)

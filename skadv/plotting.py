@@ -238,9 +238,15 @@ class ScoreHistogramDisplay:
         bins : int, default=30
             Number of bins spanning both score sets.
         density : bool, default=True
-            Normalise each histogram (sets may differ in size).
+            Normalise each histogram so that its area is 1 (sets may differ
+            in size). On a linear axis a bar's height is the share of scores
+            in its bin per unit of score; with ``log_scale`` it is the share
+            per decade (per unit of ``log10(score)``), so that bar areas on
+            the logarithmic axis are shares and wide bins at large scores are
+            not flattened.
         log_scale : bool, default=False
-            Logarithmic x axis (scores must be positive).
+            Logarithmic x axis with log-spaced bins; every score must be
+            positive (a ValueError is raised otherwise).
         name : str, default=None
             Overrides ``estimator_name``.
 
@@ -248,22 +254,43 @@ class ScoreHistogramDisplay:
         -------
         display : ScoreHistogramDisplay
         """
-        ax = _get_ax(ax)
         clean = np.asarray(self.scores_clean, dtype=float)
         attacked = np.asarray(self.scores_attacked, dtype=float)
         both = np.r_[clean, attacked]
+        if log_scale and not np.all(both > 0):
+            raise ValueError(
+                f"log_scale=True needs positive scores; {np.sum(~(both > 0))} of {both.size} are not. "
+                "Shift or clip the scores, or use log_scale=False."
+            )
+        ax = _get_ax(ax)
         if log_scale:
-            edges = np.geomspace(max(both.min(), 1e-12), both.max(), bins + 1)
+            lo, hi = both.min(), both.max()
+            if lo == hi:
+                lo, hi = lo / 2, hi * 2
+            edges = np.geomspace(lo, hi, bins + 1)
             ax.set_xscale("log")
         else:
             edges = np.histogram_bin_edges(both, bins=bins)
-        self.hist_clean_ = ax.hist(clean, bins=edges, density=density, alpha=0.6, label="clean")
-        self.hist_attacked_ = ax.hist(attacked, bins=edges, density=density, alpha=0.6, label="attacked")
+        hist_kwargs = {"alpha": 0.6}
+        hists = []
+        for scores, label in [(clean, "clean"), (attacked, "attacked")]:
+            if density and log_scale:
+                # Log-spaced bins all span the same number of decades: weighting every score
+                # by 1 / (n * decades per bin) gives the density per decade.
+                decades_per_bin = np.log10(hi / lo) / bins
+                weights = np.full(scores.size, 1.0 / (scores.size * decades_per_bin))
+                hists.append(ax.hist(scores, bins=edges, weights=weights, label=label, **hist_kwargs))
+            else:
+                hists.append(ax.hist(scores, bins=edges, density=density, label=label, **hist_kwargs))
+        self.hist_clean_, self.hist_attacked_ = hists
         self.threshold_line_ = None
         if self.threshold is not None:
             self.threshold_line_ = ax.axvline(self.threshold, color="k", linestyle="--", label="threshold")
         ax.set_xlabel("adversarial score")
-        ax.set_ylabel("density" if density else "count")
+        if not density:
+            ax.set_ylabel("count")
+        else:
+            ax.set_ylabel("density per decade" if log_scale else "density")
         name = name if name is not None else self.estimator_name
         if name:
             ax.set_title(name)

@@ -78,6 +78,34 @@ def test_score_histogram_display(setup):
     assert _png_bytes(disp.figure_).startswith(PNG_MAGIC)
 
 
+def test_score_histogram_log_scale_density_is_per_decade():
+    clean = np.array([1.0, 3.0, 20.0, 50.0, 2000.0])
+    attacked = np.array([30.0, 200.0, 500.0, 10000.0])
+    disp = ScoreHistogramDisplay.from_predictions(clean, attacked, log_scale=True, bins=4)
+    # Bins [1, 10), [10, 100), [100, 1000), [1000, 10000], one decade each: a bar is the
+    # share of the set's scores in it per decade.
+    heights_clean, edges, _ = disp.hist_clean_
+    np.testing.assert_allclose(edges, [1, 10, 100, 1000, 10000])
+    np.testing.assert_allclose(heights_clean, [2 / 5, 2 / 5, 0, 1 / 5])
+    np.testing.assert_allclose(disp.hist_attacked_[0], [0, 1 / 4, 2 / 4, 1 / 4])
+    assert disp.ax_.get_xscale() == "log" and disp.ax_.get_ylabel() == "density per decade"
+    plt.close(disp.figure_)
+
+    # Two bins of two decades each: heights halve, areas (height x decades) still sum to 1.
+    disp = ScoreHistogramDisplay.from_predictions(clean, attacked, log_scale=True, bins=2)
+    np.testing.assert_allclose(disp.hist_clean_[0], [4 / 5 / 2, 1 / 5 / 2])
+    np.testing.assert_allclose(disp.hist_attacked_[0], [1 / 4 / 2, 3 / 4 / 2])
+    plt.close(disp.figure_)
+
+    # Linear axis: matplotlib's density per unit of score; counts unchanged.
+    disp = ScoreHistogramDisplay.from_predictions([0.0, 1.0, 1.5, 4.0], [3.0, 4.0], bins=2)
+    np.testing.assert_allclose(disp.hist_clean_[0], [3 / 4 / 2, 1 / 4 / 2])
+    assert disp.ax_.get_ylabel() == "density"
+    plt.close(disp.figure_)
+    with pytest.raises(ValueError, match="positive"):
+        ScoreHistogramDisplay.from_predictions([0.0, 1.0], [2.0], log_scale=True)
+
+
 def test_detection_roc_reuses_sklearn_display(setup):
     _, det, X, _, X_adv = setup
     disp = plot_detection_roc(det, X, X_adv)

@@ -107,21 +107,10 @@ def main(quick=False, out="examples_out"):
     index = int(evading[0]) if evading.size else 0
     disp = AttackTraceDisplay.from_attack(PGDLineSearch(dnr, eps=eps_trace, **attack), X_eval, y_eval,
                                           sample_index=index, image_shape=(8, 8))
-    # The display's confidence panel shows a softmax over DNR's raw SVM scores, which lie within
-    # about one unit of each other, so every curve sits near 1/11. The attack's logits are the
-    # class scores plus the threshold as a last column, so the scores come back exactly from the
-    # logged probabilities: z_j = threshold + log(p_j / p_rejected).
+    # DNR's adaptive logits are raw SVM scores (threshold last), so the display plots the scores
+    # themselves: a softmax of scores within about one unit of each other would stay near 1/11.
     trace = disp.trace
-    p_reject = trace.reject_confidence[:, 0]
-    scores = {name: dnr.threshold + np.log(trace[key][:, 0] / p_reject)
-              for name, key in [("true class", "true_confidence"), ("best other class", "max_other_confidence")]}
-    ax = disp.axes_[1]
-    ax.cla()
-    for name, values in scores.items():
-        ax.plot(values, label=name)
-    ax.axhline(dnr.threshold, color="k", linestyle="--", label="reject threshold")
-    ax.set(xlabel="iteration", ylabel="DNR class score", title="DNR scores (reject if max < threshold)")
-    ax.legend(loc="best", fontsize=8)
+    disp.axes_[1].set_title("DNR scores (reject if max < threshold)")
     x_adv = disp.x_adversarial.reshape(1, -1)
     for panel, label in zip(disp.axes_[2:], [dnr.predict(X_eval[index : index + 1])[0], dnr.predict(x_adv)[0]]):
         said = "rejected" if label == -1 else f"DNR: {label}"
@@ -134,12 +123,10 @@ def main(quick=False, out="examples_out"):
     path_trace = os.path.join(out, "dnr_attack_trace.png")
     disp.figure_.savefig(path_trace, dpi=100)
     plt.close(disp.figure_)
+    true, other = trace.true_score[:, 0], trace.max_other_score[:, 0]
     print(f"trace of test digit {index}: objective {trace.loss[0, 0]:+.3f} -> {trace.loss[-1, 0]:+.3f} in "
-          f"{trace.n_iter - 1} iterations; true-class score {scores['true class'][0]:+.3f} -> "
-          f"{scores['true class'][-1]:+.3f}, best other {scores['best other class'][0]:+.3f} -> "
-          f"{scores['best other class'][-1]:+.3f} (threshold {dnr.threshold:+.3f}); softmax of the trace's "
-          f"'confidence' stays within [{min(trace.true_confidence.min(), trace.max_other_confidence.min()):.3f}, "
-          f"{max(trace.true_confidence.max(), trace.max_other_confidence.max()):.3f}]")
+          f"{trace.n_iter - 1} iterations; true-class score {true[0]:+.3f} -> {true[-1]:+.3f}, best other "
+          f"{other[0]:+.3f} -> {other[-1]:+.3f} (threshold {dnr.threshold:+.3f})")
     print(f"figures: {path_sec}, {path_trace}")
     print(f"finished in {time.perf_counter() - start:.0f} s")
 

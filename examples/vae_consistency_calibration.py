@@ -126,7 +126,7 @@ def main(quick=False, out="examples_out"):
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     kl = det.adversarial_score(X_test), det.adversarial_score(X_adv)
-    # Counts on log-spaced bins (densities would shrink the wide bins of the long tail).
+    # Counts on log-spaced bins (density=True would show the share of scores per decade).
     ScoreHistogramDisplay.from_predictions(*kl, threshold=det.threshold_, ax=axes[0], log_scale=True,
                                            density=False, name=f"consistency score: clean vs PGD eps={eps}")
     axes[0].set_xlabel("consistency score: mean KL(M(x) || M(reconstruction)), log scale")

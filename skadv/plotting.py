@@ -238,9 +238,15 @@ class ScoreHistogramDisplay:
         bins : int, default=30
             Number of bins spanning both score sets.
         density : bool, default=True
-            Normalise each histogram (sets may differ in size).
+            Normalise each histogram so that its area is 1 (sets may differ
+            in size). On a linear axis a bar's height is the share of scores
+            in its bin per unit of score; with ``log_scale`` it is the share
+            per decade (per unit of ``log10(score)``), so that bar areas on
+            the logarithmic axis are shares and wide bins at large scores are
+            not flattened.
         log_scale : bool, default=False
-            Logarithmic x axis (scores must be positive).
+            Logarithmic x axis with log-spaced bins; every score must be
+            positive (a ValueError is raised otherwise).
         name : str, default=None
             Overrides ``estimator_name``.
 
@@ -248,22 +254,43 @@ class ScoreHistogramDisplay:
         -------
         display : ScoreHistogramDisplay
         """
-        ax = _get_ax(ax)
         clean = np.asarray(self.scores_clean, dtype=float)
         attacked = np.asarray(self.scores_attacked, dtype=float)
         both = np.r_[clean, attacked]
+        if log_scale and not np.all(both > 0):
+            raise ValueError(
+                f"log_scale=True needs positive scores; {np.sum(~(both > 0))} of {both.size} are not. "
+                "Shift or clip the scores, or use log_scale=False."
+            )
+        ax = _get_ax(ax)
         if log_scale:
-            edges = np.geomspace(max(both.min(), 1e-12), both.max(), bins + 1)
+            lo, hi = both.min(), both.max()
+            if lo == hi:
+                lo, hi = lo / 2, hi * 2
+            edges = np.geomspace(lo, hi, bins + 1)
             ax.set_xscale("log")
         else:
             edges = np.histogram_bin_edges(both, bins=bins)
-        self.hist_clean_ = ax.hist(clean, bins=edges, density=density, alpha=0.6, label="clean")
-        self.hist_attacked_ = ax.hist(attacked, bins=edges, density=density, alpha=0.6, label="attacked")
+        hist_kwargs = {"alpha": 0.6}
+        hists = []
+        for scores, label in [(clean, "clean"), (attacked, "attacked")]:
+            if density and log_scale:
+                # Log-spaced bins all span the same number of decades: weighting every score
+                # by 1 / (n * decades per bin) gives the density per decade.
+                decades_per_bin = np.log10(hi / lo) / bins
+                weights = np.full(scores.size, 1.0 / (scores.size * decades_per_bin))
+                hists.append(ax.hist(scores, bins=edges, weights=weights, label=label, **hist_kwargs))
+            else:
+                hists.append(ax.hist(scores, bins=edges, density=density, label=label, **hist_kwargs))
+        self.hist_clean_, self.hist_attacked_ = hists
         self.threshold_line_ = None
         if self.threshold is not None:
             self.threshold_line_ = ax.axvline(self.threshold, color="k", linestyle="--", label="threshold")
         ax.set_xlabel("adversarial score")
-        ax.set_ylabel("density" if density else "count")
+        if not density:
+            ax.set_ylabel("count")
+        else:
+            ax.set_ylabel("density per decade" if log_scale else "density")
         name = name if name is not None else self.estimator_name
         if name:
             ax.set_title(name)
@@ -397,9 +424,9 @@ class AttackTraceDisplay:
     """Trace of one input's attack: loss and confidences per iteration, and the images.
 
     The figure of the seeds (secml's DNR notebook): the attack's objective
-    per iteration, the confidence of the true class, of the best other class
-    (and of the "rejected" output in an adaptive attack), next to the
-    original and the adversarial input.
+    per iteration, the confidence (or raw score) of the true class, of the
+    best other class (and of the "rejected" output in an adaptive attack),
+    next to the original and the adversarial input.
 
     Parameters
     ----------
@@ -417,12 +444,25 @@ class AttackTraceDisplay:
         Colour range of the images.
     attack_name : str, default=None
         Shown in the loss panel's title.
+    quantity : {"auto", "confidence", "score"}, default="auto"
+        What the second panel shows per iteration. ``"confidence"``: the
+        softmax probabilities of the target's outputs (``true_confidence``,
+        ...). ``"score"``: the raw outputs (``true_score``, ...), e.g.
+        :class:`~skadv.DeepNeuralRejection`'s class scores, with its reject
+        threshold as a dashed line. ``"auto"`` shows confidences when the
+        trace's scores are a classifier's logits (``trace["scores_are_logits"]``)
+        and raw scores otherwise: the softmax of raw SVM scores is
+        near-uniform, so its curves would stay flat while the attack works.
+        Traces without raw scores (recorded before they existed) always show
+        confidences under ``"auto"``.
 
     Attributes
     ----------
     axes_ : ndarray of matplotlib Axes
-        Loss, confidence and (when images are given) original and
+        Loss, confidence (or score) and (when images are given) original and
         adversarial panels.
+    quantity_ : {"confidence", "score"}
+        What the second panel shows (``quantity`` with ``"auto"`` resolved).
     figure_ : matplotlib Figure
 
     Examples
@@ -452,6 +492,7 @@ class AttackTraceDisplay:
         image_shape=None,
         clip_values=(0, 1),
         attack_name=None,
+        quantity="auto",
     ):
         self.trace = trace
         self.sample_index = sample_index
@@ -460,6 +501,17 @@ class AttackTraceDisplay:
         self.image_shape = image_shape
         self.clip_values = clip_values
         self.attack_name = attack_name
+        self.quantity = quantity
+
+    def _resolve_quantity(self):
+        has_scores = "true_score" in self.trace
+        if self.quantity == "auto":
+            return "score" if has_scores and not self.trace.get("scores_are_logits", True) else "confidence"
+        if self.quantity not in ("confidence", "score"):
+            raise ValueError(f"quantity must be 'auto', 'confidence' or 'score'; got {self.quantity!r}.")
+        if self.quantity == "score" and not has_scores:
+            raise ValueError("quantity='score' needs a trace with raw scores (true_score, ...); this one has none.")
+        return self.quantity
 
     def plot(self, ax=None):
         """Draw the panels.
@@ -476,6 +528,7 @@ class AttackTraceDisplay:
         """
         import matplotlib.pyplot as plt
 
+        quantity = self._resolve_quantity()
         show_images = self.x_original is not None and self.x_adversarial is not None
         n_panels = 4 if show_images else 2
         if ax is None:
@@ -492,15 +545,23 @@ class AttackTraceDisplay:
         axes[0].set_ylabel("loss")
         axes[0].set_title(f"{self.attack_name} loss" if self.attack_name else "attack loss")
 
-        axes[1].plot(iters, np.asarray(trace["true_confidence"])[:, i], label="true class")
-        axes[1].plot(iters, np.asarray(trace["max_other_confidence"])[:, i], label="best other class")
-        reject = np.asarray(trace.get("reject_confidence", np.full_like(iters, np.nan, dtype=float)))
+        axes[1].plot(iters, np.asarray(trace[f"true_{quantity}"])[:, i], label="true class")
+        axes[1].plot(iters, np.asarray(trace[f"max_other_{quantity}"])[:, i], label="best other class")
+        reject = np.asarray(trace.get(f"reject_{quantity}", np.full_like(iters, np.nan, dtype=float)))
         if reject.ndim == 2 and not np.all(np.isnan(reject[:, i])):
-            axes[1].plot(iters, reject[:, i], label="rejected", linestyle="--")
+            reject = reject[:, i]
+            # A reject score that never moves is a threshold (DNR's last column).
+            constant = quantity == "score" and np.all(reject == reject[0])
+            label = "reject threshold" if constant else "rejected"
+            axes[1].plot(iters, reject, label=label, linestyle="--", color="k" if constant else None)
         axes[1].set_xlabel("iteration")
-        axes[1].set_ylabel("confidence")
-        axes[1].set_ylim(-0.02, 1.02)
+        if quantity == "score":
+            axes[1].set_ylabel("score")
+        else:
+            axes[1].set_ylabel("confidence")
+            axes[1].set_ylim(-0.02, 1.02)
         axes[1].legend(loc="best")
+        self.quantity_ = quantity
 
         if show_images:
             vmin, vmax = self.clip_values if self.clip_values is not None else (None, None)
@@ -514,7 +575,7 @@ class AttackTraceDisplay:
         return self
 
     @classmethod
-    def from_attack(cls, attack, X, y=None, *, sample_index=0, image_shape=None, ax=None):
+    def from_attack(cls, attack, X, y=None, *, sample_index=0, image_shape=None, quantity="auto", ax=None):
         """Attack one input of ``X`` with tracing on and plot its trace.
 
         The attack is not modified: a copy with ``trace=True`` attacks
@@ -531,6 +592,8 @@ class AttackTraceDisplay:
             Which input of ``X`` to attack.
         image_shape : tuple of int, default=None
             See the class parameters; defaults to the attack's ``input_shape``.
+        quantity : {"auto", "confidence", "score"}, default="auto"
+            What the second panel shows; see the class parameters.
         ax : sequence of 4 matplotlib Axes, default=None
 
         Returns
@@ -554,6 +617,7 @@ class AttackTraceDisplay:
             image_shape=image_shape if image_shape is not None else attack.input_shape,
             clip_values=attack.clip_values,
             attack_name=type(attack).__name__,
+            quantity=quantity,
         ).plot(ax=ax)
 
     @classmethod
@@ -570,7 +634,8 @@ class AttackTraceDisplay:
         image_shape : tuple of int, default=None
         ax : sequence of 4 matplotlib Axes, default=None
         **kwargs : dict
-            Further constructor parameters (``clip_values``, ``attack_name``).
+            Further constructor parameters (``clip_values``, ``attack_name``,
+            ``quantity``).
 
         Returns
         -------

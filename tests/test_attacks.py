@@ -332,6 +332,39 @@ def test_trace_records_every_iteration(digits, mlp):
     assert not hasattr(PGD(mlp), "trace_")
 
 
+def test_trace_records_raw_scores(digits, linear, detector):
+    _, (X, y) = digits
+    X, y = X[:40], y[:40]
+    attack = FGSM(linear, eps=0.1, trace=True)
+    X_adv = attack.generate(X, y)
+    trace = attack.trace_
+    assert trace.scores_are_logits is True
+    rows = np.arange(len(y))
+    for i, x in enumerate([X, X_adv]):  # FGSM records the clean and the attacked point
+        with torch.no_grad():
+            logits = linear(torch.as_tensor(x)).numpy().astype(np.float64)
+        others = logits.copy()
+        others[rows, y] = -np.inf
+        np.testing.assert_allclose(trace.true_score[i], logits[rows, y], rtol=1e-6)
+        np.testing.assert_allclose(trace.max_other_score[i], others.max(axis=1), rtol=1e-6)
+        proba = np.exp(logits - logits.max(axis=1, keepdims=True))
+        proba /= proba.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(trace.true_confidence[i], proba[rows, y], rtol=1e-5)
+    assert np.all(np.isnan(trace.reject_score))
+
+    # Adaptive attack on a BaseDetector: log-probabilities plus the "flagged" logit
+    # max(log p) + score - threshold.
+    attack = FGSM(detector, eps=0.1, trace=True)
+    attack.generate(X, y)
+    trace = attack.trace_
+    assert trace.scores_are_logits is True
+    with torch.no_grad():
+        log_proba = detector.model_(torch.as_tensor(X)).numpy().astype(np.float64)
+    flagged = log_proba.max(axis=1) + detector.adversarial_score(X) - detector.threshold_
+    np.testing.assert_allclose(trace.true_score[0], log_proba[rows, y], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(trace.reject_score[0], flagged, rtol=1e-5, atol=1e-5)
+
+
 # --------------------------------------------------------------------------- validation
 
 

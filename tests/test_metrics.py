@@ -7,6 +7,8 @@ import pytest
 import torch
 from _attack_helpers import accuracy, digits_data, digits_mlp
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from skadv import ModelDistillationDetector
 from skadv.attacks import FGSM, PGD
@@ -187,6 +189,30 @@ def test_attack_scorer_in_grid_search(digits, mlp):
     # Works in cross_val_score too, with y left out (the model's predictions are attacked).
     cv_scores = cross_val_score(det, X, scoring=make_attack_scorer(FGSM, eps=0.1), cv=2)
     assert cv_scores.shape == (2,) and np.all((cv_scores >= 0) & (cv_scores <= 1))
+
+
+def test_attack_scorer_on_a_pipeline_ending_in_a_detector(digits, mlp):
+    (X, y), _ = digits
+    X, y = X[:300], y[:300]
+    det = ModelDistillationDetector(mlp, epochs=3, batch_size=64, lr=3e-3, random_state=0)
+    scorer = make_attack_scorer(PGD, eps=0.1, step_size=0.02, max_iter=5, random_state=0)
+    cv = StratifiedKFold(2, shuffle=True, random_state=0)
+    grid = [0.5, 2.0]
+    bare = GridSearchCV(det, {"temperature": grid}, scoring=scorer, cv=cv).fit(X, y)
+    # Identity steps before the detector: the detector is attacked on the Pipeline's input,
+    # so the search gives exactly the bare detector's scores.
+    pipe = make_pipeline(FunctionTransformer(), "passthrough", det)
+    search = GridSearchCV(pipe, {"modeldistillationdetector__temperature": grid}, scoring=scorer, cv=cv).fit(X, y)
+    expected = bare.cv_results_["mean_test_score"]
+    assert np.all((expected >= 0) & (expected <= 1)) and expected[0] != expected[1]
+    np.testing.assert_allclose(search.cv_results_["mean_test_score"], expected)
+    assert search.best_params_["modeldistillationdetector__temperature"] == bare.best_params_["temperature"]
+
+    # A numpy transformer before the detector blocks every gradient: a clear error, naming the step.
+    for step, name in [(StandardScaler(), "standardscaler"), (FunctionTransformer(np.sqrt), "functiontransformer")]:
+        fitted = make_pipeline(step, ModelDistillationDetector(mlp, epochs=1, random_state=0)).fit(X)
+        with pytest.raises(ValueError, match=f"step '{name}'.*no gradient"):
+            scorer(fitted, X, y)
 
 
 def test_attack_scorer_validation(mlp, digits):

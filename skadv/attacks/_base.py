@@ -19,6 +19,8 @@ from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from .._base import BaseDetector
+
 __all__ = ["BaseAttack"]
 
 # Smallest probability used before taking a log of a probability output, so
@@ -69,15 +71,21 @@ class _Target:
         Whether ``forward`` is randomized, so gradients need EOT averaging.
     classes : ndarray or None
         Labels of the classifier's outputs when known (skorch/skadv classes_).
+    scores_are_logits : bool
+        Whether ``forward``'s outputs are logits (or log-probabilities), so
+        that their softmax is the model's confidence. False for raw decision
+        scores (DNR's one-vs-all SVM scores and threshold), whose softmax is
+        near-uniform and means little.
     """
 
-    def __init__(self, forward, device, input_shape, reject_index, stochastic, classes):
+    def __init__(self, forward, device, input_shape, reject_index, stochastic, classes, scores_are_logits=True):
         self.forward = forward
         self.device = device
         self.input_shape = input_shape
         self.reject_index = reject_index
         self.stochastic = stochastic
         self.classes = classes
+        self.scores_are_logits = scores_are_logits
         self.n_classes = None
 
     def to_tensor(self, X):
@@ -165,7 +173,11 @@ def _resolve_target(target, X, *, adaptive, device, input_shape):
 
         classes = getattr(target, "classes_", None)
         stochastic = bool(adaptive and getattr(target, "_stochastic_score", False))
-        resolved = _Target(forward, est_device, input_shape, None, stochastic, classes)
+        # BaseDetector's adaptive logits are the classifier's log-probabilities
+        # plus a "flagged" logit; other skadv estimators (DNR) return raw
+        # decision scores with the threshold as the last column.
+        scores_are_logits = not adaptive or isinstance(target, BaseDetector)
+        resolved = _Target(forward, est_device, input_shape, None, stochastic, classes, scores_are_logits)
     elif _is_skorch_net(target):
         if not getattr(target, "initialized_", False) or not hasattr(target, "module_"):
             raise ValueError(
@@ -375,7 +387,7 @@ class BaseAttack(BaseEstimator):
             # Per-call state only: keep the attack picklable and parameter-only.
             del self._generator, self._lo, self._hi
         if self.trace:
-            self.trace_ = self._stack_trace(traces)
+            self.trace_ = self._stack_trace(traces, target.scores_are_logits)
         X_adv = np.concatenate(adversarials).reshape(X.shape)
         return X_adv.astype(out_dtype, copy=False)
 
@@ -513,34 +525,58 @@ class BaseAttack(BaseEstimator):
             ok &= pred != target.reject_index
         return ok
 
+    @staticmethod
+    def _true_other_reject(values, target, y, fill):
+        """Column ``y``, the largest other class column and the reject column (NaN if none)."""
+        true = values.gather(1, y[:, None])[:, 0]
+        others = values.scatter(1, y[:, None], fill)
+        if target.reject_index is None:
+            return true, others.amax(dim=1), torch.full_like(true, float("nan"))
+        reject = values[:, target.reject_index]
+        others[:, target.reject_index] = fill
+        return true, others.amax(dim=1), reject
+
     def _trace_step(self, record, target, logits, y, loss):
-        """Append one iteration's per-sample statistics to ``record``."""
+        """Append one iteration's per-sample statistics to ``record``.
+
+        Both the softmax confidences and the raw scores (the target's outputs
+        as they are) are recorded: for raw decision scores, such as DNR's,
+        the softmax is near-uniform and only the scores show the attack's
+        progress.
+        """
         if record is None:
             return
         with torch.no_grad():
             proba = torch.softmax(logits, dim=1)
-            p_y = proba.gather(1, y[:, None])[:, 0]
-            others = proba.scatter(1, y[:, None], 0.0)
-            if target.reject_index is not None:
-                p_reject = proba[:, target.reject_index]
-                others[:, target.reject_index] = 0.0
-            else:
-                p_reject = torch.full_like(p_y, float("nan"))
+            p_y, p_other, p_reject = self._true_other_reject(proba, target, y, 0.0)
+            z_y, z_other, z_reject = self._true_other_reject(logits, target, y, float("-inf"))
             record.append(
                 {
                     "loss": loss.detach(),
                     "true_confidence": p_y,
-                    "max_other_confidence": others.amax(dim=1),
+                    "max_other_confidence": p_other,
                     "reject_confidence": p_reject,
+                    "true_score": z_y,
+                    "max_other_score": z_other,
+                    "reject_score": z_reject,
                     "success": self._is_success(target, logits, y).to(p_y.dtype),
                 }
             )
 
     @staticmethod
-    def _stack_trace(traces):
+    def _stack_trace(traces, scores_are_logits=True):
         """Per-iteration arrays ``(n_iter, n_samples)``; short batches padded with their last value."""
         n_iter = max(len(rec) for rec in traces)
-        keys = ["loss", "true_confidence", "max_other_confidence", "reject_confidence", "success"]
+        keys = [
+            "loss",
+            "true_confidence",
+            "max_other_confidence",
+            "reject_confidence",
+            "true_score",
+            "max_other_score",
+            "reject_score",
+            "success",
+        ]
         out = {}
         for key in keys:
             columns = []
@@ -552,4 +588,4 @@ class BaseAttack(BaseEstimator):
                 columns.append(arr)
             out[key] = np.concatenate(columns, axis=1)
         out["success"] = out["success"].astype(bool)
-        return Bunch(n_iter=n_iter, **out)
+        return Bunch(n_iter=n_iter, scores_are_logits=bool(scores_are_logits), **out)

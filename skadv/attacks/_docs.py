@@ -48,8 +48,15 @@ _TRACE_ATTRIBUTE = """\
         the target class when ``targeted``), ``max_other_confidence``
         (largest probability of any other class), ``reject_confidence``
         (probability of the "rejected" output in an adaptive attack, NaN
-        otherwise) and ``success`` (bool: misclassified and not flagged, or
-        classified as the target); plus ``n_iter``."""
+        otherwise), the same three as raw scores, i.e. the target's outputs
+        before any softmax (``true_score``, ``max_other_score``,
+        ``reject_score``), and ``success`` (bool: misclassified and not
+        flagged, or classified as the target); plus ``n_iter`` and
+        ``scores_are_logits`` (bool: True when the scores are a classifier's
+        logits or log-probabilities, so the confidences are its softmax
+        probabilities; False for raw decision scores such as
+        :class:`~skadv.DeepNeuralRejection`'s SVM scores and threshold, whose
+        softmax is near-uniform)."""
 
 
 def fill_doc(cls):

@@ -5,6 +5,8 @@ from numbers import Real
 
 import numpy as np
 from sklearn.base import is_classifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import Bunch
 
 from ..attacks._base import BaseAttack, _is_skadv_estimator, _resolve_target
@@ -26,6 +28,41 @@ def _make_attack(attack, target, **params):
         "attack must be a skadv attack class (e.g. skadv.attacks.PGD) or an "
         f"instance of one; got {attack!r}."
     )
+
+
+def _is_identity_step(step):
+    """Whether a Pipeline step leaves X unchanged ('passthrough', None, FunctionTransformer())."""
+    if step is None or (isinstance(step, str) and step == "passthrough"):
+        return True
+    if isinstance(step, FunctionTransformer):
+        return step.func is None
+    if isinstance(step, Pipeline):
+        return all(_is_identity_step(inner) for _, inner in step.steps)
+    return False
+
+
+def _attackable_detector(estimator):
+    """The estimator an attack targets: ``estimator``, or a Pipeline's final detector.
+
+    An attack needs gradients from the detector's output back to the input
+    the Pipeline receives. scikit-learn transformers compute in numpy, so no
+    gradient flows through them: a Pipeline can be attacked only when every
+    step before its detector leaves X unchanged; the detector then sees the
+    Pipeline's own input and is attacked directly.
+    """
+    if not isinstance(estimator, Pipeline):
+        return estimator
+    *head, (_, final) = estimator.steps
+    for name, step in head:
+        if not _is_identity_step(step):
+            raise ValueError(
+                f"Cannot attack this Pipeline: its step {name!r} ({type(step).__name__}) transforms "
+                "X before the detector outside torch, so no gradient reaches the Pipeline's input. "
+                "Only identity steps ('passthrough', None, FunctionTransformer() without func) may "
+                "precede the detector; do the preprocessing in torch instead (inside the protected "
+                "model, or as the detector's preprocess_fn)."
+            )
+    return _attackable_detector(final)
 
 
 def _classifier_labels(estimator, X, batch_size=256, input_shape=None):
@@ -170,10 +207,11 @@ class _AttackScorer:
         self.attack_params = attack_params
 
     def __call__(self, estimator, X, y=None):
+        estimator = _attackable_detector(estimator)
         if not _is_skadv_estimator(estimator):
             raise ValueError(
-                "make_attack_scorer scores skadv detectors; got "
-                f"{type(estimator).__name__}, which exposes no adversarial score."
+                "make_attack_scorer scores skadv detectors (alone or as the last step of a "
+                f"Pipeline); got {type(estimator).__name__}, which exposes no adversarial score."
             )
         attack = _make_attack(self.attack, estimator, adaptive=self.adaptive, **self.attack_params)
         X_attacked = attack.generate(X, y)
@@ -217,6 +255,15 @@ def make_attack_scorer(
     it tunes a detector fitted on clean data alone: detectors ignore ``y``
     in ``fit``, and the scorer uses ``y`` (when given) as the true labels to
     attack.
+
+    ``detector`` may also be a :class:`~sklearn.pipeline.Pipeline` whose last
+    step is a skadv detector, provided every earlier step leaves X unchanged
+    (``'passthrough'``, None or ``FunctionTransformer()`` without ``func``):
+    the final detector is then attacked on the Pipeline's input. Any other
+    step raises a ValueError, because scikit-learn transformers compute
+    outside torch and no gradient passes through them; do such
+    preprocessing in torch (in the protected model or the detector's
+    ``preprocess_fn``).
 
     Parameters
     ----------

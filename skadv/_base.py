@@ -3,8 +3,10 @@
 :class:`TorchEstimatorMixin` owns what all torch-backed estimators share: adapting the
 protected classifier, input validation and reshaping, the one float32 cast, batched
 inference under ``torch.inference_mode()``, device resolution, seeding and
-persistence. :class:`BaseDetector` adds the outlier-detector contract (scores,
-thresholds, ``predict``, ``detect``) and the hook adaptive attacks optimise.
+persistence. :class:`OffsetOutlierMixin` derives ``decision_function`` and ``predict``
+from ``score_samples`` and ``offset_`` (shared with ``DNRDetector``).
+:class:`BaseDetector` adds the outlier-detector contract (scores, thresholds,
+``detect``) and the hook adaptive attacks optimise.
 """
 
 import contextlib
@@ -327,7 +329,45 @@ class TorchEstimatorMixin:
 # ----------------------------------------------------------------------------- detectors
 
 
-class BaseDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimator):
+class OffsetOutlierMixin(OutlierMixin):
+    """``decision_function`` and ``predict`` of an outlier detector from its ``score_samples`` and ``offset_``.
+
+    scikit-learn's convention: ``score_samples`` is higher for more normal rows,
+    ``decision_function = score_samples - offset_`` and ``predict`` is +1 where the
+    decision is >= 0, -1 elsewhere. Subclasses define ``score_samples(X)`` (validating
+    ``X`` and checking that they are fitted) and ``offset_``.
+    """
+
+    def decision_function(self, X):
+        """``score_samples(X) - offset_``: negative for flagged rows (adversarial, or rejected).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        decision : ndarray of shape (n_samples,), float64
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """+1 for normal rows, -1 for flagged rows (adversarial, or rejected).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), int
+        """
+        # Compared directly rather than through decision >= 0: an infinite score equal to an
+        # infinite offset (e.g. threshold=None, offset -inf) is on the accepted side, not NaN.
+        return np.where(self.score_samples(X) >= self.offset_, 1, -1)
+
+
+class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator):
     """Base class of skadv's adversarial detectors (outlier-detector contract).
 
     Subclasses implement ``_fit_detector(X)`` (X validated, 2-D float) and
@@ -439,32 +479,6 @@ class BaseDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimator):
         scores : ndarray of shape (n_samples,), float64
         """
         return -self.adversarial_score(X)
-
-    def decision_function(self, X):
-        """``score_samples(X) - offset_``: negative for rows flagged as adversarial.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        decision : ndarray of shape (n_samples,), float64
-        """
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X):
-        """+1 for normal rows, -1 for rows flagged as adversarial.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,), int
-        """
-        return np.where(self.decision_function(X) >= 0, 1, -1)
 
     def infer_threshold(self, X, threshold_perc=95):
         """Set ``threshold_`` to the ``threshold_perc`` percentile of the scores of clean ``X``.

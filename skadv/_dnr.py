@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import torch
 from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator, ClassifierMixin, OutlierMixin, _fit_context, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import KFold, check_cv
 from sklearn.utils._param_validation import HasMethods
@@ -14,7 +14,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_y, check_is_fitted
 from torch import nn
 
-from ._base import TorchEstimatorMixin, resolve_device, torch_seed
+from ._base import OffsetOutlierMixin, TorchEstimatorMixin, resolve_device, torch_seed
 from ._kernel_svm import OneVsAllSVC, kernel_machine_from
 
 #: Label that :meth:`DeepNeuralRejection.predict` gives rejected rows.
@@ -626,7 +626,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         return tags
 
 
-class DNRDetector(OutlierMixin, BaseEstimator):
+class DNRDetector(OffsetOutlierMixin, BaseEstimator):
     """Outlier-detector view of :class:`DeepNeuralRejection`: accepted +1, rejected -1.
 
     ``score_samples`` is the DNR's highest class score (higher = more normal),
@@ -711,32 +711,6 @@ class DNRDetector(OutlierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return self._rejector().score_samples(X)
-
-    def decision_function(self, X):
-        """``score_samples(X) - offset_``: negative for rejected rows.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        decision : ndarray of shape (n_samples,), float64
-        """
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X):
-        """+1 for accepted rows, -1 for rejected ones.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,), int
-        """
-        return np.where(self.score_samples(X) >= self.offset_, 1, -1)
 
     def _adaptive_logits(self, x):
         """The wrapped DNR's adaptive logits (class scores, threshold last)."""

@@ -4,6 +4,8 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
+from _models import fit_classifier
+
 
 def digits_data(n_train=1000, n_test=200):
     """Digits scaled to [0, 1] as float32, split into train and test."""
@@ -16,16 +18,8 @@ def digits_data(n_train=1000, n_test=200):
 
 
 def train_module(module, X, y, *, n_steps=150, lr=0.05, seed=0):
-    """Full-batch Adam on cross-entropy; returns the module in eval mode."""
-    torch.manual_seed(seed)
-    X_t, y_t = torch.as_tensor(X), torch.as_tensor(y, dtype=torch.long)
-    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
-    module.train()
-    for _ in range(n_steps):
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(module(X_t), y_t).backward()
-        optimizer.step()
-    return module.eval()
+    """Full-batch Adam on cross-entropy through skorch (one step an epoch); returns the module in eval mode."""
+    return fit_classifier(module, X, y, epochs=n_steps, lr=lr, seed=seed).module_
 
 
 def digits_mlp(X, y, hidden=32, seed=0, n_steps=150):

@@ -1,5 +1,6 @@
 """Tiny torch models shared by the tests."""
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,3 +19,33 @@ class LazyMLP(nn.Module):
 def digits_mlp(n_features=64, n_classes=10, hidden=32, seed=0):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Flatten(), nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
+
+
+def fit_classifier(module, X, y, *, epochs, lr, seed=0):
+    """Train ``module`` (returning logits) with skorch: full-batch Adam on cross-entropy.
+
+    Returns the fitted ``NeuralNetClassifier``; its ``module_`` is ``module`` trained
+    (the same object when an instance is passed; a class is instantiated under ``seed``),
+    left in eval mode.
+    """
+    from skorch import NeuralNetClassifier
+
+    from skadv._base import TensorBatches
+
+    torch.manual_seed(seed)
+    net = NeuralNetClassifier(
+        module,
+        criterion=nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        lr=lr,
+        max_epochs=epochs,
+        batch_size=-1,
+        train_split=None,
+        # skorch's default DataLoader fetches and collates rows one at a time, which costs
+        # more than a step of these tiny models; skadv's own nets use this iterator too.
+        iterator_train=TensorBatches,
+        verbose=0,
+    )
+    net.fit(np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.int64))
+    net.module_.eval()
+    return net

@@ -19,7 +19,7 @@ from skadv._adversarial_ae import AdversarialAELoss, default_autoencoder
 from skadv._distillation import tempered_proba
 from skadv.attacks import PGD
 
-from _models import LazyMLP
+from _models import LazyMLP, fit_classifier
 
 OVERWRITE_PARAMS_REASON = "joblib hashes of an nn.Module parameter and its deep copy differ"
 
@@ -371,13 +371,7 @@ def test_digits_pgd_detection_and_correction():
 
     torch.manual_seed(0)
     clf = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
-    optimizer = torch.optim.Adam(clf.parameters(), lr=0.01)
-    x_train, t_train = torch.from_numpy(X_train), torch.from_numpy(y_train)
-    for _ in range(150):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(clf(x_train), t_train).backward()
-        optimizer.step()
-    clf.eval()
+    fit_classifier(clf, X_train, y_train, epochs=150, lr=0.01, seed=0)
 
     X_adv = PGD(clf, eps=0.2, random_state=0).generate(X_test, y_test)
     det = AdversarialAEDetector(clf, **DIGITS_PARAMS, random_state=0).fit(X_train)

@@ -8,9 +8,11 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from sklearn.base import BaseEstimator
 
 from _models import LazyMLP, digits_mlp
 from skadv import InconsistentVersionWarning, ModelDistillationDetector
+from skadv._base import OffsetOutlierMixin
 from skadv._persist import module_from_state, module_to_state
 
 
@@ -129,3 +131,37 @@ def test_kl_divergence_matches_scipy_including_zero_probabilities():
     expected = rel_entr(log_p.exp().numpy(), log_q.exp().numpy()).sum(axis=1)
     np.testing.assert_allclose(kl, expected, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(kl, distillation_loss(torch.as_tensor(logits_q), log_p.exp()).numpy(), rtol=1e-12)
+
+
+class _FixedScores(OffsetOutlierMixin, BaseEstimator):
+    """Outlier API over given scores (ignores X)."""
+
+    def __init__(self, scores=(), offset=0.0):
+        self.scores = scores
+        self.offset = offset
+
+    def score_samples(self, X):
+        return np.asarray(self.scores, dtype=np.float64)
+
+    @property
+    def offset_(self):
+        return self.offset
+
+
+@pytest.mark.parametrize(
+    "offset, expected",
+    [(0.0, [-1, -1, 1, 1, 1, -1]), (-np.inf, [1, 1, 1, 1, 1, -1]), (np.inf, [-1, -1, -1, -1, 1, -1])],
+)
+def test_offset_outlier_mixin_predicts_from_score_and_offset(offset, expected):
+    scores = np.array([-np.inf, -1.0, 0.0, 1.0, np.inf, np.nan])
+    est = _FixedScores(scores, offset)
+    with np.errstate(invalid="ignore"):  # inf - inf and nan - x: the undefined decisions
+        decision, expected_decision = est.decision_function(None), scores - offset
+    labels = est.predict(None)
+    np.testing.assert_array_equal(decision, expected_decision)
+    assert labels.dtype.kind == "i"
+    np.testing.assert_array_equal(labels, expected)
+    # +1 exactly where the decision is >= 0; where it is undefined, a score equal to the
+    # infinite offset is accepted (DNR with threshold=None rejects nothing) and a NaN score flagged.
+    defined = ~np.isnan(decision)
+    np.testing.assert_array_equal(labels[defined] == 1, decision[defined] >= 0)

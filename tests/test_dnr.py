@@ -24,7 +24,7 @@ from torch import nn
 from skadv import DeepNeuralRejection, DNRDetector, OneVsAllSVC
 from skadv._kernel_svm import kernel_machine_from
 
-from _models import LazyMLP
+from _models import LazyMLP, fit_classifier
 
 N_TRAIN, N_TEST = 500, 200
 LAYER_PARAMS = {"features.relu2": (10.0, 1e-2), "classifier.relu3": (10.0, 1e-1), "classifier.fc2": (1.0, 1e-2)}
@@ -63,17 +63,16 @@ def digits():
 
 
 @pytest.fixture(scope="module")
-def cnn(digits):
+def cnn_net(digits):
+    """The CNN trained through skorch (full-batch Adam, 60 epochs), as a fitted NeuralNetClassifier."""
     X, y, _, _ = digits
-    torch.manual_seed(0)
-    net = DigitsCNN()
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
-    x, t = torch.as_tensor(X).reshape(-1, 1, 8, 8), torch.as_tensor(y)
-    for _ in range(60):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(net(x), t).backward()
-        optimizer.step()
-    return net.eval()
+    return fit_classifier(DigitsCNN, X.reshape(-1, 1, 8, 8), y, epochs=60, lr=1e-2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def cnn(cnn_net):
+    """The trained CNN module (eval mode): what most tests protect and attack."""
+    return cnn_net.module_
 
 
 def make_dnr(net, **params):
@@ -528,6 +527,14 @@ def test_protects_a_frozen_skorch_net(digits):
     fitted = clone(dnr).fit(X[:200], y[:200])
     assert fitted.decision_function(X_test).shape == (N_TEST, 11)
     assert np.mean(fitted.predict(X_test) == net.predict(X_test)) > 0.8
+
+
+def test_fitted_skorch_net_and_its_module_give_the_same_dnr(digits, cnn_net, cnn):
+    X, y, X_test, _ = digits
+    params = {"layers": ["classifier.relu3"], "input_shape": (1, 8, 8), "cv": 3, "random_state": 0}
+    from_net = DeepNeuralRejection(cnn_net, **params).fit(X[:150], y[:150])
+    from_module = DeepNeuralRejection(cnn, **params).fit(X[:150], y[:150])
+    np.testing.assert_array_equal(from_net.decision_function(X_test), from_module.decision_function(X_test))
 
 
 def test_security_evaluation_on_a_conv_module_takes_input_shape(digits, cnn):

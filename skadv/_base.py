@@ -377,6 +377,9 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator):
 
     #: True when the score is randomized (attacks then average gradients over draws).
     _stochastic_score = False
+    # _adaptive_logits returns the classifier's log-probabilities plus a "flagged" logit,
+    # so a softmax of it is a confidence (attack traces and their displays rely on this).
+    _adaptive_logits_are_log_proba = True
 
     _parameter_constraints = {
         **TorchEstimatorMixin._torch_parameter_constraints,

@@ -158,7 +158,8 @@ def test_attack_trace_display_shows_raw_scores_of_dnr(setup):
     assert trace.scores_are_logits is False
     # The trace's raw scores are DNR's decision values; the reject column is the threshold.
     decision = dnr.decision_function(X[:10])
-    np.testing.assert_allclose(trace.true_score[0], decision[np.arange(10), y[:10]], atol=1e-10)
+    # (To float32 rounding: the network's features depend on the batch layout and threads.)
+    np.testing.assert_allclose(trace.true_score[0], decision[np.arange(10), y[:10]], rtol=1e-5)
     np.testing.assert_allclose(trace.reject_score, dnr.threshold)
 
     # The digit the attack moves most: its softmax confidence hardly moves, its score does.

@@ -19,8 +19,6 @@ from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .._base import BaseDetector
-
 __all__ = ["BaseAttack"]
 
 # Smallest probability used before taking a log of a probability output, so
@@ -173,10 +171,9 @@ def _resolve_target(target, X, *, adaptive, device, input_shape):
 
         classes = getattr(target, "classes_", None)
         stochastic = bool(adaptive and getattr(target, "_stochastic_score", False))
-        # BaseDetector's adaptive logits are the classifier's log-probabilities
-        # plus a "flagged" logit; other skadv estimators (DNR) return raw
-        # decision scores with the threshold as the last column.
-        scores_are_logits = not adaptive or isinstance(target, BaseDetector)
+        # Detectors' adaptive logits are log-probabilities plus a "flagged" logit;
+        # DNR's are raw one-vs-all SVM scores with the threshold as the last column.
+        scores_are_logits = not adaptive or getattr(target, "_adaptive_logits_are_log_proba", False)
         resolved = _Target(forward, est_device, input_shape, None, stochastic, classes, scores_are_logits)
     elif _is_skorch_net(target):
         if not getattr(target, "initialized_", False) or not hasattr(target, "module_"):

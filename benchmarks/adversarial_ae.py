@@ -7,7 +7,7 @@ with the fit seconds and scoring rows/s of both, and their ratios (skadv / bare 
 time, skadv / bare for throughput). Each timing is the best of several interleaved runs
 (the minimum is the timing least disturbed by other load on the machine).
 
-    python benchmarks/adversarial_ae.py [--fit-repeats 3] [--score-repeats 7] [--threads N]
+    python benchmarks/adversarial_ae.py [--fit-repeats 3] [--score-repeats 15] [--threads N]
 """
 
 import argparse
@@ -103,7 +103,7 @@ def best_time(fn, repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fit-repeats", type=int, default=3)
-    parser.add_argument("--score-repeats", type=int, default=7)
+    parser.add_argument("--score-repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:

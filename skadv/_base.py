@@ -35,6 +35,9 @@ class InconsistentVersionWarning(UserWarning):
 # ----------------------------------------------------------------------------- model adaptation
 
 
+_LOG_PROBA_FLOOR = -1e4
+
+
 class ProtectedModel(nn.Module):
     """Frozen copy of the protected classifier that returns log-probabilities.
 
@@ -44,6 +47,8 @@ class ProtectedModel(nn.Module):
         The classifier (already a private copy).
     output : {"logits", "proba", "log_proba"}
         What ``net`` returns.
+
+    The log-probabilities it returns are finite (float64).
     """
 
     def __init__(self, net, output="logits"):
@@ -61,7 +66,9 @@ class ProtectedModel(nn.Module):
             # Renormalise so slightly off probabilities still give a distribution.
             out = out.clamp_min(1e-12)
             return torch.log(out / out.sum(dim=1, keepdim=True))
-        return out
+        # Keep log-probabilities finite, as the other outputs are (log 0 = -inf would turn
+        # 0 * log 0 terms into NaN downstream); exp(-1e4) is 0 all the same.
+        return out.clamp_min(_LOG_PROBA_FLOOR)
 
 
 def _has_uninitialized(module):

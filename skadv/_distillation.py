@@ -27,14 +27,13 @@ def tempered_log_proba(log_proba, temperature):
 
 
 def kl_divergence(log_p, log_q):
-    """Per-row KL(p ‖ q) = Σ p (log p − log q) from normalised log-probabilities.
+    """Per-row KL(p ‖ q) = Σ p (log p − log q) from finite, normalised log-probabilities.
 
-    Classes with p = 0 contribute 0, as in the limit: clamping ``-inf`` to the lowest
-    finite value keeps ``0 · (−inf)`` out. Cheaper than :func:`distillation_loss`, which
-    normalises logits and takes ``xlogy`` — this runs once per scored batch.
+    Such as :class:`~skadv.ProtectedModel` and ``log_softmax`` of finite logits return:
+    classes whose p underflows to 0 contribute 0, as in the limit. Cheaper than
+    :func:`distillation_loss` (no second normalisation, no ``xlogy``): it runs on every
+    scored batch.
     """
-    lowest = torch.finfo(log_p.dtype).min
-    log_p, log_q = log_p.clamp_min(lowest), log_q.clamp_min(lowest)
     return (log_p.exp() * (log_p - log_q)).sum(dim=1)
 
 

@@ -123,10 +123,10 @@ def test_kl_divergence_matches_scipy_including_zero_probabilities():
 
     rng = np.random.RandomState(0)
     logits_p, logits_q = rng.randn(6, 4) * 3, rng.randn(6, 4) * 3
-    logits_p[0, 1] = -np.inf  # p = 0 in one class (log p = -inf): contributes 0
+    logits_p[0, 1] = -1e4  # p underflows to 0 in one class: contributes 0
     log_p = torch.log_softmax(torch.as_tensor(logits_p), dim=1)
     log_q = torch.log_softmax(torch.as_tensor(logits_q), dim=1)
-    assert log_p[0, 1] == -np.inf
+    assert log_p[0, 1].exp() == 0
     kl = kl_divergence(log_p, log_q).numpy()
     expected = rel_entr(log_p.exp().numpy(), log_q.exp().numpy()).sum(axis=1)
     np.testing.assert_allclose(kl, expected, rtol=1e-12, atol=1e-15)
@@ -165,3 +165,20 @@ def test_offset_outlier_mixin_predicts_from_score_and_offset(offset, expected):
     # infinite offset is accepted (DNR with threshold=None rejects nothing) and a NaN score flagged.
     defined = ~np.isnan(decision)
     np.testing.assert_array_equal(labels[defined] == 1, decision[defined] >= 0)
+
+
+def test_log_proba_output_with_zero_probabilities_gives_finite_scores():
+    """A model returning log-probabilities with log 0 = -inf: scores stay finite, not NaN."""
+    from skadv._base import ProtectedModel
+
+    class LogProba(torch.nn.Module):
+        def forward(self, x):
+            log_proba = torch.log_softmax(x[:, :3] * 50, dim=1)
+            return torch.where(log_proba < -20, -torch.inf, log_proba)
+
+    x = torch.as_tensor(np.random.RandomState(0).rand(40, 4) * 4 - 2, dtype=torch.float32)
+    assert torch.isinf(LogProba()(x)).any()
+    log_proba = ProtectedModel(LogProba(), output="log_proba")(x)
+    assert torch.isfinite(log_proba).all()
+    det = ModelDistillationDetector(LogProba(), model_output="log_proba", epochs=2, random_state=0).fit(x.numpy())
+    assert np.isfinite(det.adversarial_score(x.numpy())).all()

@@ -258,8 +258,9 @@ class AdversarialAEDetector(BaseDetector):
         ``input_shape`` is an image ``(C, H, W)``.
     hidden_layer_kld : dict, default=None
         ``{layer: dim}``: add a KL term on each hidden layer of the classifier. ``layer`` is
-        a dotted name from ``model.named_modules()`` or an int position in that list without
-        its root entry (so ``i`` is ``model[i]`` for an ``nn.Sequential``). The layer's output
+        a dotted name from ``model.named_modules()`` (``model.module_`` for a skorch net) or
+        an int position in that list without its root entry (so ``i`` is ``model[i]`` for an
+        ``nn.Sequential``). The layer's output
         is flattened and fed to a trained head ``Linear(dim)`` whose softmax is compared.
     model_hl : list of nn.Module, default=None
         Heads to use instead of the default ones, one per entry of ``hidden_layer_kld`` in
@@ -342,19 +343,19 @@ class AdversarialAEDetector(BaseDetector):
     Examples
     --------
     >>> import torch
+    >>> from torch import nn
+    >>> from skorch import NeuralNetClassifier
     >>> from sklearn.datasets import load_digits
     >>> from skadv import AdversarialAEDetector
     >>> X, y = load_digits(return_X_y=True)
     >>> X = (X / 16.0).astype("float32")
-    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-    <torch._C.Generator object at ...>
-    >>> clf = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
-    >>> optimizer = torch.optim.Adam(clf.parameters(), lr=0.01)
-    >>> for _ in range(100):
-    ...     optimizer.zero_grad()
-    ...     torch.nn.functional.cross_entropy(clf(torch.from_numpy(X)), torch.from_numpy(y)).backward()
-    ...     optimizer.step()
-    >>> det = AdversarialAEDetector(clf.eval(), hidden_layer_kld={"1": 8}, epochs=5, random_state=0)
+    >>> _ = torch.manual_seed(0)
+    >>> clf = NeuralNetClassifier(
+    ...     nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)),
+    ...     criterion=nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=0.01,
+    ...     max_epochs=10, batch_size=64, train_split=None, verbose=0,
+    ... ).fit(X, y)
+    >>> det = AdversarialAEDetector(clf, hidden_layer_kld={"1": 8}, epochs=5, random_state=0)
     >>> det = det.fit(X[:1000])
     >>> det.predict(X[1000:1005]).shape
     (5,)

@@ -205,17 +205,17 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
     --------
     >>> import torch
     >>> from torch import nn
+    >>> from skorch import NeuralNetClassifier
     >>> from sklearn.datasets import load_digits
     >>> from skadv import DeepNeuralRejection
     >>> X, y = load_digits(return_X_y=True)
-    >>> X = X / 16.0
+    >>> X = (X / 16.0).astype("float32")
     >>> _ = torch.manual_seed(0)
-    >>> net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 10))
-    >>> opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    >>> for _ in range(200):
-    ...     opt.zero_grad()
-    ...     nn.functional.cross_entropy(net(torch.tensor(X[:500], dtype=torch.float32)), torch.tensor(y[:500])).backward()
-    ...     opt.step()
+    >>> net = NeuralNetClassifier(
+    ...     nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 10)),
+    ...     criterion=nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=1e-2,
+    ...     max_epochs=20, batch_size=64, train_split=None, verbose=0,
+    ... ).fit(X[:500], y[:500])
     >>> dnr = DeepNeuralRejection(net, layers=["1", "3"], random_state=0).fit(X[:500], y[:500])
     >>> dnr.decision_function(X[500:503]).shape
     (3, 11)

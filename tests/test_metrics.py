@@ -126,6 +126,13 @@ def test_security_evaluation_adaptive_vs_not_on_detector(digits, mlp, detector):
     assert adaptive.evasion_rate[1] > plain.evasion_rate[1] + 0.1
     assert adaptive.detection_rate[1] < plain.detection_rate[1]
 
+    # The detector as the last step of a Pipeline of identity steps: the same evaluation.
+    piped = security_evaluation(make_pipeline("passthrough", detector), PGD, X, y, eps, **params)
+    np.testing.assert_array_equal(piped.evasion_rate, adaptive.evasion_rate)
+    np.testing.assert_array_equal(piped.detection_rate, adaptive.detection_rate)
+    with pytest.raises(ValueError, match="no gradient"):
+        security_evaluation(make_pipeline(StandardScaler(), detector), PGD, X, y, eps, **params)
+
 
 def test_security_evaluation_accepts_an_attack_template(digits, mlp):
     _, (X, y) = digits

@@ -97,7 +97,10 @@ def security_evaluation(estimator, attack_cls, X, y, eps_values, *, adaptive=Tru
     Parameters
     ----------
     estimator : fitted skadv estimator, torch.nn.Module or fitted skorch net
-        What to evaluate. For a plain model only ``accuracy`` is measured.
+        What to evaluate. For a plain model only ``accuracy`` is measured. A
+        :class:`~sklearn.pipeline.Pipeline` ending in a skadv estimator is
+        accepted when its earlier steps leave X unchanged (see
+        :func:`make_attack_scorer`).
     attack_cls : skadv attack class or instance
         E.g. :class:`skadv.attacks.PGD`. An instance serves as a template of
         parameters (it is not modified).
@@ -151,6 +154,7 @@ def security_evaluation(estimator, attack_cls, X, y, eps_values, *, adaptive=Tru
     >>> res.accuracy[0], bool(res.accuracy[2] < res.accuracy[0])
     (np.float64(1.0), True)
     """
+    estimator = _attackable_detector(estimator)
     X = np.asarray(X)
     y = np.asarray(y)
     if X.shape[0] != y.shape[0]:

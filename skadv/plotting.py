@@ -271,17 +271,15 @@ class ScoreHistogramDisplay:
             ax.set_xscale("log")
         else:
             edges = np.histogram_bin_edges(both, bins=bins)
-        hist_kwargs = {"alpha": 0.6}
         hists = []
         for scores, label in [(clean, "clean"), (attacked, "attacked")]:
             if density and log_scale:
                 # Log-spaced bins all span the same number of decades: weighting every score
                 # by 1 / (n * decades per bin) gives the density per decade.
-                decades_per_bin = np.log10(hi / lo) / bins
-                weights = np.full(scores.size, 1.0 / (scores.size * decades_per_bin))
-                hists.append(ax.hist(scores, bins=edges, weights=weights, label=label, **hist_kwargs))
+                weights = np.full(scores.size, bins / (scores.size * np.log10(hi / lo)))
+                hists.append(ax.hist(scores, bins=edges, weights=weights, alpha=0.6, label=label))
             else:
-                hists.append(ax.hist(scores, bins=edges, density=density, label=label, **hist_kwargs))
+                hists.append(ax.hist(scores, bins=edges, density=density, alpha=0.6, label=label))
         self.hist_clean_, self.hist_attacked_ = hists
         self.threshold_line_ = None
         if self.threshold is not None:

@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
-from ._persist import decode_modules, encode_modules
+from ._persist import decode_state, encode_state
 from ._version import __version__
 
 
@@ -307,20 +307,20 @@ class TorchEstimatorMixin:
     # -- persistence --------------------------------------------------------
     def __getstate__(self):
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
-        state = {key: encode_modules(value) for key, value in state.items()}
+        state = encode_state(state)
         state["_skadv_version"] = __version__
         return state
 
     def __setstate__(self, state):
-        state = dict(state)
+        state = decode_state(state, type(self).__name__)
         saved_version = state.pop("_skadv_version", None)
         if saved_version != __version__:
+            saved = "an unknown skadv version" if saved_version is None else f"skadv {saved_version}"
             warnings.warn(
-                f"Loading {type(self).__name__} saved with skadv {saved_version} into skadv "
+                f"Loading {type(self).__name__} saved with {saved} into skadv "
                 f"{__version__}; this might lead to breaking code or invalid results.",
                 InconsistentVersionWarning,
             )
-        state = {key: decode_modules(value) for key, value in state.items()}
         if hasattr(super(), "__setstate__"):
             super().__setstate__(state)
         else:

@@ -56,15 +56,15 @@ _FROZEN = "__skadv_frozen__"
 # training flag): rebuilt on load, stored separately or not at all.
 _MODULE_INTERNALS = frozenset(vars(nn.Module()))
 
-# skadv's modules that define the nn.Module classes its estimators store. Module classes
-# defined elsewhere in skadv still persist, as the user's do (skops then lists them).
+# skadv's modules (all imported by ``import skadv``) that define the nn.Module classes
+# its estimators store. Module classes defined elsewhere (e.g. the demo's CNN) persist
+# as the user's do: by reference, listed by skops.
 _SKADV_MODULE_HOMES = (
     "skadv._base",
     "skadv._adversarial_ae",
     "skadv._distillation",
     "skadv._vae",
     "skadv._kernel_svm",
-    "skadv._demo",
 )
 
 # Same-size integer views for tensors whose dtype numpy lacks (bfloat16, float8, ...).
@@ -113,9 +113,11 @@ def _resolve_class(ref, base, field):
     elif isinstance(ref, type):
         cls = ref
     else:
-        raise ValueError(f"{field} must be a class or a class name, got {type(ref).__name__}.")
+        raise ValueError(f"{field} must be a class or a class name, got {type(ref).__name__}.")  # noqa: TRY004
     if not issubclass(cls, base):
-        raise ValueError(f"{field}: {cls.__module__}.{cls.__qualname__} is not a {base.__module__}.{base.__qualname__}.")
+        raise ValueError(  # noqa: TRY004
+            f"{field}: {cls.__module__}.{cls.__qualname__} is not a {base.__module__}.{base.__qualname__}."
+        )
     return cls
 
 
@@ -231,7 +233,7 @@ def _get(state, key, types, field):
 def _check_names(names, field):
     for name in names:
         if not isinstance(name, str):
-            raise ValueError(f"{field} has a non-string name {name!r}.")
+            raise ValueError(f"{field} has a non-string name {name!r}.")  # noqa: TRY004
 
 
 class _Decoder:
@@ -366,7 +368,9 @@ class _Decoder:
             for key, saved in optimizers.items():
                 optimizer = net.__dict__.get(key)
                 if not isinstance(optimizer, torch.optim.Optimizer):
-                    raise ValueError(f"{field}['optimizers'][{key!r}] is not an optimizer the net creates.")
+                    raise ValueError(  # noqa: TRY004
+                        f"{field}['optimizers'][{key!r}] is not an optimizer the net creates."
+                    )
                 optimizer.load_state_dict(self.decode(saved, f"{field}['optimizers'][{key!r}]"))
         return net
 
@@ -398,5 +402,5 @@ def module_from_state(state):
     """Rebuild the module described by :func:`module_to_state` on the CPU."""
     module = _Decoder().decode(state, "module")
     if not isinstance(module, nn.Module):
-        raise ValueError("The state does not describe a module.")
+        raise ValueError("The state does not describe a module.")  # noqa: TRY004
     return module

@@ -22,15 +22,14 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from _models import fit_classifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 import skadv
-from _models import fit_classifier
 from skadv import (
     AdversarialAEDetector,
     DeepNeuralRejection,
-    DNRDetector,
     InconsistentVersionWarning,
     ModelDistillationDetector,
     VAEDetector,
@@ -106,7 +105,7 @@ def _run_fresh(code, spec, *, user_models_on_path=True):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), json.dumps(spec)],
-        capture_output=True, text=True, env=env, timeout=600,
+        check=False, capture_output=True, text=True, env=env, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -235,11 +234,15 @@ def test_skorch_net_models_round_trip_through_skops(fitted, data, clf_net, name)
 # ----------------------------------------------------------------------------- parallel workers
 
 
+def _mean_score(est, X, y=None):
+    return float(np.mean(est.score_samples(X)))
+
+
 def _search(model):
     return GridSearchCV(
         ModelDistillationDetector(model, epochs=2, random_state=0),
         {"temperature": [0.5, 2.0]},
-        scoring=lambda est, X, y=None: float(np.mean(est.score_samples(X))),
+        scoring=_mean_score,
         cv=StratifiedKFold(n_splits=2, shuffle=True, random_state=0),
         n_jobs=2,
     )
@@ -249,15 +252,18 @@ def test_grid_search_processes_with_a_user_class(clf_net, data):
     X, y, X_test = data
     parallel = _search(clf_net.module_).fit(X, y)
     serial = _search(clf_net.module_).set_params(n_jobs=1).fit(X, y)
-    np.testing.assert_array_equal(parallel.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"])
-    np.testing.assert_array_equal(parallel.best_estimator_.score_samples(X_test), serial.best_estimator_.score_samples(X_test))
+    # Workers run with other thread counts: float sums may differ in the last bits.
+    np.testing.assert_allclose(parallel.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"], rtol=1e-7)
+    np.testing.assert_allclose(
+        parallel.best_estimator_.score_samples(X_test), serial.best_estimator_.score_samples(X_test), rtol=1e-7
+    )
 
 
 def test_worker_errors_surface_with_their_message(clf_net, data):
     X, y, _ = data
     search = GridSearchCV(
         AdversarialAEDetector(clf_net.module_, epochs=1), {"hidden_layer_kld": [{"no_such_layer": 2}]},
-        cv=2, n_jobs=2, error_score="raise",
+        scoring=_mean_score, cv=2, n_jobs=2, error_score="raise",
     )
     with pytest.raises(ValueError, match="unknown layer 'no_such_layer'"):
         search.fit(X, y)
@@ -283,8 +289,10 @@ def test_grid_search_on_a_dask_cluster_with_a_user_class(clf_net, data):
         with joblib.parallel_config(backend="dask"):
             remote = _search(clf_net.module_).fit(X, y)
         assert all(client.run(lambda: "mymodels" in sys.modules).values())
-    np.testing.assert_array_equal(remote.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"])
-    np.testing.assert_array_equal(remote.best_estimator_.score_samples(X_test), serial.best_estimator_.score_samples(X_test))
+    np.testing.assert_allclose(remote.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"], rtol=1e-7)
+    np.testing.assert_allclose(
+        remote.best_estimator_.score_samples(X_test), serial.best_estimator_.score_samples(X_test), rtol=1e-7
+    )
 
 
 # ----------------------------------------------------------------------------- loading runs nothing untrusted

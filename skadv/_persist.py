@@ -51,20 +51,23 @@ _REF = "__skadv_ref__"
 _SEQ = "__skadv_seq__"
 _DICT = "__skadv_dict__"
 _FROZEN = "__skadv_frozen__"
+_DTYPE = "__skadv_dtype__"
+_DEVICE = "__skadv_device__"
 
 # What nn.Module.__init__ creates (parameter/buffer/child tables, hook tables, the
 # training flag): rebuilt on load, stored separately or not at all.
 _MODULE_INTERNALS = frozenset(vars(nn.Module()))
 
-# skadv's modules (all imported by ``import skadv``) that define the nn.Module classes
-# its estimators store. Module classes defined elsewhere (e.g. the demo's CNN) persist
-# as the user's do: by reference, listed by skops.
+# skadv's modules that define the nn.Module classes its estimators (and its demo) store.
+# Module classes defined elsewhere in skadv persist as the user's do: by reference,
+# listed by skops.
 _SKADV_MODULE_HOMES = (
     "skadv._base",
     "skadv._adversarial_ae",
     "skadv._distillation",
     "skadv._vae",
     "skadv._kernel_svm",
+    "skadv._demo",
 )
 
 # Same-size integer views for tensors whose dtype numpy lacks (bfloat16, float8, ...).
@@ -158,6 +161,10 @@ class _Encoder:
                 state = self._net(value)
             state["id"] = index
             return state
+        if isinstance(value, torch.dtype):
+            return {_DTYPE: str(value).removeprefix("torch.")}
+        if isinstance(value, torch.device):
+            return {_DEVICE: str(value)}
         if isinstance(value, type):
             ref = _class_ref(value)
             return value if ref is value else {_CLASS: ref}
@@ -258,6 +265,16 @@ class _Decoder:
             return self._net(value, field)
         if _CLASS in value:
             return _resolve_class(value[_CLASS], object, f"{field}[{_CLASS!r}]")
+        if _DTYPE in value:
+            dtype = getattr(torch, str(value[_DTYPE]), None)
+            if not isinstance(dtype, torch.dtype):
+                raise ValueError(f"{field}: {value[_DTYPE]!r} is not a torch dtype.")
+            return dtype
+        if _DEVICE in value:
+            try:
+                return torch.device(str(value[_DEVICE]))
+            except RuntimeError as exc:
+                raise ValueError(f"{field}: {value[_DEVICE]!r} is not a torch device.") from exc
         if _FROZEN in value:
             from sklearn.frozen import FrozenEstimator
 

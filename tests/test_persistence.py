@@ -415,9 +415,11 @@ def test_shared_modules_and_tied_weights_stay_shared():
 def test_dtypes_numpy_lacks_round_trip():
     module = torch.nn.Linear(3, 2).to(torch.bfloat16)
     module.register_buffer("flags", torch.tensor([True, False]))
+    module.compute_dtype, module.home = torch.float64, torch.device("cpu")
     rebuilt = module_from_state(sio.loads(sio.dumps(module_to_state(module))))
     assert rebuilt.weight.dtype == torch.bfloat16 and torch.equal(rebuilt.weight, module.weight)
     assert torch.equal(rebuilt.flags, module.flags) and rebuilt.weight.requires_grad
+    assert rebuilt.compute_dtype is torch.float64 and rebuilt.home == torch.device("cpu")
 
 
 def test_saved_state_holds_no_tensors(small_detector):

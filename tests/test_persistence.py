@@ -282,9 +282,9 @@ def test_grid_search_on_a_dask_cluster_with_a_user_class(clf_net, data):
     X, y, X_test = data
     serial = _search(clf_net.module_).set_params(n_jobs=1).fit(X, y)
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
     ) as cluster, distributed.Client(cluster) as client:
-        # The workers are separate processes: each unpickles the detector and imports mymodels.
+        # The worker is a separate process: it unpickles the detector and imports mymodels.
         client.run(lambda: sys.path.insert(0, str(USER_MODELS)) if str(USER_MODELS) not in sys.path else None)
         with joblib.parallel_config(backend="dask"):
             remote = _search(clf_net.module_).fit(X, y)

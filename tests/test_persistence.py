@@ -288,7 +288,10 @@ def test_grid_search_on_a_dask_cluster_with_a_user_class(clf_net, data):
         client.run(lambda: sys.path.insert(0, str(USER_MODELS)) if str(USER_MODELS) not in sys.path else None)
         with joblib.parallel_config(backend="dask"):
             remote = _search(clf_net.module_).fit(X, y)
+        # A detector shipped to the worker process is unpickled there, importing mymodels.
+        remote_scores = client.submit(lambda est, rows: est.score_samples(rows), remote.best_estimator_, X_test).result()
         assert all(client.run(lambda: "mymodels" in sys.modules).values())
+    np.testing.assert_allclose(remote_scores, remote.best_estimator_.score_samples(X_test), rtol=1e-7)
     np.testing.assert_allclose(remote.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"], rtol=1e-7)
     np.testing.assert_allclose(
         remote.best_estimator_.score_samples(X_test), serial.best_estimator_.score_samples(X_test), rtol=1e-7

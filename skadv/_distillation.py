@@ -105,7 +105,9 @@ class ModelDistillationDetector(BaseDetector):
         Share of training rows flagged; sets ``threshold_`` and ``offset_``.
     epochs : int, default=20
     batch_size : int, default=128
-        Training and inference batch size.
+        Training batch size, and the most rows scored at once (inference batches are
+        also capped to about 64 MiB of the tensors their rows expand into, so scoring
+        memory stays bounded however large this is).
     lr : float, default=1e-3
     optimizer : {'adam', 'adamw', 'sgd', 'rmsprop'} or torch optimizer class, default='adam'
         Named 'adam', 'adamw' and 'sgd' run torch's fused implementation (``fused=True``);
@@ -230,7 +232,7 @@ class ModelDistillationDetector(BaseDetector):
         with torch.inference_mode():
             # The teacher is frozen: its targets are computed once, not every epoch.
             teacher_log_proba = torch.cat(
-                [self._model_log_proba(x.to(self.device_)).cpu() for x in torch.from_numpy(X_model).split(self.batch_size)]
+                [self._model_log_proba(x.to(self.device_)).cpu() for x in torch.from_numpy(X_model).split(self._inference_batch_size())]
             )
         targets = tempered_proba(teacher_log_proba, self.temperature).numpy()
         self.n_classes_ = targets.shape[1]

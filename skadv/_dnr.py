@@ -14,7 +14,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_y, check_is_fitted
 from torch import nn
 
-from ._base import OffsetOutlierMixin, TorchEstimatorMixin, fit_atomically, resolve_device, torch_seed
+from ._base import (
+    OffsetOutlierMixin,
+    TorchEstimatorMixin,
+    fit_atomically,
+    resolve_device,
+    torch_seed,
+)
 from ._kernel_svm import OneVsAllSVC, kernel_machine_from
 from ._layers import forward_capturing, resolve_layers
 

@@ -141,8 +141,8 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         unless in a ``joblib.parallel_config`` context). The fitted model does not
         depend on it.
     batch_size : int, default=128
-        The most rows per forward pass (batches are also capped to about 64 MiB of
-        the layer features and kernel rows they expand into).
+        The most rows per forward pass. Batches are also capped at about 16 MiB of
+        float32-sized values (the input, and the kernel row of every support vector).
     input_shape : tuple of int, default=None
         Shape of one row as the model expects it (e.g. ``(1, 8, 8)``). None uses rows as
         they are (or the trailing shape of an N-D ``X``).
@@ -183,6 +183,10 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
     convention). scikit-learn's common checks expect ``n_classes`` columns (a single one
     for two classes); these two checks are the documented exceptions. There is no
     ``predict_proba``: the scores are uncalibrated SVM decision values.
+
+    A fitted estimator can serve concurrent threads: the hidden layers are read through
+    hooks that only see the calling thread's batches, so concurrent calls give exactly
+    the serial results. A ``fit`` that raises leaves the estimator as it was.
 
     Examples
     --------

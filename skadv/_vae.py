@@ -251,9 +251,10 @@ class VAEDetector(BaseDetector):
         Share of training rows flagged; sets ``threshold_`` and ``offset_``.
     epochs : int, default=50
     batch_size : int, default=128
-        Training batch size, and the most rows scored at once (inference batches are
-        also capped to about 64 MiB of the tensors their rows expand into, so scoring
-        memory stays bounded however large this is).
+        Training batch size, and the most rows scored at once. Scoring batches are also
+        capped at about 16 MiB of input-sized float32 values (the rows times the copies
+        each expands into while scored), so scoring memory stays bounded however large
+        this is.
     lr : float, default=1e-3
     optimizer : {'adam', 'adamw', 'sgd', 'rmsprop'} or torch optimizer class, default='adam'
         Named 'adam', 'adamw' and 'sgd' run torch's fused implementation (``fused=True``);
@@ -301,6 +302,12 @@ class VAEDetector(BaseDetector):
     AdversarialAEDetector : detection and correction through an autoencoder trained
         against the classifier.
     calibration_analysis : reconstruction loss against classifier confidence.
+
+    Notes
+    -----
+    A fitted detector can serve concurrent threads: its scoring methods keep all state
+    local to the call and give exactly the serial results. A ``fit`` that raises (or
+    is interrupted: Ctrl-C raises ``KeyboardInterrupt``) leaves the detector as it was.
 
     Examples
     --------

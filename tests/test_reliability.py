@@ -401,8 +401,8 @@ def test_batch_size_set_after_fit_is_validated_at_predict_and_bounds_memory(fitt
         with pytest.raises(InvalidParameterError, match="'batch_size' parameter of VAEDetector must be an int"):
             est.score_samples(X_FIT)
         est.set_params(batch_size=10**6)
-        # a row expands into 2 * (K + 1) * d values while scored: batches stay within the 2**24 budget
-        assert est._inference_batch_size() * 2 * (est.n_samples + 1) * N_FEATURES <= 2**24
+        # a row expands into 2 * (K + 1) * d values while scored: batches stay within the 2**22 budget
+        assert est._inference_batch_size() * 2 * (est.n_samples + 1) * N_FEATURES <= 2**22
         np.testing.assert_array_equal(est.score_samples(X_FIT), expected)
     finally:
         est.set_params(batch_size=128)

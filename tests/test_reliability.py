@@ -1,5 +1,6 @@
 """Reliability sweep across every estimator: bad input, unfitted use, no mutation."""
 
+import pickle
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
@@ -187,6 +188,26 @@ def test_concurrent_calls_equal_serial_calls(fitted, name):
         concurrent = list(pool.map(run, calls))
     for call, expected, got in zip(calls, serial, concurrent):
         np.testing.assert_array_equal(got, expected, err_msg=str(call))
+
+
+@pytest.mark.parametrize("name", ["DeepNeuralRejection", "AdversarialAEDetector"])
+def test_concurrent_first_calls_after_loading_equal_serial(fitted, name):
+    """Hooks are not persisted: a loaded estimator registers them on first use, from many threads at once."""
+    X = np.random.RandomState(6).rand(64, N_FEATURES).astype(np.float32)
+    calls = _calls(fitted[name], 80, seed=7)
+    serial = [getattr(fitted[name], method)(X[start : start + n]) for method, start, n in calls]
+    loaded = pickle.loads(pickle.dumps(fitted[name]))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        concurrent = list(pool.map(lambda call: getattr(loaded, call[0])(X[call[1] : call[1] + call[2]]), calls))
+    for call, expected, got in zip(calls, serial, concurrent):
+        np.testing.assert_array_equal(got, expected, err_msg=str(call))
+
+
+def test_seeded_vae_scoring_leaves_the_global_rng_alone(fitted):
+    state = torch.random.get_rng_state()
+    fitted["VAEDetector"].score_samples(X_FIT)
+    fitted["VAEDetector"].distinct_labels(X_FIT)
+    assert torch.equal(torch.random.get_rng_state(), state)
 
 
 def test_concurrent_adaptive_logits_equal_serial(fitted):

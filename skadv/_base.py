@@ -197,13 +197,15 @@ def _flatten_nd(X):
     """Flatten image-like N-D arrays to 2-D rows, keeping their row shape.
 
     Torch tensors become numpy arrays first; half-precision floats (float16, bfloat16,
-    which numpy cannot take from torch) are widened to float32 exactly.
+    which numpy cannot take from torch) are widened to float32, exactly.
     """
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu()
         if X.is_floating_point() and X.dtype not in (torch.float32, torch.float64):
             X = X.float()
         X = X.numpy()
+    elif getattr(getattr(X, "dtype", None), "name", None) in ("bfloat16", "float16"):
+        X = np.asarray(X, dtype=np.float32)  # e.g. ml_dtypes' bfloat16 arrays
     shape = getattr(X, "shape", None)
     if shape is not None and getattr(X, "ndim", 0) > 2:
         return np.asarray(X).reshape(shape[0], -1), tuple(shape[1:])

@@ -410,6 +410,8 @@ def test_half_precision_tensors_are_widened_exactly(fitted):
     for dtype in (torch.bfloat16, torch.float16):
         x = torch.as_tensor(X_FIT[:9]).to(dtype)
         np.testing.assert_array_equal(est.score_samples(x), est.score_samples(x.float().numpy()))
+    x16 = torch.as_tensor(X_FIT[:9]).half()
+    np.testing.assert_array_equal(est.score_samples(x16.numpy()), est.score_samples(x16.float().numpy()))
     refit = ESTIMATORS["ModelDistillationDetector"][0]().fit(torch.as_tensor(X_FIT).bfloat16())
     assert refit.n_features_in_ == N_FEATURES
 

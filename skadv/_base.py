@@ -717,7 +717,7 @@ class TrainingNet(NeuralNet):
         try:
             super().notify(method_name, **cb_kwargs)
         except KeyboardInterrupt:
-            if method_name == "on_epoch_end" and not self._sigint_received:
+            if method_name == "on_epoch_end" and not getattr(self, "_sigint_received", False):
                 self._stop_requested = True
             raise
 
@@ -725,7 +725,7 @@ class TrainingNet(NeuralNet):
         try:
             return super().fit_loop(*args, **kwargs)
         except KeyboardInterrupt:
-            self._interrupted = not self._stop_requested
+            self._interrupted = not getattr(self, "_stop_requested", False)
             raise
 
     def partial_fit(self, *args, **kwargs):

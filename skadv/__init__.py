@@ -2,11 +2,12 @@
 
 from . import corruptions
 from ._adversarial_ae import AdversarialAEDetector
-from ._base import BaseDetector, InconsistentVersionWarning, ProtectedModel
+from ._base import BaseDetector, InconsistentVersionWarning
 from ._distillation import ModelDistillationDetector
 from ._dnr import DeepNeuralRejection, DNRDetector
-from ._kernel_svm import OneVsAllSVC
 from ._harm import harmfulness, ks_drift_test
+from ._kernel_svm import OneVsAllSVC
+from ._model import ProtectedModel
 from ._vae import VAEDetector, calibration_analysis
 from ._vae_plots import DistinctLabelsDisplay, ReconstructionCalibrationDisplay
 from ._version import __version__

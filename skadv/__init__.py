@@ -1,6 +1,6 @@
 """skadv: scikit-learn-compatible adversarial-example detectors backed by PyTorch."""
 
-from . import corruptions
+from . import compat, corruptions, utils
 from ._adversarial_ae import AdversarialAEDetector
 from ._base import BaseDetector, InconsistentVersionWarning
 from ._distillation import ModelDistillationDetector
@@ -27,11 +27,13 @@ __all__ = [
     "__version__",
     "attacks",
     "calibration_analysis",
+    "compat",
     "corruptions",
     "harmfulness",
     "ks_drift_test",
     "metrics",
     "plotting",
+    "utils",
 ]
 
 # Submodules importing the estimators above.

@@ -223,9 +223,12 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
     >>> dnr = DeepNeuralRejection(net, layers=["1", "3"], random_state=0).fit(X[:500], y[:500])
     >>> dnr.decision_function(X[500:503]).shape
     (3, 11)
-    >>> dnr = dnr.set_params(threshold=dnr.compute_threshold(X[500:600], 0.1))
+    >>> dnr = dnr.infer_threshold(X[500:600], threshold_perc=90)  # accept 90 %, as every detector
     >>> int((dnr.predict(X[500:600]) == -1).sum())
     10
+    >>> dnr = dnr.set_params(threshold=dnr.compute_threshold(X[500:600], 0.2))  # secml's: reject 20 %
+    >>> int((dnr.predict(X[500:600]) == -1).sum())
+    20
     """
 
     _parameter_constraints = {

@@ -1,12 +1,13 @@
 """skadv: scikit-learn-compatible adversarial-example detectors backed by PyTorch."""
 
-from . import corruptions
+from . import compat, corruptions, utils
 from ._adversarial_ae import AdversarialAEDetector
-from ._base import BaseDetector, InconsistentVersionWarning, ProtectedModel
+from ._base import BaseDetector, InconsistentVersionWarning
 from ._distillation import ModelDistillationDetector
 from ._dnr import DeepNeuralRejection, DNRDetector
-from ._kernel_svm import OneVsAllSVC
 from ._harm import harmfulness, ks_drift_test
+from ._kernel_svm import OneVsAllSVC
+from ._model import ProtectedModel
 from ._vae import VAEDetector, calibration_analysis
 from ._vae_plots import DistinctLabelsDisplay, ReconstructionCalibrationDisplay
 from ._version import __version__
@@ -26,11 +27,13 @@ __all__ = [
     "__version__",
     "attacks",
     "calibration_analysis",
+    "compat",
     "corruptions",
     "harmfulness",
     "ks_drift_test",
     "metrics",
     "plotting",
+    "utils",
 ]
 
 # Submodules importing the estimators above.

@@ -30,101 +30,14 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNet
 from torch import nn
-from torch.nn.parameter import UninitializedParameter
 
+from ._model import MODEL_OUTPUTS, adapt_model
 from ._persist import decode_state, encode_state
 from ._version import __version__
 
 
 class InconsistentVersionWarning(UserWarning):
     """Warns that an estimator is loaded with a skadv version other than the one that saved it."""
-
-
-# ----------------------------------------------------------------------------- model adaptation
-
-
-_LOG_PROBA_FLOOR = -1e4
-
-
-class ProtectedModel(nn.Module):
-    """Frozen copy of the protected classifier that returns log-probabilities.
-
-    Parameters
-    ----------
-    net : nn.Module
-        The classifier (already a private copy).
-    output : {"logits", "proba", "log_proba"}
-        What ``net`` returns.
-
-    The log-probabilities it returns are finite (float64).
-    """
-
-    def __init__(self, net, output="logits"):
-        super().__init__()
-        self.net = net
-        self.output = output
-
-    def forward(self, x):
-        # float64 from here on: float32 SIMD log/exp kernels round a row differently
-        # depending on its position in the batch; the networks themselves stay float32.
-        out = self.net(x).double()
-        if self.output == "logits":
-            return torch.log_softmax(out, dim=1)
-        if self.output == "proba":
-            # Renormalise so slightly off probabilities still give a distribution.
-            out = out.clamp_min(1e-12)
-            return torch.log(out / out.sum(dim=1, keepdim=True))
-        # Keep log-probabilities finite, as the other outputs are (log 0 = -inf would turn
-        # 0 * log 0 terms into NaN downstream); exp(-1e4) is 0 all the same.
-        return out.clamp_min(_LOG_PROBA_FLOOR)
-
-
-def _has_uninitialized(module):
-    return any(isinstance(p, UninitializedParameter) for p in module.parameters())
-
-
-def _unwrap_frozen(model):
-    # sklearn.frozen.FrozenEstimator keeps clone() from resetting a fitted skorch net.
-    while type(model).__name__ == "FrozenEstimator" and hasattr(model, "estimator"):
-        model = model.estimator
-    return model
-
-
-def adapt_model(model, model_output="auto", allow_sklearn=False):
-    """Turn the user's classifier into ``(ProtectedModel or None, sklearn classifier or None)``.
-
-    The user's object is never modified: torch modules are deep-copied (and frozen
-    later by :meth:`TorchEstimatorMixin._setup_model`).
-    """
-    model = _unwrap_frozen(model)
-    if model is None:
-        raise ValueError(
-            "model=None: pass the classifier to protect (a torch nn.Module returning logits, "
-            "a fitted skorch NeuralNetClassifier"
-            + (", or a fitted scikit-learn classifier with predict_proba)." if allow_sklearn else ").")
-        )
-    if isinstance(model, nn.Module):
-        output = "logits" if model_output == "auto" else model_output
-        return ProtectedModel(copy.deepcopy(model), output), None
-    if hasattr(model, "module_") or hasattr(model, "initialize"):  # a skorch net
-        if not getattr(model, "initialized_", False):
-            raise ValueError(
-                "The skorch net passed as model is not fitted. Fit it first; inside "
-                "GridSearchCV wrap it as sklearn.frozen.FrozenEstimator(net) so clone() keeps it fitted."
-            )
-        output = model_output
-        if output == "auto":
-            # skorch's NeuralNetClassifier applies log() itself under NLLLoss: the module returns probabilities.
-            output = "proba" if isinstance(model.criterion_, nn.NLLLoss) else "logits"
-        return ProtectedModel(copy.deepcopy(model.module_), output), None
-    if allow_sklearn and hasattr(model, "predict_proba"):
-        check_is_fitted(model)
-        return None, copy.deepcopy(model)
-    raise ValueError(
-        f"Unsupported model of type {type(model).__name__}: expected a torch nn.Module, a fitted "
-        "skorch NeuralNetClassifier"
-        + (" or a fitted scikit-learn classifier with predict_proba." if allow_sklearn else ".")
-    )
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -238,6 +151,18 @@ def fit_atomically(fit):
         return self
 
     return wrapper
+
+
+def check_threshold_perc(threshold_perc):
+    """Validate ``infer_threshold``'s percent of rows to accept; warn when it looks like a fraction."""
+    if isinstance(threshold_perc, bool) or not isinstance(threshold_perc, numbers.Real) or not 0 <= threshold_perc <= 100:
+        raise ValueError(f"threshold_perc must be a percent in [0, 100], got {threshold_perc!r}.")
+    if 0 < threshold_perc <= 1:
+        warnings.warn(
+            f"threshold_perc={threshold_perc} is a percent: it accepts {threshold_perc} % of X and flags the "
+            f"rest. To accept a fraction {threshold_perc} of X, pass threshold_perc={100 * threshold_perc:g}.",
+            UserWarning,
+        )
 
 
 # ----------------------------------------------------------------------------- the mixin
@@ -374,29 +299,17 @@ class TorchEstimatorMixin:
     def _setup_model(self, X, allow_sklearn=False):
         """Resolve the device and take a frozen private copy of the protected model.
 
-        Lazy layers of the copy are materialised on the first row of ``X`` (call this
-        under the fit seed so that their initialisation is reproducible).
+        The copy is probed once on the first rows of ``X`` (see
+        :meth:`~skadv.utils.ModelAdapter.check_output`), which also materialises its lazy
+        layers (call this under the fit seed so that their initialisation is reproducible).
         """
         self.device_ = resolve_device(self.device, fitting=True)
-        model_, self.sklearn_model_ = adapt_model(
-            self.model, getattr(self, "model_output", "auto"), allow_sklearn=allow_sklearn
-        )
-        if model_ is not None:
-            model_.to(self.device_).eval()
-            # One probe row: materialises lazy layers and turns a shape mismatch into a clear error.
-            probe = self._preprocess(self._to_tensor(X[:1]))
-            try:
-                with torch.no_grad():
-                    out = model_(probe)
-            except RuntimeError as exc:
-                raise ValueError(
-                    f"The model cannot process inputs shaped {tuple(probe.shape[1:])} (rows of X with "
-                    f"{X.shape[1]} features, input_shape={self.input_shape}): {exc}"
-                ) from exc
-            if out.ndim != 2:
-                raise ValueError(f"The model must return (n_samples, n_classes) scores; got shape {tuple(out.shape)}.")
-            model_.requires_grad_(False)
-        self.model_ = model_
+        adapter = adapt_model(
+            self.model, model_output=getattr(self, "model_output", "auto"), need_gradients=not allow_sklearn
+        ).to(self.device_)
+        adapter.check_output(self._preprocess(self._to_tensor(X[:_ROW_BLOCK])))
+        self.model_, self.sklearn_model_ = adapter.module, adapter.black_box
+        return adapter
 
     # -- persistence --------------------------------------------------------
     def __getstate__(self):
@@ -484,7 +397,7 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator):
 
     _parameter_constraints = {
         **TorchEstimatorMixin._torch_parameter_constraints,
-        "model_output": [StrOptions({"auto", "logits", "proba", "log_proba"})],
+        "model_output": [StrOptions(set(MODEL_OUTPUTS))],
         "threshold": [numbers.Real, None],
         "contamination": [Interval(numbers.Real, 0, 0.5, closed="right")],
         "preprocess_fn": [callable, None],
@@ -586,23 +499,27 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator):
         return -self.adversarial_score(X)
 
     def infer_threshold(self, X, threshold_perc=95):
-        """Set ``threshold_`` to the ``threshold_perc`` percentile of the scores of clean ``X``.
+        """Set ``threshold_`` so that ``threshold_perc`` percent of clean ``X`` is accepted.
 
-        ``infer_threshold(X, 100 * (1 - c))`` equals fitting with ``contamination=c`` on ``X``.
+        ``threshold_`` becomes the ``threshold_perc`` percentile of the adversarial scores
+        of ``X`` and ``offset_`` its negative, so :meth:`predict` flags (-1) the rows whose
+        adversarial score exceeds ``threshold_``. ``infer_threshold(X, 100 * (1 - c))``
+        equals fitting with ``contamination=c`` on ``X``. Every skadv detector, DNR
+        included, takes the same argument with the same meaning.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Clean data.
+            Clean data, ideally held out from training.
         threshold_perc : float in [0, 100], default=95
-            Share of ``X`` (in percent) to accept as normal.
+            Share of ``X`` to accept as normal, in percent (95 flags 5 %). A value in
+            (0, 1] warns: it is read as a percent, not a fraction.
 
         Returns
         -------
         self : object
         """
-        if not isinstance(threshold_perc, numbers.Real) or not 0 <= threshold_perc <= 100:
-            raise ValueError(f"threshold_perc must be a number in [0, 100], got {threshold_perc!r}.")
+        check_threshold_perc(threshold_perc)
         self._set_threshold(self.adversarial_score(X), threshold_perc)
         return self
 

@@ -65,12 +65,8 @@ def _fit_detectors(cnn, X_fit, y_fit, X_val, quick, random_state):
     }
     for name, det in detectors.items():
         start = time.perf_counter()
-        if name == "DNR":
-            det.fit(X_fit, y_fit)
-            det.set_params(threshold=det.compute_threshold(X_val, 0.05))
-        else:
-            det.fit(X_fit)
-            det.infer_threshold(X_val, threshold_perc=95)
+        det.fit(X_fit, y_fit) if name == "DNR" else det.fit(X_fit)
+        det.infer_threshold(X_val, threshold_perc=95)  # the same call, and meaning, for every detector
         print(f"{name:18s} fitted in {time.perf_counter() - start:5.1f} s", flush=True)
     return detectors
 
@@ -185,7 +181,8 @@ def run_demo(out_dir="skadv_demo", quick=False, random_state=0):
 
     fig, axes = plt.subplots(1, len(histograms), figsize=(4.2 * len(histograms), 3.4))
     for ax, (det_name, (clean_scores, adv_scores)) in zip(axes, histograms.items()):
-        threshold = -detectors[det_name].threshold if det_name == "DNR" else detectors[det_name].threshold_
+        # The axis is the adversarial score; DNR's threshold_ is on its class score (reject below).
+        threshold = -detectors[det_name].threshold_ if det_name == "DNR" else detectors[det_name].threshold_
         ScoreHistogramDisplay.from_predictions(clean_scores, adv_scores, threshold=threshold, name=det_name, ax=ax)
     fig.suptitle("Adversarial scores: clean vs PGD eps=0.2 (non-adaptive)")
     save(fig, "score_histograms.png")

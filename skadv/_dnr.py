@@ -9,7 +9,7 @@ from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import KFold, check_cv
-from sklearn.utils._param_validation import HasMethods
+from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_y, check_is_fitted
 from torch import nn
@@ -17,6 +17,7 @@ from torch import nn
 from ._base import (
     OffsetOutlierMixin,
     TorchEstimatorMixin,
+    check_threshold_perc,
     fit_atomically,
     resolve_device,
     torch_seed,
@@ -129,9 +130,11 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
     combiner : classifier with decision_function, default=None
         Classifier of the stacked layer scores. None means ``OneVsAllSVC(C=0.1, gamma=1)``.
     threshold : float, default=None
-        Rows whose highest class score is strictly below it are rejected. None rejects
-        nothing. Read at prediction time, so a threshold from :meth:`compute_threshold`
-        takes effect through ``set_params(threshold=...)`` without refitting.
+        Rows whose highest class score is strictly below it are rejected (secml's
+        convention: a threshold on the class score, higher = more normal). None rejects
+        nothing. Read at prediction time, so :meth:`infer_threshold` (the detectors'
+        call) or ``set_params(threshold=compute_threshold(...))`` (secml's) take effect
+        without refitting.
     cv : int, cross-validation generator or iterable, default=None
         Folds of the out-of-fold layer scores that train the combiner. None means a
         shuffled 5-fold ``KFold`` seeded from ``random_state``; an int, a shuffled
@@ -154,6 +157,8 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
+    threshold_ : float
+        The threshold in effect (``-inf`` when ``threshold`` is None).
     layer_names_ : list of str
         Dotted names of the layers read, in the order of ``layers``.
     layer_estimators_ : list of estimators
@@ -206,9 +211,12 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
     >>> dnr = DeepNeuralRejection(net, layers=["1", "3"], random_state=0).fit(X[:500], y[:500])
     >>> dnr.decision_function(X[500:503]).shape
     (3, 11)
-    >>> dnr = dnr.set_params(threshold=dnr.compute_threshold(X[500:600], 0.1))
+    >>> dnr = dnr.infer_threshold(X[500:600], threshold_perc=90)  # accept 90 %, as every detector
     >>> int((dnr.predict(X[500:600]) == -1).sum())
     10
+    >>> dnr = dnr.set_params(threshold=dnr.compute_threshold(X[500:600], 0.2))  # secml's: reject 20 %
+    >>> int((dnr.predict(X[500:600]) == -1).sum())
+    20
     """
 
     _parameter_constraints = {
@@ -352,31 +360,43 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         X : array-like of shape (n_samples, n_features)
             Training rows (the data the network was trained on, or similar clean data).
         y : array-like of shape (n_samples,)
-            Class labels.
+            Class labels. (:class:`DNRDetector` fits without them, on the network's own
+            predictions.)
 
         Returns
         -------
         self : object
         """
+        return self._fit(X, y)
+
+    def _fit(self, X, y, labels_from_model=False):
+        """``fit``; with ``labels_from_model``, ``y`` is ignored and the network's predictions on ``X`` are the labels."""
         X = self._validate_fit_input(X)
-        if y is None:
+        if labels_from_model:
+            y = None
+        elif y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
-        y = _check_y(y, estimator=self)
-        if len(y) != X.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)} labels.")
-        check_classification_targets(y)
-        self.classes_, y_encoded = np.unique(y, return_inverse=True)
-        n_classes = len(self.classes_)
-        if n_classes < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs samples of at least 2 classes in the data, but the "
-                f"data contains only 1 class: {self.classes_[0]!r}."
-            )
+        else:
+            y = _check_y(y, estimator=self)
+            if len(y) != X.shape[0]:
+                raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)} labels.")
+            check_classification_targets(y)
         specs = self._layer_specs()
         seed = self._fit_seed()
         with torch_seed(seed, resolve_device(self.device, fitting=True)):
-            self._setup_model(X)
+            adapter = self._setup_model(X)
         self.layer_names_ = list(resolve_layers(self.model_.net, [name for name, _ in specs]))
+        if labels_from_model:
+            predicted = self._batched(self.model_, X).argmax(axis=1)
+            y = predicted if adapter.classes is None else adapter.classes[predicted]
+        self.classes_, y_encoded = np.unique(y, return_inverse=True)
+        n_classes = len(self.classes_)
+        if n_classes < 2:
+            source = "the network's predictions on X contain" if labels_from_model else "the data contains"
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes in the data, but "
+                f"{source} only 1 class: {self.classes_[0]!r}."
+            )
         features = self._layer_features(X)
         folds = self._folds(X, y_encoded, seed)
 
@@ -566,11 +586,50 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         labels[rejected] = REJECT_LABEL
         return labels
 
+    @property
+    def threshold_(self):
+        """The threshold in effect: ``threshold``, or ``-inf`` (reject nothing) when it is None.
+
+        On the class-score scale, as secml's: a row is rejected when its highest class
+        score (:meth:`score_samples`) is strictly below it. (The outlier detectors'
+        ``threshold_`` is on the adversarial score, whose sign is the opposite; their
+        ``offset_`` and :class:`DNRDetector`'s ``offset_`` share this scale.)
+        """
+        check_is_fitted(self)
+        return self._threshold_value()
+
+    def infer_threshold(self, X, threshold_perc=95):
+        """Set the threshold so that ``threshold_perc`` percent of clean ``X`` is accepted.
+
+        The same call, with the same meaning, as the detectors' ``infer_threshold``: the
+        threshold becomes the ``100 - threshold_perc`` percentile of :meth:`score_samples`
+        on ``X`` (the detectors' ``offset_``), and rows scoring strictly below it are
+        rejected. Like ``set_params(threshold=...)``, it sets the ``threshold``
+        parameter, which is read at prediction time (no refit). For secml's semantics
+        (a fraction of rows to reject, rounded to a number of rows) use
+        :meth:`compute_threshold`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Clean data, ideally held out from training.
+        threshold_perc : float in [0, 100], default=95
+            Share of ``X`` to accept, in percent (95 rejects 5 %). A value in (0, 1]
+            warns: it is read as a percent, not a fraction.
+
+        Returns
+        -------
+        self : object
+        """
+        check_threshold_perc(threshold_perc)
+        return self.set_params(threshold=float(np.percentile(self.score_samples(X), 100.0 - threshold_perc)))
+
     def compute_threshold(self, X, rej_percent):
-        """Threshold that rejects exactly ``round(rej_percent * n_samples)`` rows of ``X``.
+        """Threshold that rejects exactly ``round(rej_percent * n_samples)`` rows of ``X`` (secml's call).
 
         The estimator is not changed: apply the result with ``set_params(threshold=...)``.
         Rows tied at the threshold score are all kept, so ties can reject fewer rows.
+        :meth:`infer_threshold` is the call shared with the detectors.
 
         Parameters
         ----------
@@ -614,21 +673,33 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
     """Outlier-detector view of :class:`DeepNeuralRejection`: accepted +1, rejected -1.
 
     ``score_samples`` is the DNR's highest class score (higher = more normal),
-    ``decision_function`` that score minus the DNR's threshold, and ``predict`` -1 for
-    rejected rows, so the detector slots into detection metrics and pipelines.
+    ``decision_function`` that score minus ``offset_``, and ``predict`` -1 for rejected
+    rows, so the detector slots into detection metrics and pipelines.
 
     Parameters
     ----------
     estimator : DeepNeuralRejection or FrozenEstimator of a fitted one
-        An unfitted DNR is fitted in :meth:`fit` (which then needs class labels); a
-        fitted one wrapped in :class:`sklearn.frozen.FrozenEstimator` is used as is.
-        :meth:`DeepNeuralRejection.as_detector` builds the latter.
+        An unfitted DNR is fitted in :meth:`fit`: on ``(X, y)``, or, without ``y``, on
+        the network's own predictions for ``X`` as labels. A fitted one wrapped in
+        :class:`sklearn.frozen.FrozenEstimator` is used as is (never modified);
+        :meth:`DeepNeuralRejection.as_detector` builds that.
+    contamination : float in (0, 0.5], default=0.05
+        Used only when the DNR has no ``threshold`` (None): ``fit`` then sets
+        ``offset_`` to flag this share of the training rows, as the other detectors'
+        ``contamination`` does. A DNR ``threshold`` overrides it, as a detector's
+        ``threshold`` overrides its ``contamination``.
 
     Attributes
     ----------
     estimator_ : DeepNeuralRejection or FrozenEstimator
     offset_ : float
-        The DNR's threshold (``-inf`` when it rejects nothing).
+        Rows whose score is strictly below it are flagged: the DNR's threshold, else the
+        ``contamination`` percentile of the training scores (``-inf``, nothing flagged,
+        for a frozen DNR without threshold fitted on ``X=None``); or the value
+        :meth:`infer_threshold` set.
+    threshold_ : float
+        Equal to ``offset_`` (DNR's threshold is on the class score; the other
+        detectors' ``threshold_`` is on the adversarial score, ``-offset_``).
     n_features_in_ : int
 
     Examples
@@ -638,50 +709,92 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
     >>> from skadv import DeepNeuralRejection, DNRDetector
     >>> X, y = load_digits(return_X_y=True)
     >>> net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    >>> det = DNRDetector(DeepNeuralRejection(net, layers=["1"], threshold=0.0, random_state=0))
-    >>> det = det.fit(X[:300] / 16, y[:300])
-    >>> sorted(set(det.predict(X[300:400] / 16)) - {-1, 1})
-    []
+    >>> det = DNRDetector(DeepNeuralRejection(net, layers=["1"], random_state=0))
+    >>> det = det.fit(X[:300] / 16)  # labels: the network's own predictions
+    >>> det = det.infer_threshold(X[300:400] / 16, threshold_perc=90)
+    >>> int((det.predict(X[300:400] / 16) == -1).sum())
+    10
     """
 
-    _parameter_constraints = {"estimator": [HasMethods(["fit", "score_samples"])]}
+    _parameter_constraints = {
+        "estimator": [HasMethods(["fit", "score_samples"])],
+        "contamination": [Interval(numbers.Real, 0, 0.5, closed="right")],
+    }
 
-    def __init__(self, estimator=None):
+    def __init__(self, estimator=None, *, contamination=0.05):
         self.estimator = estimator
+        self.contamination = contamination
 
     @_fit_context(prefer_skip_nested_validation=False)
     @fit_atomically
     def fit(self, X, y=None):
-        """Fit the wrapped DNR on ``(X, y)``, or adopt a frozen fitted one (``X``, ``y`` ignored).
+        """Fit the wrapped DNR, or adopt a frozen fitted one (``X``, ``y`` ignored).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or None
         y : array-like of shape (n_samples,), default=None
-            Class labels; required unless the estimator is frozen.
+            Class labels. None fits a :class:`DeepNeuralRejection` on the network's own
+            predictions for ``X`` (the clean data a detector learns from).
 
         Returns
         -------
         self : object
         """
         estimator = clone(self.estimator)
-        if not isinstance(estimator, FrozenEstimator) and y is None:
+        if isinstance(estimator, FrozenEstimator) or y is not None:
+            estimator.fit(X, y)
+        elif isinstance(estimator, DeepNeuralRejection):
+            estimator._validate_params()
+            estimator._fit(X, None, labels_from_model=True)
+        else:
             raise ValueError(
-                "DNRDetector fits a DeepNeuralRejection, which needs class labels y. Pass y, or "
-                "wrap a fitted one in sklearn.frozen.FrozenEstimator (DeepNeuralRejection.as_detector())."
+                f"DNRDetector cannot fit {type(estimator).__name__} without class labels y: pass y, or wrap "
+                "a fitted one in sklearn.frozen.FrozenEstimator (DeepNeuralRejection.as_detector())."
             )
-        self.estimator_ = estimator.fit(X, y)
-        self.n_features_in_ = self._rejector().n_features_in_
+        self.estimator_ = estimator
+        rejector = self._rejector()
+        self.n_features_in_ = rejector.n_features_in_
+        if rejector.threshold is None and X is not None:
+            self.offset_ = self._accepting(X, 100.0 * (1.0 - self.contamination))
+        else:
+            self.offset_ = rejector._threshold_value()
         return self
+
+    def _accepting(self, X, threshold_perc):
+        """The score above which ``threshold_perc`` percent of ``X`` lies."""
+        return float(np.percentile(self.score_samples(X), 100.0 - threshold_perc))
 
     def _rejector(self):
         estimator = self.estimator_
         return estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
 
     @property
-    def offset_(self):
+    def threshold_(self):
+        """Equal to ``offset_``: flagged rows score strictly below it."""
         check_is_fitted(self)
-        return self._rejector()._threshold_value()
+        return self.offset_
+
+    def infer_threshold(self, X, threshold_perc=95):
+        """Set ``offset_`` so that ``threshold_perc`` percent of clean ``X`` is accepted.
+
+        The detectors' call: ``offset_`` becomes the ``100 - threshold_perc`` percentile
+        of :meth:`score_samples` on ``X``. The wrapped DNR is not modified.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Clean data, ideally held out from training.
+        threshold_perc : float in [0, 100], default=95
+            Share of ``X`` to accept, in percent. A value in (0, 1] warns.
+
+        Returns
+        -------
+        self : object
+        """
+        check_threshold_perc(threshold_perc)
+        self.offset_ = self._accepting(X, threshold_perc)
+        return self
 
     def score_samples(self, X):
         """The DNR's highest class score of each row (higher = more normal).
@@ -698,5 +811,6 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
         return self._rejector().score_samples(X)
 
     def _adaptive_logits(self, x):
-        """The wrapped DNR's adaptive logits (class scores, threshold last)."""
-        return self._rejector()._adaptive_logits(x)
+        """The wrapped DNR's adaptive logits (class scores), with this detector's threshold last."""
+        logits = self._rejector()._adaptive_logits(x)
+        return torch.cat([logits[:, :-1], logits.new_full((logits.shape[0], 1), self.offset_)], dim=1)

@@ -63,6 +63,7 @@ _MODULE_INTERNALS = frozenset(vars(nn.Module()))
 # listed by skops.
 _SKADV_MODULE_HOMES = (
     "skadv._base",
+    "skadv._model",
     "skadv._adversarial_ae",
     "skadv._distillation",
     "skadv._vae",

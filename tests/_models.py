@@ -16,6 +16,32 @@ class LazyMLP(nn.Module):
         return self.body(x)
 
 
+class Wave(nn.Module):
+    """sin(scale * x): a layer whose output changes sign many times across any varied input."""
+
+    def __init__(self, scale=20.0):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x):
+        return torch.sin(self.scale * x)
+
+
+class WavyMLP(nn.Module):
+    """Untrained classifier whose predicted class varies across varied rows of any width.
+
+    For the common checks of DNRDetector, which fits on the network's own predictions:
+    a random LazyMLP often predicts one class for every row of the checks' data.
+    """
+
+    def __init__(self, n_classes=3, hidden=8):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.LazyLinear(hidden), Wave(), nn.Linear(hidden, n_classes))
+
+    def forward(self, x):
+        return self.body(x)
+
+
 def digits_mlp(n_features=64, n_classes=10, hidden=32, seed=0):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Flatten(), nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))

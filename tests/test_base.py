@@ -169,7 +169,7 @@ def test_offset_outlier_mixin_predicts_from_score_and_offset(offset, expected):
 
 def test_log_proba_output_with_zero_probabilities_gives_finite_scores():
     """A model returning log-probabilities with log 0 = -inf: scores stay finite, not NaN."""
-    from skadv._base import ProtectedModel
+    from skadv import ProtectedModel
 
     class LogProba(torch.nn.Module):
         def forward(self, x):

@@ -12,6 +12,7 @@ import torch
 from sklearn.base import clone
 from sklearn.datasets import load_digits, make_blobs
 from sklearn.exceptions import NotFittedError
+from sklearn.ensemble import IsolationForest
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, KFold, ShuffleSplit, StratifiedKFold
@@ -24,7 +25,7 @@ from torch import nn
 from skadv import DeepNeuralRejection, DNRDetector, OneVsAllSVC
 from skadv._kernel_svm import kernel_machine_from
 
-from _models import LazyMLP, fit_classifier
+from _models import LazyMLP, WavyMLP, fit_classifier
 
 N_TRAIN, N_TEST = 500, 200
 LAYER_PARAMS = {"features.relu2": (10.0, 1e-2), "classifier.relu3": (10.0, 1e-1), "classifier.fc2": (1.0, 1e-2)}
@@ -409,9 +410,60 @@ def test_detector_view(digits, fitted):
     np.testing.assert_array_equal(joblib.load(dump_to_buffer(detector)).predict(X_test), flags)
 
     unfitted = DNRDetector(DeepNeuralRejection(fitted.model, layers=["classifier.fc2"], input_shape=(1, 8, 8), threshold=0.0))
-    with pytest.raises(ValueError, match="needs class labels"):
-        unfitted.fit(X[:100])
     assert set(unfitted.fit(X[:100], y[:100]).predict(X_test)) <= {-1, 1}
+    with pytest.raises(ValueError, match="without class labels y"):
+        DNRDetector(IsolationForest()).fit(X[:100])
+
+
+def test_detector_fits_without_y_on_the_networks_predictions(digits, cnn_net):
+    """DNRDetector.fit(X) equals fitting the DNR on the network's own predicted labels."""
+    X, _, X_test, _ = digits
+    X_fit = X[:150]
+    template = make_dnr(FrozenEstimator(cnn_net), threshold=0.0, random_state=0)
+    detector = DNRDetector(template).fit(X_fit)
+    predicted = cnn_net.predict(X_fit.reshape(-1, 1, 8, 8))  # skorch's own labels
+    by_hand = clone(template).fit(X_fit, predicted)
+    np.testing.assert_array_equal(detector.estimator_.classes_, np.unique(predicted))
+    np.testing.assert_array_equal(detector.score_samples(X_test), by_hand.score_samples(X_test))
+    np.testing.assert_array_equal(detector.predict(X_test) == -1, by_hand.predict(X_test) == -1)
+    assert detector.offset_ == detector.threshold_ == 0.0
+    # The outlier contract: fit_predict == fit().predict() with no labels at all.
+    np.testing.assert_array_equal(clone(detector).fit_predict(X_fit), detector.predict(X_fit))
+    # One predicted class cannot train one-vs-all SVMs: a clear error.
+    with pytest.raises(ValueError, match="network's predictions on X contain only 1 class"):
+        DNRDetector(clone(template)).fit(np.repeat(X_fit[:1], 10, axis=0))
+
+
+def test_infer_threshold_matches_the_detectors_semantics(digits, fitted):
+    """DNR's infer_threshold accepts threshold_perc % of X, as the detectors' does (hand computation)."""
+    _, _, X_test, _ = digits
+    dnr = clone_fitted(fitted)
+    scores = dnr.score_samples(X_test)
+    for perc in (95, 80.5, 100, 0):
+        assert dnr.infer_threshold(X_test, threshold_perc=perc) is dnr
+        expected = np.percentile(scores, 100 - perc)
+        assert dnr.threshold == dnr.threshold_ == expected
+        rejected = dnr.predict(X_test) == -1
+        np.testing.assert_array_equal(rejected, scores < expected)
+    dnr.infer_threshold(X_test, threshold_perc=90)
+    assert rejected.sum() == N_TEST - 1 and np.sum(dnr.predict(X_test) == -1) == N_TEST // 10
+    # secml's call still works and agrees where the percentile falls between rows.
+    assert np.sum(dnr.predict(X_test) == -1) == np.sum(scores < dnr.compute_threshold(X_test, 0.1))
+
+    # The detector view: same numbers on its own offset_, the wrapped DNR untouched.
+    detector = clone_fitted(fitted).as_detector().infer_threshold(X_test, 90)
+    assert detector.offset_ == detector.threshold_ == np.percentile(scores, 10)
+    assert detector.estimator_.estimator.threshold is None
+    np.testing.assert_array_equal(detector.predict(X_test) == -1, dnr.predict(X_test) == -1)
+    x = torch.as_tensor(X_test[:4]).reshape(-1, 1, 8, 8)
+    assert torch.all(detector._adaptive_logits(x)[:, -1] == detector.offset_)
+
+    for est in (dnr, detector):
+        with pytest.warns(UserWarning, match="threshold_perc=0.95 is a percent"):
+            est.infer_threshold(X_test, 0.95)
+        for bad in (-1, 101, "95", True):
+            with pytest.raises(ValueError, match="threshold_perc must be a percent"):
+                est.infer_threshold(X_test, bad)
 
 
 def test_rejects_noise_and_attacks_run_end_to_end(digits, fitted):
@@ -480,9 +532,21 @@ EXPECTED_FAILED_CHECKS = {
 }
 
 
+def _expected_failed_checks(estimator):
+    if isinstance(estimator, DeepNeuralRejection):
+        return EXPECTED_FAILED_CHECKS
+    if isinstance(estimator, DNRDetector):
+        return {"check_estimators_overwrite_params": EXPECTED_FAILED_CHECKS["check_estimators_overwrite_params"]}
+    return {}
+
+
 @parametrize_with_checks(
-    [DeepNeuralRejection(LazyMLP(), layers=["body.2", "body.3"], batch_size=32), OneVsAllSVC()],
-    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS if isinstance(est, DeepNeuralRejection) else {},
+    [
+        DeepNeuralRejection(LazyMLP(), layers=["body.2", "body.3"], batch_size=32),
+        DNRDetector(DeepNeuralRejection(WavyMLP(), layers=["body.2", "body.3"], batch_size=32, random_state=0)),
+        OneVsAllSVC(),
+    ],
+    expected_failed_checks=_expected_failed_checks,
 )
 def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():

@@ -9,46 +9,27 @@ A concrete attack only implements :meth:`BaseAttack._perturb`, which works
 on one batch of float32 tensors.
 """
 
-import copy
 from numbers import Integral
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.frozen import FrozenEstimator
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from ..utils import adapt_model
+
 __all__ = ["BaseAttack"]
 
-# Smallest probability used before taking a log of a probability output, so
-# that a saturated softmax gives a large finite logit instead of -inf.
-_TINY_PROBA = 1e-12
+# Rows of X that probe the target's output once per generate().
+_PROBE_ROWS = 8
 
 
 def _is_skadv_estimator(obj):
     """Whether ``obj`` provides the adaptive-attack hooks of skadv's base."""
     return hasattr(obj, "_adaptive_logits") and hasattr(obj, "_torch_adversarial_score")
-
-
-def _is_skorch_net(obj):
-    try:
-        from skorch import NeuralNet
-    except ImportError:  # pragma: no cover - skorch is a hard dependency
-        return False
-    return isinstance(obj, NeuralNet)
-
-
-def _freeze_copy(module, device):
-    """Deep copy of a user's module in eval mode, on ``device``, without grads.
-
-    The attack must never change the user's model (training flag, device or
-    ``requires_grad``), so it always works on a private copy.
-    """
-    module = copy.deepcopy(module).to(device)
-    module.eval()
-    module.requires_grad_(False)
-    return module
 
 
 class _Target:
@@ -145,8 +126,9 @@ class _Target:
 def _resolve_target(target, X, *, adaptive, device, input_shape):
     """Build the :class:`_Target` for a torch module, skorch net or skadv estimator."""
     # sklearn.frozen.FrozenEstimator keeps a fitted skorch net fitted through clone().
-    while type(target).__name__ == "FrozenEstimator" and hasattr(target, "estimator"):
+    while isinstance(target, FrozenEstimator):
         target = target.estimator
+    adapter = None
     if _is_skadv_estimator(target):
         check_is_fitted(target)
         if getattr(target, "model_", None) is None:
@@ -175,37 +157,15 @@ def _resolve_target(target, X, *, adaptive, device, input_shape):
         # DNR's are raw one-vs-all SVM scores with the threshold as the last column.
         scores_are_logits = not adaptive or getattr(target, "_adaptive_logits_are_log_proba", False)
         resolved = _Target(forward, est_device, input_shape, None, stochastic, classes, scores_are_logits)
-    elif _is_skorch_net(target):
-        if not getattr(target, "initialized_", False) or not hasattr(target, "module_"):
-            raise ValueError(
-                "The skorch net passed as target is not fitted/initialized; fit it "
-                "first (wrap it in sklearn.frozen.FrozenEstimator to keep it fitted "
-                "through clone())."
-            )
-        dev = torch.device(device if device is not None else (target.device or "cpu"))
-        module = _freeze_copy(target.module_, dev)
-        # NeuralNetClassifier's default NLLLoss means the module outputs
-        # probabilities; any other criterion (CrossEntropyLoss) means logits.
-        outputs_proba = isinstance(getattr(target, "criterion_", None), torch.nn.NLLLoss)
-        if outputs_proba:
-
-            def forward(x, _module=module):
-                return torch.log(_module(x).clamp_min(_TINY_PROBA))
-
-        else:
-            forward = module
-        classes = getattr(target, "classes_", None)
-        resolved = _Target(forward, dev, input_shape, None, False, classes)
-    elif isinstance(target, torch.nn.Module):
-        dev = torch.device(device if device is not None else _module_device(target))
-        module = _freeze_copy(target, dev)
-        resolved = _Target(module, dev, input_shape, None, False, None)
     else:
-        raise ValueError(
-            "target must be a torch.nn.Module returning logits, a fitted skorch "
-            "NeuralNet or a fitted skadv estimator; got "
-            f"{type(target).__name__}, through which no gradient can be computed."
-        )
+        try:
+            adapter = adapt_model(target, need_gradients=True)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (An attack's target may also be a fitted skadv estimator.)") from exc
+        module = adapter.module.net
+        dev = torch.device(device if device is not None else getattr(target, "device", None) or _module_device(module))
+        adapter.to(dev)
+        resolved = _Target(adapter.module.scores, dev, input_shape, None, False, adapter.classes)
     if input_shape is not None:
         input_shape = tuple(int(s) for s in input_shape)
         n_values = int(np.prod(np.asarray(X).shape[1:]))
@@ -216,9 +176,13 @@ def _resolve_target(target, X, *, adaptive, device, input_shape):
             )
         resolved.input_shape = input_shape
     reject = adaptive and _is_skadv_estimator(target)
-    # One probe forward pass gives the number of outputs (K, or K+1 with reject).
-    with torch.no_grad():
-        n_out = resolved.forward(resolved.to_tensor(np.asarray(X)[:1])).shape[1]
+    if adapter is not None:
+        # The one check of a raw model's output (shape, probabilities vs logits).
+        n_out = adapter.check_output(resolved.to_tensor(np.asarray(X)[:_PROBE_ROWS]))
+    else:
+        # One probe forward pass gives the number of outputs (K, or K+1 with reject).
+        with torch.no_grad():
+            n_out = resolved.forward(resolved.to_tensor(np.asarray(X)[:1])).shape[1]
     resolved.n_classes = n_out - 1 if reject else n_out
     resolved.reject_index = resolved.n_classes if reject else None
     return resolved

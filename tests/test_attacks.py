@@ -473,8 +473,9 @@ def test_stochastic_detector_gradients_are_averaged_over_eot_samples(digits, det
 
     det._adaptive_logits = counting
     FGSM(det, eps=0.1, eot_samples=5).generate(X[:10], y[:10])
-    # One probe of the output width, then 5 draws for the gradient.
-    assert calls == [1] + [10] * 5
+    # One probe of the output width, then 5 draws each for the gradient, the loss at
+    # the adversarial point and the final success judgement.
+    assert calls == [1] + [10] * 15
     calls.clear()
     FGSM(det, eps=0.1, eot_samples=5, adaptive=False).generate(X[:10], y[:10])
     assert calls == []  # the classifier alone is deterministic

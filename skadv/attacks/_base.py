@@ -333,6 +333,20 @@ class _Run:
             self._loss_range = torch.maximum(self._loss_range, self._loss_hi - self._loss_lo)
         self._loss_lo = self._loss_hi = None
 
+    def subset(self, rows):
+        """A run over the batch rows ``rows`` (a restart on the rows not yet broken).
+
+        It shares the generator and the clip box; its loss observations are
+        merged back with :meth:`merge`. It does not trace.
+        """
+        x_init = None if self.x_init is None else self.x_init[rows]
+        return _Run(self.target, self.y[rows], self.generator, self.lo, self.hi, x_init=x_init)
+
+    def merge(self, child, rows):
+        """Fold the loss range of ``child`` (a :meth:`subset` over ``rows``) into this run."""
+        rows = rows.cpu()
+        self._loss_range[rows] = torch.maximum(self._loss_range[rows], torch.as_tensor(child.loss_range()))
+
     def loss_range(self):
         """Largest per-row loss range over the restarts, ``(n,)`` float64."""
         self.new_restart()

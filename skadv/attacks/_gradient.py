@@ -14,7 +14,7 @@ __all__ = ["FGSM", "PGD"]
 _NORM_CONSTRAINT = [Options(Real, {2, np.inf}), StrOptions({"inf"})]
 
 
-def uniform_ball_point(run, x0, eps, norm):
+def _uniform_ball_point(run, x0, eps, norm):
     """Uniform sample of the ``norm`` ball of radius ``eps`` around ``x0`` (clipped to the box)."""
     shape, gen = x0.shape, run.generator
     if norm == np.inf:
@@ -277,7 +277,7 @@ class PGD(BaseAttack):
         if run.x_init is not None:
             x = run.clip_and_project(run.x_init, x0, self.eps, norm)
         elif self.random_start and self.eps > 0:
-            x = uniform_ball_point(run, x0, self.eps, norm)
+            x = _uniform_ball_point(run, x0, self.eps, norm)
         else:
             x = x0
         best_x = x0.clone()

@@ -10,8 +10,8 @@ attacked together through the estimator's extra "rejected" logit).
 from ._apgd import APGD
 from ._auto import AutoAttack
 from ._base import BaseAttack
-from ._checks import AttackFailureWarning, check_attack_failure
 from ._carlini_wagner import CarliniWagnerL2
+from ._checks import AttackFailureWarning, check_attack_failure
 from ._gradient import FGSM, PGD
 from ._line_search import PGDLineSearch
 from ._orthogonal import OrthogonalPGD
@@ -19,13 +19,13 @@ from ._square import Square
 
 __all__ = [
     "APGD",
+    "FGSM",
+    "PGD",
     "AttackFailureWarning",
     "AutoAttack",
     "BaseAttack",
     "CarliniWagnerL2",
-    "FGSM",
     "OrthogonalPGD",
-    "PGD",
     "PGDLineSearch",
     "Square",
     "check_attack_failure",

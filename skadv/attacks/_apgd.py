@@ -25,8 +25,9 @@ def _checkpoints(max_iter):
     """
     p = [0.0, 0.22]
     while p[-1] + max(p[-1] - p[-2] - 0.03, 0.06) <= 1:
-        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    return sorted({math.ceil(pj * max_iter) for pj in p})
+        # Rounded so that float noise (0.41 + 0.16 = 0.5700000000000001) cannot move a ceil.
+        p.append(round(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06), 9))
+    return sorted({math.ceil(round(pj * max_iter, 6)) for pj in p})
 
 
 @fill_doc
@@ -224,9 +225,9 @@ class APGD(BaseAttack):
     def _perturb(self, run, x0):
         n, dev = x0.shape[0], x0.device
         best_adv = x0.clone()
-        best_adv_loss = torch.full((n,), float("-inf"), device=dev)
+        best_adv_loss = torch.full((n,), float("-inf"), device=dev, dtype=torch.float64)
         fallback = x0.clone()
-        fallback_loss = torch.full((n,), float("-inf"), device=dev)
+        fallback_loss = torch.full((n,), float("-inf"), device=dev, dtype=torch.float64)
         found = torch.zeros(n, dtype=torch.bool, device=dev)
         for restart in range(self.n_restarts):
             rows = torch.nonzero(~found).flatten()
@@ -234,6 +235,7 @@ class APGD(BaseAttack):
                 break
             sub = run if restart == 0 else run.subset(rows)
             adv, adv_loss, point, point_loss, n_iter = self._single_run(sub, x0[rows], restart == 0)
+            adv_loss, point_loss = adv_loss.double(), point_loss.double()
             if restart > 0:
                 run.merge(sub, rows)
             run.n_iter += n_iter

@@ -1,5 +1,6 @@
 """AutoAttack-style ensemble: per input, the first success of several attacks."""
 
+import time
 import warnings
 from numbers import Integral, Real
 
@@ -10,7 +11,15 @@ from sklearn.utils._param_validation import Interval
 
 from ._apgd import APGD
 from ._base import BaseAttack, _normalize_norm, _Run
-from ._checks import AttackFailureWarning, _is_image, _judge, _shared_params, _stalled_rows, _warn_message
+from ._checks import (
+    AttackFailureWarning,
+    _is_image,
+    _judge,
+    _mean_scores,
+    _shared_params,
+    _stalled_rows,
+    _warn_message,
+)
 from ._docs import fill_doc
 from ._gradient import _NORM_CONSTRAINT
 from ._orthogonal import OrthogonalPGD
@@ -18,9 +27,9 @@ from ._square import Square
 
 __all__ = ["AutoAttack"]
 
-_MEMBERS = ("apgd-ce", "apgd-dlr", "apgd-margin", "two-phase", "orthogonal", "selective", "square")
+_MEMBERS = ("apgd-ce", "apgd-dlr", "apgd-margin", "two-phase", "guided", "orthogonal", "selective", "square")
 _DEFAULT_PLAIN = ("apgd-ce", "apgd-dlr", "square")
-_DEFAULT_ADAPTIVE = ("apgd-ce", "apgd-margin", "two-phase", "orthogonal", "square")
+_DEFAULT_ADAPTIVE = ("apgd-ce", "apgd-margin", "two-phase", "guided", "orthogonal", "square")
 # Share of all rows that the black-box member may break after the white-box members
 # before the ensemble reports the white-box attacks as failing.
 _BLACK_BOX_TOL = 0.02
@@ -52,13 +61,20 @@ class AutoAttack(BaseAttack):
       started from it. It leaves a flat reject region from the outside: DNR's
       RBF scores give vanishing gradients far from its support vectors, where
       an adaptive attack started at the clean input stalls;
+    - ``"guided"``: adaptive :class:`APGD` with the margin loss started, for
+      each input, from the nearest (L2) of the ensemble's own inputs that has
+      another label and is accepted and classified correctly, projected
+      onto the ball: a start inside another class's accepted region, where
+      a rejecting detector's scores still have gradients (a feature-space
+      target in input space);
     - ``"orthogonal"``, ``"selective"``: :class:`OrthogonalPGD` (step
       ``eps / 10``, ``max_iter`` steps); skipped when there is no detector;
     - ``"square"``: the black-box :class:`Square` (``square_max_iter``
       queries); skipped for non-image inputs;
     - an attack instance: run as given on the remaining inputs.
 
-    Default: ``("apgd-ce", "apgd-margin", "two-phase", "orthogonal", "square")``
+    Default: ``("apgd-ce", "apgd-margin", "two-phase", "guided", "orthogonal",
+    "square")``
     against a skadv estimator attacked adaptively, ``("apgd-ce", "apgd-dlr",
     "square")`` otherwise (``apgd-dlr`` becomes ``apgd-margin`` with fewer
     than three outputs).
@@ -205,7 +221,7 @@ class AutoAttack(BaseAttack):
     def _common(self, seed):
         return dict(eps=self.eps, norm=self.norm, random_state=seed, **_shared_params(self))
 
-    def _members(self, target, X):
+    def _members(self, target, X, y_idx):
         """``[(name, runner)]``; a runner maps ``(X, y, x_init)`` to a member's ``run`` result."""
         has_detector = target.reject_index is not None
         n_out = target.n_classes + has_detector
@@ -222,7 +238,7 @@ class AutoAttack(BaseAttack):
                 continue
             if name in ("orthogonal", "selective") and not has_detector:
                 continue
-            if name == "two-phase" and not has_detector:
+            if name in ("two-phase", "guided") and not has_detector:
                 continue
             if name == "square" and not image:
                 continue
@@ -236,6 +252,8 @@ class AutoAttack(BaseAttack):
                     APGD(self.target, loss="ce", **{**apgd, "adaptive": False}),
                     APGD(self.target, loss="margin", **apgd),
                 ).run
+            elif name == "guided":
+                runner = _Guided(APGD(self.target, loss="margin", **apgd), *self._guides(target, X, y_idx)).run
             elif name in ("orthogonal", "selective"):
                 step = self.eps / 10 if self.eps > 0 else 0.01
                 runner = OrthogonalPGD(self.target, mode=name, step_size=step, max_iter=self.max_iter, **common).run
@@ -243,6 +261,12 @@ class AutoAttack(BaseAttack):
                 runner = Square(self.target, max_iter=self.square_max_iter, **common).run
             members.append((name, runner))
         return members
+
+    def _guides(self, target, X, y_idx):
+        """Inputs accepted and classified as their label (the guides' pool), and that label."""
+        pred = _mean_scores(self, target, X).argmax(dim=1).cpu().numpy()
+        good = pred == y_idx
+        return X[good], target.indices_to_labels(y_idx[good])
 
     def generate(self, X, y=None, *, x_init=None):
         result = self.run(X, y, x_init=x_init)
@@ -298,12 +322,13 @@ class AutoAttack(BaseAttack):
             X_adv[ok] = x_init[ok]
             success |= ok
             broken_by[ok] = "x_init"
-        report, stalled_any, white_box_stalled, n_iter = {}, np.zeros(len(X), bool), None, 0
-        for name, runner in self._members(target, X):
+        report, _stalled_any, white_box_stalled, n_iter = {}, np.zeros(len(X), bool), None, 0
+        for name, runner in self._members(target, X, y_idx):
             rows = np.flatnonzero(~success)
             if rows.size == 0:
                 break
             start = None if x_init is None else x_init[rows]
+            began = time.perf_counter()
             try:
                 result = runner(X[rows], labels[rows], x_init=start)
             except ValueError as exc:
@@ -324,7 +349,11 @@ class AutoAttack(BaseAttack):
                 stalled[rows] = _stalled_rows(result.loss_range, ok)
                 white_box_stalled = stalled if white_box_stalled is None else white_box_stalled & stalled
             if self.verbose:
-                print(f"AutoAttack {name}: broke {int(ok.sum())} of {rows.size} ({int(success.sum())}/{len(X)} total)")
+                print(
+                    f"AutoAttack {name}: broke {int(ok.sum())} of {rows.size} ({int(success.sum())}/{len(X)} "
+                    f"total) in {time.perf_counter() - began:.1f} s",
+                    flush=True,
+                )
         checks = self._checks(report, white_box_stalled, success, len(X))
         return Bunch(
             X_adv=X_adv, success=success, n_iter=int(n_iter), broken_by=broken_by, members=report,
@@ -365,6 +394,25 @@ class AutoAttack(BaseAttack):
             if check.fired:
                 warnings.warn(check.message, AttackFailureWarning, stacklevel=3)
         return checks
+
+
+class _Guided:
+    """An attack started from the nearest pool input (L2) with another label."""
+
+    def __init__(self, attack, pool, pool_labels):
+        self.attack, self.pool, self.pool_labels = attack, pool, pool_labels
+
+    def run(self, X, y, x_init=None):
+        if len(self.pool) == 0:
+            return self.attack.run(X, y)
+        pool = torch.as_tensor(self.pool.reshape(len(self.pool), -1), dtype=torch.float32)
+        nearest = []
+        for start in range(0, len(X), self.attack.batch_size):
+            rows = slice(start, start + self.attack.batch_size)
+            dist = torch.cdist(torch.as_tensor(X[rows].reshape(len(X[rows]), -1), dtype=torch.float32), pool)
+            same = torch.as_tensor(np.asarray(y[rows])[:, None] == self.pool_labels[None, :])
+            nearest.append(dist.masked_fill(same, float("inf")).argmin(dim=1).numpy())
+        return self.attack.run(X, y, x_init=self.pool[np.concatenate(nearest)].reshape(X.shape))
 
 
 class _TwoPhase:

@@ -263,6 +263,36 @@ def _normalize_norm(norm):
     return np.inf if np.isinf(norm) else 2
 
 
+def _as_int64(value):
+    """A 64-bit constant as the signed value torch's int64 arithmetic (wrapping) uses."""
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+_MIX1 = _as_int64(0xBF58476D1CE4E5B9)
+_MIX2 = _as_int64(0x94D049BB133111EB)
+_GOLDEN = _as_int64(0x9E3779B97F4A7C15)
+
+
+def _shift_right(z, k):
+    """Logical right shift of int64 tensors (torch's ``>>`` is arithmetic)."""
+    return (z >> k) & ((1 << (64 - k)) - 1)
+
+
+def _mix64(z):
+    """splitmix64's finaliser: a bijective scrambling of int64 tensors."""
+    z = (z ^ _shift_right(z, 30)) * _MIX1
+    z = (z ^ _shift_right(z, 27)) * _MIX2
+    return z ^ _shift_right(z, 31)
+
+
+def _row_keys(x0, seed):
+    """One int64 key per row from the row's values and the call's seed."""
+    bits = x0.detach().to("cpu", torch.float32).contiguous().view(torch.int32).to(torch.int64).flatten(1)
+    position = torch.arange(bits.shape[1], dtype=torch.int64)
+    key = _mix64(bits ^ _mix64(position * _GOLDEN + 1)).sum(dim=1)
+    return _mix64(key ^ _mix64(torch.tensor(int(seed), dtype=torch.int64)))
+
+
 class _Run:
     """Run-state of one batch of one :meth:`BaseAttack.run` call.
 
@@ -276,8 +306,13 @@ class _Run:
         The resolved target.
     y : torch.Tensor
         Label indices of the batch (true labels, or targets when targeted).
-    generator : torch.Generator
-        Seeded CPU generator for the attack's random draws.
+    keys : torch.Tensor
+        One random key per row (from the row's values and the call's seed):
+        the random draws of a row depend on its key and on how many draws
+        came before, never on the other rows of the batch, so an input gets
+        the same result whatever it is batched with (an ensemble running a
+        member on the inputs still unbroken gets, per input, what the member
+        alone would).
     lo, hi : torch.Tensor or None
         The clip box.
     x_init : torch.Tensor or None
@@ -289,10 +324,11 @@ class _Run:
         Iterations run on this batch (see :attr:`BaseAttack.n_iter_`).
     """
 
-    def __init__(self, target, y, generator, lo, hi, x_init=None, record=None):
+    def __init__(self, target, y, keys, lo, hi, x_init=None, record=None):
         self.target = target
         self.y = y
-        self.generator = generator
+        self.keys = keys
+        self._n_draws = 0
         self.lo = lo
         self.hi = hi
         self.x_init = x_init
@@ -301,6 +337,20 @@ class _Run:
         # Per-row range of the observed loss, per restart (stalled-loss check).
         self._loss_lo = self._loss_hi = None
         self._loss_range = torch.zeros(y.shape[0], dtype=torch.float64)
+
+    def uniform(self, shape, device):
+        """Uniform float32 draws in [0, 1) of ``shape`` (``shape[0]`` = rows), per-row streams."""
+        self._n_draws += 1
+        per_row = int(np.prod(shape[1:], dtype=np.int64))
+        counter = _mix64(torch.tensor(self._n_draws, dtype=torch.int64) * _GOLDEN)
+        z = _mix64(self.keys[:, None] ^ _mix64(torch.arange(per_row, dtype=torch.int64)[None] + counter))
+        u = _shift_right(z, 11).to(torch.float64) * 2.0**-53
+        return u.to(torch.float32).reshape(shape).to(device)
+
+    def normal(self, shape, device):
+        """Standard normal float32 draws (Box-Muller on two uniform draws)."""
+        u1, u2 = self.uniform(shape, device), self.uniform(shape, device)
+        return torch.sqrt(-2 * torch.log1p(-u1)) * torch.cos(2 * np.pi * u2)
 
     def clip(self, x):
         if self.lo is None:
@@ -336,15 +386,19 @@ class _Run:
     def subset(self, rows):
         """A run over the batch rows ``rows`` (a restart on the rows not yet broken).
 
-        It shares the generator and the clip box; its loss observations are
-        merged back with :meth:`merge`. It does not trace.
+        It continues the rows' random streams and shares the clip box; its
+        loss observations and draws are merged back with :meth:`merge`. It
+        does not trace.
         """
         x_init = None if self.x_init is None else self.x_init[rows]
-        return _Run(self.target, self.y[rows], self.generator, self.lo, self.hi, x_init=x_init)
+        child = _Run(self.target, self.y[rows], self.keys[rows.cpu()], self.lo, self.hi, x_init=x_init)
+        child._n_draws = self._n_draws
+        return child
 
     def merge(self, child, rows):
         """Fold the loss range of ``child`` (a :meth:`subset` over ``rows``) into this run."""
         rows = rows.cpu()
+        self._n_draws = max(self._n_draws, child._n_draws)
         self._loss_range[rows] = torch.maximum(self._loss_range[rows], torch.as_tensor(child.loss_range()))
 
     def loss_range(self):
@@ -363,7 +417,7 @@ class BaseAttack(BaseEstimator):
     the hooks of a fitted skadv estimator), converts ``X`` to float32 tensors
     of ``input_shape``, resolves the labels, and calls the subclass's
     ``_perturb(run, x0)`` batch by batch, where ``run`` (a per-call
-    ``_Run``) holds the target, the labels, the random generator, the clip
+    ``_Run``) holds the target, the labels, per-row random streams, the clip
     box and the trace. Subclasses use :meth:`_value_and_grad`
     (EOT-averaged gradients), ``run.clip`` / ``run.clip_and_project``, the
     objectives :meth:`_xent_objective` / :meth:`_margin_objective`
@@ -495,7 +549,6 @@ class BaseAttack(BaseEstimator):
         seed = 0
         if hasattr(self, "random_state"):
             seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        generator = torch.Generator().manual_seed(int(seed))
         lo, hi = self._clip_tensors(target)
 
         adversarials, traces, success, loss_range, n_iter = [], [], [], [], 0
@@ -503,7 +556,7 @@ class BaseAttack(BaseEstimator):
             rows = slice(start, start + self.batch_size)
             x0 = target.to_tensor(X[rows])
             yb = torch.as_tensor(y_idx[rows], device=target.device)
-            run = _Run(target, yb, generator, lo, hi, record=[] if self.trace else None)
+            run = _Run(target, yb, _row_keys(x0, seed), lo, hi, record=[] if self.trace else None)
             if x_init is not None:
                 run.x_init = run.clip(target.to_tensor(x_init[rows]))
             x_adv = self._perturb(run, x0).detach()

@@ -51,18 +51,19 @@ def _warn_message(check, finding):
     return f"Attack failure check {check!r}: {finding}; {_ADVICE[check]}"
 
 
-def _judge(attack, target, X, y_idx):
-    """Success of each row of ``X`` on ``target``'s decision, judged as ``attack`` judges it.
-
-    Scores are averaged over ``attack.eot_samples`` draws for a randomized target.
-    """
+def _mean_scores(attack, target, X):
+    """The target's scores of ``X`` in batches, averaged over ``attack.eot_samples`` draws if randomized."""
     out = []
     with torch.no_grad():
         for start in range(0, len(X), attack.batch_size):
-            x = target.to_tensor(X[start : start + attack.batch_size])
-            y = torch.as_tensor(y_idx[start : start + attack.batch_size], device=target.device)
-            out.append(attack._is_success(target, attack._forward_mean(target, x), y).cpu().numpy())
-    return np.concatenate(out)
+            out.append(attack._forward_mean(target, target.to_tensor(X[start : start + attack.batch_size])))
+    return torch.cat(out)
+
+
+def _judge(attack, target, X, y_idx):
+    """Success of each row of ``X`` on ``target``'s decision, judged as ``attack`` judges it."""
+    scores = _mean_scores(attack, target, X)
+    return attack._is_success(target, scores, torch.as_tensor(y_idx, device=scores.device)).cpu().numpy()
 
 
 def _stalled_rows(loss_range, success):

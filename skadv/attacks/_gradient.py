@@ -16,14 +16,14 @@ _NORM_CONSTRAINT = [Options(Real, {2, np.inf}), StrOptions({"inf"})]
 
 def _uniform_ball_point(run, x0, eps, norm):
     """Uniform sample of the ``norm`` ball of radius ``eps`` around ``x0`` (clipped to the box)."""
-    shape, gen = x0.shape, run.generator
+    shape, dev = x0.shape, x0.device
     if norm == np.inf:
-        noise = (torch.rand(shape, generator=gen) * 2 - 1) * eps
+        noise = (run.uniform(shape, dev) * 2 - 1) * eps
     else:
         # Uniform in the L2 ball: Gaussian direction, radius eps * U^(1/d).
-        direction = _normalize_l2(torch.randn(shape, generator=gen))
+        direction = _normalize_l2(run.normal(shape, dev))
         d = direction[0].numel()
-        radius = eps * torch.rand(shape[0], generator=gen) ** (1.0 / d)
+        radius = eps * run.uniform((shape[0],), dev) ** (1.0 / d)
         noise = direction * _view_per_sample(radius, direction)
     return run.clip(x0 + noise.to(device=x0.device, dtype=x0.dtype))
 

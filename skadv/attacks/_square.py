@@ -201,11 +201,11 @@ class Square(BaseAttack):
         self.random_state = random_state
 
     def _signs(self, run, shape, device):
-        return (torch.randint(0, 2, shape, generator=run.generator) * 2 - 1).to(device=device, dtype=torch.float32)
+        return torch.where(run.uniform(shape, device) < 0.5, -1.0, 1.0)
 
     def _corners(self, run, n, size, height, width, device):
-        starts_h = torch.randint(0, height - size + 1, (n,), generator=run.generator).to(device)
-        starts_w = torch.randint(0, width - size + 1, (n,), generator=run.generator).to(device)
+        starts_h = (run.uniform((n,), device) * (height - size + 1)).long().clamp_max(height - size)
+        starts_w = (run.uniform((n,), device) * (width - size + 1)).long().clamp_max(width - size)
         return starts_h, starts_w
 
     def _initial_delta(self, run, x0, norm):
@@ -226,7 +226,7 @@ class Square(BaseAttack):
         """New perturbations for a batch, one random window each."""
         n, channels, height, width = x0.shape
         side = min(height, width)
-        size = int(round(np.sqrt(p * height * width)))
+        size = round(np.sqrt(p * height * width))
         if norm == np.inf:
             size = min(max(size, 1), max(side - 1, 1))
             starts_h, starts_w = self._corners(run, n, size, height, width, x0.device)
@@ -241,7 +241,7 @@ class Square(BaseAttack):
         starts_h2, starts_w2 = self._corners(run, n, size, height, width, x0.device)
         second = _window_mask(starts_h2, starts_w2, size, height, width).to(x0.dtype)
         pattern = _two_lobe_pattern(size).to(device=x0.device, dtype=x0.dtype)
-        transposed = torch.rand(n, generator=run.generator).to(x0.device) < 0.5
+        transposed = run.uniform((n,), x0.device) < 0.5
         patterns = torch.where(transposed[:, None, None], pattern.T[None], pattern[None])
         placed = _place(patterns, starts_h, starts_w, height, width)
         placed = placed * self._signs(run, (n, channels, 1, 1), x0.device)
@@ -270,13 +270,14 @@ class Square(BaseAttack):
         self._check_image(x0)
         n = x0.shape[0]
         best = x0.clone()
-        best_loss = torch.full((n,), float("inf"), device=x0.device)
+        best_loss = torch.full((n,), float("inf"), device=x0.device, dtype=torch.float64)
         for restart in range(self.n_restarts):
             rows = torch.nonzero(best_loss >= 0).flatten()
             if rows.numel() == 0:
                 break
             sub = run if restart == 0 else run.subset(rows)
             x, loss, n_iter = self._single_run(sub, x0[rows], restart == 0)
+            loss = loss.double()
             if restart > 0:
                 run.merge(sub, rows)
             run.n_iter += n_iter
@@ -304,7 +305,9 @@ class Square(BaseAttack):
                 break
             n_iter = it + 1
             p = _window_fraction(self.p_init, it, self.max_iter)
-            proposal = self._propose(run, x0[rows], x[rows] - x0[rows], p, norm)
+            draws = run.subset(rows)
+            proposal = self._propose(draws, x0[rows], x[rows] - x0[rows], p, norm)
+            run.merge(draws, rows)
             candidate = run.clip_and_project(x0[rows] + proposal, x0[rows], self.eps, norm)
             cand_logits = self._forward_mean(target, candidate)
             cand_loss = self._margin_objective(target, run.y[rows])(cand_logits)

@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseAttack, _normalize_norm, _view_per_sample
 from ._docs import fill_doc
-from ._gradient import _NORM_CONSTRAINT, _ascent_direction, _uniform_ball_point
+from ._gradient import _NORM_CONSTRAINT, _ascent_direction, _start_point
 
 __all__ = ["APGD"]
 
@@ -216,11 +216,8 @@ class APGD(BaseAttack):
     # -------------------------------------------------------------- attack
     def _start(self, run, x0, first):
         norm = _normalize_norm(self.norm)
-        if first and run.x_init is not None:
-            return run.clip_and_project(run.x_init, x0, self.eps, norm)
-        if (first and not self.random_start) or self.eps == 0:
-            return x0.clone()
-        return _uniform_ball_point(run, x0, self.eps, norm)
+        # Restarts after the first always start from a random point.
+        return _start_point(run, x0, self.eps, norm, self.random_start or not first, use_x_init=first)
 
     def _perturb(self, run, x0):
         n, dev = x0.shape[0], x0.device

@@ -28,6 +28,15 @@ def _uniform_ball_point(run, x0, eps, norm):
     return run.clip(x0 + noise.to(device=x0.device, dtype=x0.dtype))
 
 
+def _start_point(run, x0, eps, norm, random_start, use_x_init=True):
+    """Where an iterative attack starts: ``x_init`` (projected), a uniform point of the ball, or ``x0``."""
+    if use_x_init and run.x_init is not None:
+        return run.clip_and_project(run.x_init, x0, eps, norm)
+    if random_start and eps > 0:
+        return _uniform_ball_point(run, x0, eps, norm)
+    return x0.clone()
+
+
 def _ascent_direction(grad, norm):
     """Steepest-ascent unit step for the ``norm`` ball (sign for L-inf, unit L2)."""
     if norm == np.inf:
@@ -274,12 +283,7 @@ class PGD(BaseAttack):
         target, y = run.target, run.y
         norm = _normalize_norm(self.norm)
         objective = self._xent_objective(target, y)
-        if run.x_init is not None:
-            x = run.clip_and_project(run.x_init, x0, self.eps, norm)
-        elif self.random_start and self.eps > 0:
-            x = _uniform_ball_point(run, x0, self.eps, norm)
-        else:
-            x = x0
+        x = _start_point(run, x0, self.eps, norm, self.random_start)
         best_x = x0.clone()
         best_loss = torch.full((x0.shape[0],), float("-inf"), device=x0.device)
 

@@ -8,7 +8,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseAttack, _normalize_norm, _per_sample_norm, _view_per_sample
 from ._docs import fill_doc
-from ._gradient import _NORM_CONSTRAINT, _ascent_direction, _uniform_ball_point
+from ._gradient import _NORM_CONSTRAINT, _ascent_direction, _start_point
 
 __all__ = ["OrthogonalPGD"]
 
@@ -183,12 +183,7 @@ class OrthogonalPGD(BaseAttack):
                 "fitted skadv estimator attacked with adaptive=True. Use APGD or PGD for a plain model."
             )
         norm = _normalize_norm(self.norm)
-        if run.x_init is not None:
-            x = run.clip_and_project(run.x_init, x0, self.eps, norm)
-        elif self.random_start and self.eps > 0:
-            x = _uniform_ball_point(run, x0, self.eps, norm)
-        else:
-            x = x0.clone()
+        x = _start_point(run, x0, self.eps, norm, self.random_start)
         best = x.clone()
         ever = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
         for _ in range(self.max_iter + 1):

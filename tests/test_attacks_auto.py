@@ -371,12 +371,15 @@ def test_failure_checks_fire_on_a_masked_detector(digits, mlp, detector):
     report, messages = _quiet_check(
         attack, X, y, eps_values=[0.05, 0.1, 0.2, 0.3], black_box=None, unbounded=False, max_samples=100
     )
-    assert {"non_adaptive", "monotone"} <= set(report.fired)
+    assert {"non_adaptive", "stalled"} <= set(report.fired)
     assert report.checks["non_adaptive"].value < -0.02
-    assert any("check 'monotone'" in m for m in messages)
+    assert any("check 'non_adaptive'" in m and "Try AutoAttack" in m for m in messages)
+    curve = report.checks["monotone"].curve
+    assert curve.shape == (4,)
+    assert report.checks["monotone"].value == pytest.approx(np.max(np.maximum.accumulate(curve) - curve))
     # The same checks stay silent for the unmasked detector.
     report, _ = _quiet_check(
         APGD(detector, eps=0.1, max_iter=20, random_state=0), X, y, eps_values=[0.05, 0.1, 0.2, 0.3],
         black_box=None, unbounded=False, max_samples=100,
     )
-    assert "non_adaptive" not in report.fired and "monotone" not in report.fired
+    assert not {"non_adaptive", "monotone", "stalled"} & set(report.fired)

@@ -334,7 +334,7 @@ def test_bad_input(digits, cnn, fitted):
     X, y, X_test, _ = digits
     with pytest.raises(NotFittedError):
         make_dnr(cnn).predict(X_test)
-    with pytest.raises(ValueError, match="not modules of the model"):
+    with pytest.raises(ValueError, match="not among the modules of the model"):
         DeepNeuralRejection(cnn, layers=["features.relu9"], input_shape=(1, 8, 8)).fit(X[:50], y[:50])
     with pytest.raises(ValueError, match="layers is empty"):
         DeepNeuralRejection(cnn, layers=[], input_shape=(1, 8, 8)).fit(X[:50], y[:50])

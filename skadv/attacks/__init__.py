@@ -7,9 +7,26 @@ estimator the attack is adaptive by default (classifier and detector are
 attacked together through the estimator's extra "rejected" logit).
 """
 
+from ._apgd import APGD
+from ._auto import AutoAttack
 from ._base import BaseAttack
 from ._carlini_wagner import CarliniWagnerL2
+from ._checks import AttackFailureWarning, check_attack_failure
 from ._gradient import FGSM, PGD
 from ._line_search import PGDLineSearch
+from ._orthogonal import OrthogonalPGD
+from ._square import Square
 
-__all__ = ["BaseAttack", "CarliniWagnerL2", "FGSM", "PGD", "PGDLineSearch"]
+__all__ = [
+    "APGD",
+    "FGSM",
+    "PGD",
+    "AttackFailureWarning",
+    "AutoAttack",
+    "BaseAttack",
+    "CarliniWagnerL2",
+    "OrthogonalPGD",
+    "PGDLineSearch",
+    "Square",
+    "check_attack_failure",
+]

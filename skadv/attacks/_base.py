@@ -227,19 +227,171 @@ def _normalize_norm(norm):
     return np.inf if np.isinf(norm) else 2
 
 
+def _as_int64(value):
+    """A 64-bit constant as the signed value torch's int64 arithmetic (wrapping) uses."""
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+_MIX1 = _as_int64(0xBF58476D1CE4E5B9)
+_MIX2 = _as_int64(0x94D049BB133111EB)
+_GOLDEN = _as_int64(0x9E3779B97F4A7C15)
+
+
+def _shift_right(z, k):
+    """Logical right shift of int64 tensors (torch's ``>>`` is arithmetic)."""
+    return (z >> k) & ((1 << (64 - k)) - 1)
+
+
+def _mix64(z):
+    """splitmix64's finaliser: a bijective scrambling of int64 tensors."""
+    z = (z ^ _shift_right(z, 30)) * _MIX1
+    z = (z ^ _shift_right(z, 27)) * _MIX2
+    return z ^ _shift_right(z, 31)
+
+
+def _row_keys(x0, seed):
+    """One int64 key per row from the row's values and the call's seed."""
+    bits = x0.detach().to("cpu", torch.float32).contiguous().view(torch.int32).to(torch.int64).flatten(1)
+    position = torch.arange(bits.shape[1], dtype=torch.int64)
+    key = _mix64(bits ^ _mix64(position * _GOLDEN + 1)).sum(dim=1)
+    return _mix64(key ^ _mix64(torch.tensor(int(seed), dtype=torch.int64)))
+
+
+class _Run:
+    """Run-state of one batch of one :meth:`BaseAttack.run` call.
+
+    Everything an attack changes while it works lives here, never on the
+    attack instance, so one instance can serve concurrent calls (threads)
+    and give each the same result as a fresh copy would.
+
+    Attributes
+    ----------
+    target : _Target
+        The resolved target.
+    y : torch.Tensor
+        Label indices of the batch (true labels, or targets when targeted).
+    keys : torch.Tensor
+        One random key per row (from the row's values and the call's seed):
+        the random draws of a row depend on its key and on how many draws
+        came before, never on the other rows of the batch, so an input gets
+        the same result whatever it is batched with (an ensemble running a
+        member on the inputs still unbroken gets, per input, what the member
+        alone would).
+    lo, hi : torch.Tensor or None
+        The clip box.
+    x_init : torch.Tensor or None
+        Starting points of the batch (``run(..., x_init=...)``), already
+        inside the clip box; the attack projects them onto its ball.
+    record : list or None
+        Per-iteration statistics when tracing (one dict per iteration).
+    n_iter : int
+        Iterations run on this batch (see :attr:`BaseAttack.n_iter_`).
+    """
+
+    def __init__(self, target, y, keys, lo, hi, x_init=None, record=None):
+        self.target = target
+        self.y = y
+        self.keys = keys
+        self._n_draws = 0
+        self.lo = lo
+        self.hi = hi
+        self.x_init = x_init
+        self.record = record
+        self.n_iter = 0
+        # Per-row range of the observed loss, per restart (stalled-loss check).
+        self._loss_lo = self._loss_hi = None
+        self._loss_range = torch.zeros(y.shape[0], dtype=torch.float64)
+
+    def uniform(self, shape, device):
+        """Uniform float32 draws in [0, 1) of ``shape`` (``shape[0]`` = rows), per-row streams."""
+        self._n_draws += 1
+        per_row = int(np.prod(shape[1:], dtype=np.int64))
+        counter = _mix64(torch.tensor(self._n_draws, dtype=torch.int64) * _GOLDEN)
+        z = _mix64(self.keys[:, None] ^ _mix64(torch.arange(per_row, dtype=torch.int64)[None] + counter))
+        u = _shift_right(z, 11).to(torch.float64) * 2.0**-53
+        return u.to(torch.float32).reshape(shape).to(device)
+
+    def normal(self, shape, device):
+        """Standard normal float32 draws (Box-Muller on two uniform draws)."""
+        u1, u2 = self.uniform(shape, device), self.uniform(shape, device)
+        return torch.sqrt(-2 * torch.log1p(-u1)) * torch.cos(2 * np.pi * u2)
+
+    def clip(self, x):
+        if self.lo is None:
+            return x
+        return torch.maximum(torch.minimum(x, self.hi), self.lo)
+
+    def clip_and_project(self, x, x0, eps, norm):
+        """Bring ``x`` back into the clip box and the ``norm`` ball of radius ``eps`` around ``x0``.
+
+        Clip first, then project: projecting moves the point towards ``x0``
+        (along a segment for L2), which stays inside the box whenever ``x0``
+        is, so the result satisfies both constraints. The final clip only
+        matters for inputs that start outside the box.
+        """
+        x = self.clip(x)
+        return self.clip(x0 + _project(x - x0, eps, norm))
+
+    def observe_loss(self, loss):
+        """Record one per-row loss value of the current restart."""
+        loss = loss.detach().to("cpu", torch.float64)
+        if self._loss_lo is None:
+            self._loss_lo, self._loss_hi = loss.clone(), loss.clone()
+        else:
+            self._loss_lo = torch.minimum(self._loss_lo, loss)
+            self._loss_hi = torch.maximum(self._loss_hi, loss)
+
+    def new_restart(self):
+        """Close the loss range of a restart (a fresh start is no progress)."""
+        if self._loss_lo is not None:
+            self._loss_range = torch.maximum(self._loss_range, self._loss_hi - self._loss_lo)
+        self._loss_lo = self._loss_hi = None
+
+    def subset(self, rows):
+        """A run over the batch rows ``rows`` (a restart on the rows not yet broken).
+
+        It continues the rows' random streams and shares the clip box; its
+        loss observations and draws are merged back with :meth:`merge`. It
+        does not trace.
+        """
+        x_init = None if self.x_init is None else self.x_init[rows]
+        child = _Run(self.target, self.y[rows], self.keys[rows.cpu()], self.lo, self.hi, x_init=x_init)
+        child._n_draws = self._n_draws
+        return child
+
+    def merge(self, child, rows):
+        """Fold the loss range of ``child`` (a :meth:`subset` over ``rows``) into this run."""
+        rows = rows.cpu()
+        self._n_draws = max(self._n_draws, child._n_draws)
+        self._loss_range[rows] = torch.maximum(self._loss_range[rows], torch.as_tensor(child.loss_range()))
+
+    def loss_range(self):
+        """Largest per-row loss range over the restarts, ``(n,)`` float64."""
+        self.new_restart()
+        return self._loss_range.numpy()
+
+
 class BaseAttack(BaseEstimator):
     """Base class of skadv's evasion attacks.
 
     Not meant to be instantiated: use :class:`FGSM`, :class:`PGD`,
-    :class:`PGDLineSearch` or :class:`CarliniWagnerL2`. The base owns
-    everything the attacks share; :meth:`generate` validates the parameters,
+    :class:`APGD`, :class:`Square`, :class:`AutoAttack`, ... The base owns
+    everything the attacks share; :meth:`run` validates the parameters,
     adapts the ``target`` (a frozen copy of a torch module or skorch net, or
     the hooks of a fitted skadv estimator), converts ``X`` to float32 tensors
     of ``input_shape``, resolves the labels, and calls the subclass's
-    ``_perturb(target, x0, y, record)`` batch by batch. Subclasses use
-    :meth:`_value_and_grad` (EOT-averaged gradients), :meth:`_clip`,
-    :meth:`_clip_and_project`, the objectives :meth:`_xent_objective` /
-    :meth:`_margin_objective` (adaptive-aware) and :meth:`_trace_step`.
+    ``_perturb(run, x0)`` batch by batch, where ``run`` (a per-call
+    ``_Run``) holds the target, the labels, per-row random streams, the clip
+    box and the trace. Subclasses use :meth:`_value_and_grad`
+    (EOT-averaged gradients), ``run.clip`` / ``run.clip_and_project``, the
+    objectives :meth:`_xent_objective` / :meth:`_margin_objective`
+    (adaptive-aware) and :meth:`_trace_step`.
+
+    Attacks keep no per-call state on the instance: :meth:`run` returns its
+    results, so one instance may be used from several threads at once and
+    gives exactly what a fresh copy would. :meth:`generate` also stores the
+    last call's ``n_iter_`` (and ``trace_``) for convenience; with
+    concurrent calls read them from :meth:`run`'s result instead.
 
     Attacks are :class:`~sklearn.base.BaseEstimator` subclasses only for
     ``get_params`` / ``set_params``, parameter validation and ``repr``; they
@@ -258,6 +410,9 @@ class BaseAttack(BaseEstimator):
         "eot_samples": [Interval(Integral, 1, None, closed="left")],
         "trace": ["boolean"],
     }
+
+    #: Whether ``run(..., x_init=...)`` is supported (the attack starts from given points).
+    _accepts_x_init = False
 
     def __init__(
         self,
@@ -283,7 +438,7 @@ class BaseAttack(BaseEstimator):
         self.trace = trace
 
     # ------------------------------------------------------------------ API
-    def generate(self, X, y=None):
+    def generate(self, X, y=None, *, x_init=None):
         """Craft adversarial examples for ``X``.
 
         Parameters
@@ -295,11 +450,46 @@ class BaseAttack(BaseEstimator):
             True labels (untargeted attack) or target labels (``targeted=True``).
             When None, the model's own predictions on ``X`` are used as true
             labels; a targeted attack requires ``y``.
+        x_init : array-like of the shape of X, default=None
+            Starting points, e.g. the output of a non-adaptive attack (only
+            attacks that start from a point accept it: :class:`PGD`,
+            :class:`APGD`, :class:`Square` with ``norm=inf``,
+            :class:`AutoAttack`). They are clipped to the box and projected
+            onto the attack's ball around ``X``.
 
         Returns
         -------
         X_adv : ndarray of the same shape as X
             Adversarial examples, float (X's float dtype, else float32).
+        """
+        result = self.run(X, y, x_init=x_init)
+        # Results of the last call, for convenience (each is one assignment, so
+        # concurrent calls never see a half-written value; run() is exact).
+        self.n_iter_ = result.n_iter
+        if self.trace:
+            self.trace_ = result.trace
+        return result.X_adv
+
+    def run(self, X, y=None, *, x_init=None):
+        """Craft adversarial examples and return them with per-call results.
+
+        Same parameters as :meth:`generate`; nothing is stored on the attack.
+
+        Returns
+        -------
+        result : :class:`~sklearn.utils.Bunch`
+            - ``X_adv``: the adversarial examples (as :meth:`generate`);
+            - ``success``: bool array ``(n_samples,)``, whether each example
+              succeeds by the attack's own criterion (misclassified and, in an
+              adaptive attack, not flagged; classified as the target when
+              targeted), evaluated on the final point;
+            - ``n_iter``: int, see ``n_iter_``;
+            - ``loss_range``: float array ``(n_samples,)``, the largest range of
+              the attack's loss over the iterations of one restart. Zero for a
+              row whose loss never moved: a sign of vanishing or masked
+              gradients (:func:`check_attack_failure` reports such rows);
+            - ``trace``: the per-iteration trace (see ``trace_``) when
+              ``trace=True``, else None.
         """
         self._validate_params()
         self._check_attack_params()
@@ -308,59 +498,57 @@ class BaseAttack(BaseEstimator):
             raise ValueError(f"X must have at least 2 dimensions; got shape {X.shape}.")
         if X.shape[0] == 0:
             raise ValueError("X has 0 samples; at least 1 is required.")
+        if x_init is not None:
+            if not self._accepts_x_init:
+                raise ValueError(f"{type(self).__name__} does not start from given points; pass x_init=None.")
+            x_init = np.asarray(x_init)
+            if x_init.shape != X.shape:
+                raise ValueError(f"x_init must have the shape of X {X.shape}; got {x_init.shape}.")
         out_dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.float32
         target = self._resolve(X)
-        if self.targeted and y is None:
-            raise ValueError("A targeted attack needs the target labels y.")
-
-        if y is None:
-            scores, _ = target.class_scores(X, self.batch_size)
-            y_idx = scores.argmax(axis=1)
-        else:
-            y = np.asarray(y)
-            if y.shape[0] != X.shape[0]:
-                raise ValueError(
-                    f"X and y have inconsistent numbers of samples: {X.shape[0]} and {y.shape[0]}."
-                )
-            y_idx = target.labels_to_indices(y)
+        y_idx = self._label_indices(target, X, y)
 
         # Only attacks with a random_state draw a seed (the others must not
         # advance numpy's global RNG behind the user's back).
         seed = 0
         if hasattr(self, "random_state"):
             seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        self._generator = torch.Generator().manual_seed(int(seed))
-        self._lo, self._hi = self._clip_tensors(target)
+        lo, hi = self._clip_tensors(target)
 
-        # Attacks update n_iter_ (largest number of iterations run on a batch).
-        self.n_iter_ = 0
-        adversarials, traces = [], []
-        try:
-            for start in range(0, X.shape[0], self.batch_size):
-                x0 = target.to_tensor(X[start : start + self.batch_size])
-                yb = torch.as_tensor(y_idx[start : start + self.batch_size], device=target.device)
-                record = [] if self.trace else None
-                x_adv = self._perturb(target, x0, yb, record)
-                adversarials.append(x_adv.detach().cpu().numpy())
-                if self.trace:
-                    traces.append(record)
-        finally:
-            # Per-call state only: keep the attack picklable and parameter-only.
-            del self._generator, self._lo, self._hi
-        if self.trace:
-            self.trace_ = self._stack_trace(traces, target.scores_are_logits)
-        X_adv = np.concatenate(adversarials).reshape(X.shape)
-        return X_adv.astype(out_dtype, copy=False)
+        adversarials, traces, success, loss_range, n_iter = [], [], [], [], 0
+        for start in range(0, X.shape[0], self.batch_size):
+            rows = slice(start, start + self.batch_size)
+            x0 = target.to_tensor(X[rows])
+            yb = torch.as_tensor(y_idx[rows], device=target.device)
+            run = _Run(target, yb, _row_keys(x0, seed), lo, hi, record=[] if self.trace else None)
+            if x_init is not None:
+                run.x_init = run.clip(target.to_tensor(x_init[rows]))
+            x_adv = self._perturb(run, x0).detach()
+            with torch.no_grad():
+                success.append(self._is_success(target, self._forward_mean(target, x_adv), yb).cpu().numpy())
+            adversarials.append(x_adv.cpu().numpy())
+            loss_range.append(run.loss_range())
+            n_iter = max(n_iter, run.n_iter)
+            if self.trace:
+                traces.append(run.record)
+        X_adv = np.concatenate(adversarials).reshape(X.shape).astype(out_dtype, copy=False)
+        return Bunch(
+            X_adv=X_adv,
+            success=np.concatenate(success),
+            n_iter=int(n_iter),
+            loss_range=np.concatenate(loss_range),
+            trace=self._stack_trace(traces, target.scores_are_logits) if self.trace else None,
+        )
 
     # ------------------------------------------------------- for subclasses
     def _check_attack_params(self):
         """Cross-parameter checks of a subclass (raise ValueError)."""
 
-    def _perturb(self, target, x0, y, record):  # pragma: no cover - abstract
-        """Attack one batch ``x0`` with label indices ``y``; return the adversarial batch.
+    def _perturb(self, run, x0):  # pragma: no cover - abstract
+        """Attack one batch ``x0`` (labels ``run.y``); return the adversarial batch.
 
-        ``record`` is None, or a list to which one dict per iteration is
-        appended (use :meth:`_trace_step`).
+        Set ``run.n_iter`` to the iterations run; call :meth:`_trace_step`
+        once per iteration with the loss.
         """
         raise NotImplementedError
 
@@ -373,6 +561,17 @@ class BaseAttack(BaseEstimator):
             input_shape=None if self.input_shape is None else tuple(self.input_shape),
         )
 
+    def _label_indices(self, target, X, y):
+        if self.targeted and y is None:
+            raise ValueError("A targeted attack needs the target labels y.")
+        if y is None:
+            scores, _ = target.class_scores(X, self.batch_size)
+            return scores.argmax(axis=1)
+        y = np.asarray(y)
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(f"X and y have inconsistent numbers of samples: {X.shape[0]} and {y.shape[0]}.")
+        return target.labels_to_indices(y)
+
     def _clip_tensors(self, target):
         if self.clip_values is None:
             return None, None
@@ -383,22 +582,6 @@ class BaseAttack(BaseEstimator):
         if torch.any(lo >= hi):
             raise ValueError(f"clip_values must satisfy min < max; got {self.clip_values!r}.")
         return lo, hi
-
-    def _clip(self, x):
-        if self._lo is None:
-            return x
-        return torch.maximum(torch.minimum(x, self._hi), self._lo)
-
-    def _clip_and_project(self, x, x0, eps, norm):
-        """Bring ``x`` back into the clip box and the ``norm`` ball of radius ``eps`` around ``x0``.
-
-        Clip first, then project: projecting moves the point towards ``x0``
-        (along a segment for L2), which stays inside the box whenever ``x0``
-        is, so the result satisfies both constraints. The final clip only
-        matters for inputs that start outside the box.
-        """
-        x = self._clip(x)
-        return self._clip(x0 + _project(x - x0, eps, norm))
 
     def _eot_draws(self, target):
         return self.eot_samples if target.stochastic else 1
@@ -415,8 +598,9 @@ class BaseAttack(BaseEstimator):
         """Per-sample ``objective(logits)`` and its input gradient.
 
         With a randomized target the objective (not the logits) is averaged
-        over ``eot_samples`` draws, which averages the gradients (EOT).
-        Returns ``(value, grad, logits)`` with value and logits detached.
+        over ``eot_samples`` draws with fresh noise each, which averages the
+        gradients (EOT). Returns ``(value, grad, logits)`` with value and
+        logits detached.
         """
         x = x.detach().requires_grad_(True)
         draws = self._eot_draws(target)
@@ -497,21 +681,23 @@ class BaseAttack(BaseEstimator):
         others[:, target.reject_index] = fill
         return true, others.amax(dim=1), reject
 
-    def _trace_step(self, record, target, logits, y, loss):
-        """Append one iteration's per-sample statistics to ``record``.
+    def _trace_step(self, run, logits, loss):
+        """Observe one iteration's per-sample loss; when tracing, record its statistics.
 
         Both the softmax confidences and the raw scores (the target's outputs
         as they are) are recorded: for raw decision scores, such as DNR's,
         the softmax is near-uniform and only the scores show the attack's
         progress.
         """
-        if record is None:
+        run.observe_loss(loss)
+        if run.record is None:
             return
+        target, y = run.target, run.y
         with torch.no_grad():
             proba = torch.softmax(logits, dim=1)
             p_y, p_other, p_reject = self._true_other_reject(proba, target, y, 0.0)
             z_y, z_other, z_reject = self._true_other_reject(logits, target, y, float("-inf"))
-            record.append(
+            run.record.append(
                 {
                     "loss": loss.detach(),
                     "true_confidence": p_y,

@@ -140,18 +140,21 @@ class CarliniWagnerL2(BaseAttack):
         self.max_iter = max_iter
         self.learning_rate = learning_rate
 
-    def _to_box(self, w):
-        if self._lo is None:
+    @staticmethod
+    def _to_box(run, w):
+        if run.lo is None:
             return w
-        return self._lo + (self._hi - self._lo) * (torch.tanh(w) + 1) / 2
+        return run.lo + (run.hi - run.lo) * (torch.tanh(w) + 1) / 2
 
-    def _from_box(self, x):
-        if self._lo is None:
+    @staticmethod
+    def _from_box(run, x):
+        if run.lo is None:
             return x.clone()
-        unit = 2 * (x - self._lo) / (self._hi - self._lo) - 1
+        unit = 2 * (x - run.lo) / (run.hi - run.lo) - 1
         return torch.atanh(unit.clamp(-1 + _ATANH_MARGIN, 1 - _ATANH_MARGIN))
 
-    def _perturb(self, target, x0, y, record):
+    def _perturb(self, run, x0):
+        target, y = run.target, run.y
         margin_fn = self._margin_objective(target, y)
         n, dev = x0.shape[0], x0.device
         const = torch.full((n,), float(self.initial_const), device=dev)
@@ -159,7 +162,7 @@ class CarliniWagnerL2(BaseAttack):
         upper = torch.full((n,), _NO_UPPER, device=dev)
         best_l2 = torch.full((n,), float("inf"), device=dev)
         best_adv = x0.clone()
-        w_start = self._from_box(x0)
+        w_start = self._from_box(run, x0)
         draws = self._eot_draws(target)
 
         for _ in range(self.binary_search_steps):
@@ -167,7 +170,7 @@ class CarliniWagnerL2(BaseAttack):
             optimizer = torch.optim.Adam([w], lr=self.learning_rate)
             round_success = torch.zeros(n, dtype=torch.bool, device=dev)
             for _ in range(self.max_iter):
-                x = self._to_box(w)
+                x = self._to_box(run, w)
                 margin, logits = 0.0, 0.0
                 for _ in range(draws):
                     out = target.forward(x)
@@ -176,7 +179,7 @@ class CarliniWagnerL2(BaseAttack):
                 margin, logits = margin / draws, logits / draws
                 l2_sq = ((x - x0) ** 2).reshape(n, -1).sum(dim=1)
                 loss = l2_sq + const * margin.clamp_min(-self.confidence)
-                self._trace_step(record, target, logits, y, loss)
+                self._trace_step(run, logits, loss)
 
                 with torch.no_grad():
                     success = (margin.detach() < 0) & (margin.detach() <= -self.confidence)
@@ -189,7 +192,7 @@ class CarliniWagnerL2(BaseAttack):
                 optimizer.zero_grad()
                 loss.sum().backward()
                 optimizer.step()
-            self.n_iter_ += self.max_iter
+            run.n_iter += self.max_iter
 
             # Binary search on c, per sample.
             upper = torch.where(round_success, torch.minimum(upper, const), upper)

@@ -41,6 +41,14 @@ _COMMON_PARAMS = """\
         If True, record per-iteration statistics in ``trace_``."""
 
 _TRACE_ATTRIBUTE = """\
+    n_iter_ : int
+        Set by :meth:`generate`: the number of iterations the last call ran
+        (gradient steps, or queries for score-based attacks), summed over
+        restarts and search rounds, the largest over batches. It means the
+        same in every attack; an attack that stops early reports fewer.
+        Concurrent calls on one instance overwrite it: use :meth:`run`,
+        whose result carries it per call.
+
     trace_ : :class:`~sklearn.utils.Bunch`
         Only when ``trace=True``, set by :meth:`generate`. Arrays of shape
         ``(n_iter, n_samples)``: ``loss`` (the attack's objective),

@@ -14,6 +14,29 @@ __all__ = ["FGSM", "PGD"]
 _NORM_CONSTRAINT = [Options(Real, {2, np.inf}), StrOptions({"inf"})]
 
 
+def _uniform_ball_point(run, x0, eps, norm):
+    """Uniform sample of the ``norm`` ball of radius ``eps`` around ``x0`` (clipped to the box)."""
+    shape, dev = x0.shape, x0.device
+    if norm == np.inf:
+        noise = (run.uniform(shape, dev) * 2 - 1) * eps
+    else:
+        # Uniform in the L2 ball: Gaussian direction, radius eps * U^(1/d).
+        direction = _normalize_l2(run.normal(shape, dev))
+        d = direction[0].numel()
+        radius = eps * run.uniform((shape[0],), dev) ** (1.0 / d)
+        noise = direction * _view_per_sample(radius, direction)
+    return run.clip(x0 + noise.to(device=x0.device, dtype=x0.dtype))
+
+
+def _start_point(run, x0, eps, norm, random_start, use_x_init=True):
+    """Where an iterative attack starts: ``x_init`` (projected), a uniform point of the ball, or ``x0``."""
+    if use_x_init and run.x_init is not None:
+        return run.clip_and_project(run.x_init, x0, eps, norm)
+    if random_start and eps > 0:
+        return _uniform_ball_point(run, x0, eps, norm)
+    return x0.clone()
+
+
 def _ascent_direction(grad, norm):
     """Steepest-ascent unit step for the ``norm`` ball (sign for L-inf, unit L2)."""
     if norm == np.inf:
@@ -111,16 +134,16 @@ class FGSM(BaseAttack):
         self.eps = eps
         self.norm = norm
 
-    def _perturb(self, target, x0, y, record):
-        objective = self._xent_objective(target, y)
+    def _perturb(self, run, x0):
+        target = run.target
+        objective = self._xent_objective(target, run.y)
         value, grad, logits = self._value_and_grad(target, x0, objective)
-        self._trace_step(record, target, logits, y, value)
-        self.n_iter_ = 1
-        x_adv = self._clip(x0 + self.eps * _ascent_direction(grad, _normalize_norm(self.norm)))
-        if record is not None:
-            with torch.no_grad():
-                logits = self._forward_mean(target, x_adv)
-                self._trace_step(record, target, logits, y, objective(logits))
+        self._trace_step(run, logits, value)
+        run.n_iter = 1
+        x_adv = run.clip(x0 + self.eps * _ascent_direction(grad, _normalize_norm(self.norm)))
+        with torch.no_grad():
+            logits = self._forward_mean(target, x_adv)
+        self._trace_step(run, logits, objective(logits))
         return x_adv
 
 
@@ -254,23 +277,13 @@ class PGD(BaseAttack):
         self.random_state = random_state
         self.return_best = return_best
 
-    def _random_point(self, x0, norm):
-        """Uniform sample of the eps-ball around ``x0`` (clipped to the box)."""
-        shape, gen = x0.shape, self._generator
-        if norm == np.inf:
-            noise = (torch.rand(shape, generator=gen) * 2 - 1) * self.eps
-        else:
-            # Uniform in the L2 ball: Gaussian direction, radius eps * U^(1/d).
-            direction = _normalize_l2(torch.randn(shape, generator=gen))
-            d = direction[0].numel()
-            radius = self.eps * torch.rand(shape[0], generator=gen) ** (1.0 / d)
-            noise = direction * radius.reshape(-1, *([1] * (len(shape) - 1)))
-        return self._clip(x0 + noise.to(device=x0.device, dtype=x0.dtype))
+    _accepts_x_init = True
 
-    def _perturb(self, target, x0, y, record):
+    def _perturb(self, run, x0):
+        target, y = run.target, run.y
         norm = _normalize_norm(self.norm)
         objective = self._xent_objective(target, y)
-        x = self._random_point(x0, norm) if self.random_start and self.eps > 0 else x0
+        x = _start_point(run, x0, self.eps, norm, self.random_start)
         best_x = x0.clone()
         best_loss = torch.full((x0.shape[0],), float("-inf"), device=x0.device)
 
@@ -280,21 +293,20 @@ class PGD(BaseAttack):
             best_x.copy_(torch.where(_view_per_sample(better, x), x.detach(), best_x))
             best_loss.copy_(torch.where(better, value, best_loss))
 
-        self.n_iter_ = self.max_iter
+        run.n_iter = self.max_iter
         for _ in range(self.max_iter):
             value, grad, logits = self._value_and_grad(target, x, objective)
-            self._trace_step(record, target, logits, y, value)
+            self._trace_step(run, logits, value)
             if self.return_best:
                 keep_if_best(x, value, logits)
             x = x + self.step_size * _ascent_direction(grad, norm)
-            x = self._clip_and_project(x, x0, self.eps, norm)
-        if record is not None or self.return_best:
-            with torch.no_grad():
-                logits = self._forward_mean(target, x)
-                value = objective(logits)
-            self._trace_step(record, target, logits, y, value)
-            if self.return_best:
-                keep_if_best(x, value, logits)
-                found = best_loss > float("-inf")
-                x = torch.where(_view_per_sample(found, x), best_x, x)
+            x = run.clip_and_project(x, x0, self.eps, norm)
+        with torch.no_grad():
+            logits = self._forward_mean(target, x)
+            value = objective(logits)
+        self._trace_step(run, logits, value)
+        if self.return_best:
+            keep_if_best(x, value, logits)
+            found = best_loss > float("-inf")
+            x = torch.where(_view_per_sample(found, x), best_x, x)
         return x.detach()

@@ -65,10 +65,6 @@ class PGDLineSearch(BaseAttack):
         Row 0 is the starting point; converged batches are padded with their
         last value.
 
-    n_iter_ : int
-        Largest number of iterations run on a batch in the last
-        :meth:`generate`.
-
     See Also
     --------
     PGD : Fixed-step PGD, L-inf or L2.
@@ -142,7 +138,8 @@ class PGDLineSearch(BaseAttack):
     def _objective_at(self, target, objective, x):
         return objective(self._forward_mean(target, x))
 
-    def _perturb(self, target, x0, y, record):
+    def _perturb(self, run, x0):
+        target, y = run.target, run.y
         objective = self._margin_objective(target, y)
         n, m = x0.shape[0], self.max_line_search
         n_steps = 2 * m + 1
@@ -159,13 +156,13 @@ class PGDLineSearch(BaseAttack):
         active = torch.ones(n, dtype=torch.bool, device=x0.device)
         for it in range(self.max_iter):
             value, grad, logits = self._value_and_grad(target, x, objective)
-            self._trace_step(record, target, logits, y, value)
+            self._trace_step(run, logits, value)
             direction = -_normalize_l2(grad)
 
             # All candidates of the batch in one pass: shape (n_steps * n, ...).
             shape = (n_steps,) + (1,) * x.dim()
             cand = x.unsqueeze(0) + steps.reshape(shape) * direction.unsqueeze(0)
-            cand = self._clip_and_project(cand.flatten(0, 1), x0.repeat(n_steps, *([1] * (x0.dim() - 1))), self.eps, 2)
+            cand = run.clip_and_project(cand.flatten(0, 1), x0.repeat(n_steps, *([1] * (x0.dim() - 1))), self.eps, 2)
             cand = cand.reshape(n_steps, *x.shape)
             values = self._objective_at(target, candidate_objective, cand.flatten(0, 1)).reshape(n_steps, n)
             val_up, val_down = values[: m + 1], values[m + 1 :]
@@ -186,11 +183,11 @@ class PGDLineSearch(BaseAttack):
             x_new = cand[choice, torch.arange(n, device=x0.device)]
             x = torch.where(update.reshape(-1, *([1] * (x.dim() - 1))), x_new, x)
             active &= improved
-            self.n_iter_ = max(self.n_iter_, it + 1)
+            run.n_iter = it + 1
             if not bool(active.any()):
                 break
-        if record is not None:
+        if run.record is not None:
             with torch.no_grad():
                 logits = self._forward_mean(target, x)
-                self._trace_step(record, target, logits, y, objective(logits))
+            self._trace_step(run, logits, objective(logits))
         return x.detach()

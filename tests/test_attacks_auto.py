@@ -1,0 +1,385 @@
+"""APGD, Square, AutoAttack, OrthogonalPGD and the attack-failure checks.
+
+Parity with ART on the same undefended digits model, exact loss formulas, thread safety of
+a shared attack instance, the ensemble's per-row guarantee, and each failure check firing
+on a deliberately masked model while staying silent on the plain one.
+"""
+
+import copy
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from _attack_helpers import digits_data, train_module
+from sklearn.base import clone
+
+from skadv import ModelDistillationDetector
+from skadv.attacks import (
+    APGD,
+    PGD,
+    AttackFailureWarning,
+    AutoAttack,
+    OrthogonalPGD,
+    Square,
+    check_attack_failure,
+)
+from skadv.attacks._apgd import _checkpoints
+
+SHAPE = (1, 8, 8)
+
+
+class _ZeroGradQuantize(torch.nn.Module):
+    """Rounds inputs to ``levels`` grey levels: piecewise constant, so every input gradient is zero."""
+
+    def __init__(self, levels=4):
+        super().__init__()
+        self.levels = levels
+
+    def forward(self, x):
+        return torch.round(x * self.levels) / self.levels
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return digits_data(n_train=1000, n_test=300)
+
+
+@pytest.fixture(scope="module")
+def mlp(digits):
+    (X, y), _ = digits
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    return train_module(body, X, y)
+
+
+@pytest.fixture(scope="module")
+def masked(digits):
+    """The same architecture trained behind a zero-gradient input quantisation."""
+    (X, y), _ = digits
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(
+        _ZeroGradQuantize(), torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)
+    )
+    return train_module(body, X, y)
+
+
+@pytest.fixture(scope="module")
+def detector(digits, mlp):
+    (X, _), _ = digits
+    return ModelDistillationDetector(mlp, epochs=10, batch_size=64, lr=3e-3, random_state=0, input_shape=SHAPE).fit(X)
+
+
+@pytest.fixture(scope="module")
+def art_classifier(mlp):
+    art = pytest.importorskip("art")  # noqa: F841
+    from art.estimators.classification import PyTorchClassifier
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return PyTorchClassifier(
+            mlp, loss=torch.nn.CrossEntropyLoss(), input_shape=SHAPE, nb_classes=10, clip_values=(0.0, 1.0)
+        )
+
+
+def _accuracy(model, X, y):
+    with torch.no_grad():
+        return float((model(torch.as_tensor(X, dtype=torch.float32).reshape(-1, *SHAPE)).argmax(1).numpy() == y).mean())
+
+
+# --------------------------------------------------------------------------- per-call state
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda m: PGD(m, eps=0.1, step_size=0.02, max_iter=5, random_state=0),
+        lambda m: APGD(m, eps=0.1, max_iter=5, random_state=0, input_shape=SHAPE),
+        lambda m: Square(m, eps=0.1, max_iter=20, random_state=0, input_shape=SHAPE),
+    ],
+    ids=["PGD", "APGD", "Square"],
+)
+def test_shared_attack_instance_equals_per_thread_clones(digits, mlp, make):
+    _, (X, y) = digits
+    shared = make(mlp)
+    before = dict(vars(shared))
+    sizes = [1, 3, 7, 16, 5, 2, 11, 8]
+
+    def work(i):
+        rows = slice(10 * i, 10 * i + sizes[i])
+        mine = clone(shared)
+        return [(shared.run(X[rows], y[rows]).X_adv, mine.run(X[rows], y[rows]).X_adv) for _ in range(4)]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(work, range(8)))
+    for per_thread in results:
+        for from_shared, from_clone in per_thread:
+            np.testing.assert_array_equal(from_shared, from_clone)
+    assert vars(shared).keys() == before.keys()  # run() stores nothing on the attack
+
+
+def test_random_draws_do_not_depend_on_batch_composition(digits, mlp):
+    _, (X, y) = digits
+    attack = APGD(mlp, eps=0.1, max_iter=1, momentum=1.0, random_state=3, input_shape=SHAPE)
+    whole = attack.run(X[:40], y[:40]).X_adv
+    part = clone(attack).set_params(batch_size=7).run(X[20:40], y[20:40]).X_adv
+    np.testing.assert_allclose(part, whole[20:40], atol=1e-6)
+    other_seed = clone(attack).set_params(random_state=4).run(X[:40], y[:40]).X_adv
+    assert not np.allclose(other_seed, whole)
+
+
+def test_n_iter_counts_iterations_summed_over_restarts(digits, mlp):
+    _, (X, y) = digits
+    assert PGD(mlp, eps=0.1, max_iter=7, random_state=0).run(X[:5], y[:5]).n_iter == 7
+    one = APGD(mlp, eps=0.01, max_iter=10, random_state=0, input_shape=SHAPE).run(X[:20], y[:20])
+    two = APGD(mlp, eps=0.01, max_iter=10, n_restarts=2, random_state=0, input_shape=SHAPE).run(X[:20], y[:20])
+    assert one.n_iter == 10  # eps=0.01 leaves unbroken rows: all iterations run
+    assert two.n_iter == 20
+    attack = APGD(mlp, eps=0.01, max_iter=10, random_state=0, input_shape=SHAPE)
+    attack.generate(X[:20], y[:20])
+    assert attack.n_iter_ == 10
+
+
+# --------------------------------------------------------------------------- APGD
+
+
+def test_apgd_checkpoints_follow_the_paper():
+    # p = 0, .22, .41, .57, .70, .80, .87, .93, .99 (p_{j+1} = p_j + max(p_j - p_{j-1} - .03, .06))
+    assert _checkpoints(100) == [0, 22, 41, 57, 70, 80, 87, 93, 99]
+
+
+def test_apgd_dlr_and_margin_losses_match_hand_computation():
+    class _Plain:
+        reject_index = None
+        n_classes = 5
+
+    class _Adaptive:
+        reject_index = 4
+        n_classes = 4
+
+    z = torch.tensor([[3.0, 1.0, 2.5, 0.5, -1.0], [0.0, 4.0, 1.0, 2.0, 3.0]])
+    y = torch.tensor([0, 2])
+    attack = APGD(torch.nn.Identity(), loss="dlr")
+    # DLR = -(z_y - max_{j != y} z_j) / (z_(1) - z_(3))
+    expected = [-(3.0 - 2.5) / (3.0 - 1.0), -(1.0 - 4.0) / (4.0 - 2.0)]
+    np.testing.assert_allclose(attack._objective(_Plain(), y)(z).numpy(), expected, rtol=1e-6)
+    # Adaptive: the bad score is max(z_y, z_rejected); the others exclude the reject column.
+    expected = [-(3.0 - 2.5) / (3.0 - 1.0), -(3.0 - 4.0) / (4.0 - 2.0)]
+    np.testing.assert_allclose(attack._objective(_Adaptive(), y)(z).numpy(), expected, rtol=1e-6)
+    # Targeted DLR: -(max_{j != t} z_j - z_t) / (z_(1) - (z_(3) + z_(4)) / 2)
+    targeted = APGD(torch.nn.Identity(), loss="dlr", targeted=True)
+    expected = [-(2.5 - 3.0) / (3.0 - (1.0 + 0.5) / 2), -(4.0 - 1.0) / (4.0 - (2.0 + 1.0) / 2)]
+    np.testing.assert_allclose(targeted._objective(_Plain(), y)(z).numpy(), expected, rtol=1e-6)
+    margin = APGD(torch.nn.Identity(), loss="margin")
+    np.testing.assert_allclose(margin._objective(_Adaptive(), y)(z).numpy(), [-(3.0 - 2.5), -(3.0 - 4.0)])
+
+
+@pytest.mark.parametrize("eps", [0.03, 0.06, 0.1])
+def test_apgd_robust_accuracy_matches_art(digits, mlp, art_classifier, eps):
+    from art.attacks.evasion import AutoProjectedGradientDescent
+
+    _, (X, y) = digits
+    np.random.seed(0)  # ART draws its random start from numpy's global RNG
+    theirs = AutoProjectedGradientDescent(
+        art_classifier, norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=50, nb_random_init=1,
+        batch_size=300, verbose=False,
+    ).generate(X.reshape(-1, *SHAPE), y=y)
+    ours = APGD(mlp, eps=eps, max_iter=50, random_state=0, input_shape=SHAPE).generate(X, y)
+    assert np.abs(ours - X).max() <= eps + 1e-6 and ours.min() >= 0 and ours.max() <= 1
+    acc_ours, acc_theirs = _accuracy(mlp, ours, y), _accuracy(mlp, theirs, y)
+    assert 0.1 < acc_theirs < 0.9  # a regime where the comparison means something
+    assert abs(acc_ours - acc_theirs) <= 0.01
+
+
+def test_apgd_l2_stays_in_ball_and_beats_pgd(digits, mlp):
+    _, (X, y) = digits
+    ours = APGD(mlp, eps=0.6, norm=2, max_iter=50, random_state=0, input_shape=SHAPE).generate(X, y)
+    assert np.linalg.norm(ours - X, axis=1).max() <= 0.6 + 1e-5
+    pgd = PGD(mlp, eps=0.6, norm=2, step_size=0.06, max_iter=50, random_state=0).generate(X, y)
+    assert _accuracy(mlp, ours, y) <= _accuracy(mlp, pgd, y)
+
+
+# --------------------------------------------------------------------------- Square
+
+
+class _ReferencePlacement(Square):
+    """Square with the reference implementations' window placement.
+
+    They draw a window's corner with ``randint(0, side - size)``, whose upper bound is
+    exclusive: a window never touches the last row or column (Square itself draws all
+    ``side - size + 1`` positions).
+    """
+
+    def _corners(self, run, n, size, height, width, device):
+        starts_h = (run.uniform((n,), device) * max(height - size, 1)).long()
+        starts_w = (run.uniform((n,), device) * max(width - size, 1)).long()
+        return starts_h, starts_w
+
+
+def test_square_matches_art_at_equal_queries(digits, mlp, art_classifier):
+    from art.attacks.evasion import SquareAttack
+
+    _, (X, y) = digits
+    np.random.seed(0)
+    theirs = SquareAttack(
+        art_classifier, norm=np.inf, eps=0.1, max_iter=300, p_init=0.8, batch_size=300, verbose=False
+    ).generate(X.reshape(-1, *SHAPE), y=y)
+    acc_theirs = _accuracy(mlp, theirs, y)
+    reference = _ReferencePlacement(mlp, eps=0.1, max_iter=300, random_state=0, input_shape=SHAPE).generate(X, y)
+    assert abs(_accuracy(mlp, reference, y) - acc_theirs) <= 0.03
+    ours = Square(mlp, eps=0.1, max_iter=300, random_state=0, input_shape=SHAPE).generate(X, y)
+    assert np.abs(ours - X).max() <= 0.1 + 1e-6
+    assert _accuracy(mlp, ours, y) <= acc_theirs + 0.03  # windows everywhere: at least as strong
+
+
+def test_square_l2_stays_in_ball_and_breaks_inputs(digits, mlp):
+    _, (X, y) = digits
+    X, y = X[:100], y[:100]
+    result = Square(mlp, eps=1.0, norm=2, max_iter=200, random_state=0, input_shape=SHAPE).run(X, y)
+    assert np.linalg.norm(result.X_adv - X, axis=1).max() <= 1.0 + 1e-5
+    assert result.X_adv.min() >= 0 and result.X_adv.max() <= 1
+    assert _accuracy(mlp, result.X_adv, y) < _accuracy(mlp, X, y) - 0.3
+    np.testing.assert_array_equal(result.success, _predict(mlp, result.X_adv) != y)
+
+
+def test_square_needs_images(digits, mlp):
+    _, (X, y) = digits
+    with pytest.raises(ValueError, match="Square attacks images"):
+        Square(mlp, eps=0.1, max_iter=2).generate(X[:3], y[:3])
+
+
+def _predict(model, X):
+    with torch.no_grad():
+        return model(torch.as_tensor(X, dtype=torch.float32).reshape(-1, *SHAPE)).argmax(1).numpy()
+
+
+# --------------------------------------------------------------------------- AutoAttack
+
+
+def _deployed_success(detector, mlp, X_adv, y):
+    return (_predict(mlp, X_adv) != y) & (detector.predict(X_adv) == 1)
+
+
+def test_autoattack_is_never_weaker_per_row_than_any_member(digits, mlp, detector):
+    _, (X, y) = digits
+    X, y = X[:150], y[:150]
+    common = {"eps": 0.08, "random_state": 0, "input_shape": SHAPE}
+    members = (
+        APGD(detector, max_iter=20, **common),
+        APGD(detector, loss="margin", max_iter=20, **common),
+        OrthogonalPGD(detector, step_size=0.01, max_iter=20, **common),
+        Square(detector, max_iter=100, **common),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AttackFailureWarning)
+        result = AutoAttack(detector, eps=0.08, attacks=members, input_shape=SHAPE).run(X, y)
+    ensemble = _deployed_success(detector, mlp, result.X_adv, y)
+    np.testing.assert_array_equal(ensemble, result.success)
+    assert np.abs(result.X_adv - X).max() <= 0.08 + 1e-6
+    alone_any = np.zeros(len(X), dtype=bool)
+    for member in members:
+        alone = _deployed_success(detector, mlp, member.generate(X, y), y)
+        assert np.all(ensemble[alone]), type(member).__name__
+        alone_any |= alone
+    assert ensemble.mean() > max(alone_any.mean() - 1e-9, 0.3)
+    assert list(result.members) == ["APGD", "APGD-2", "OrthogonalPGD", "Square"][: len(result.members)]
+    assert set(result.broken_by[ensemble]) <= set(result.members)
+    assert sum(m.n_broken for m in result.members.values()) == ensemble.sum()
+
+
+def test_autoattack_keeps_successful_starting_points(digits, mlp):
+    _, (X, y) = digits
+    X, y = X[:60], y[:60]
+    start = APGD(mlp, eps=0.1, max_iter=20, random_state=0, input_shape=SHAPE).generate(X, y)
+    broken = _predict(mlp, start) != y
+    result = AutoAttack(mlp, eps=0.1, max_iter=5, square_max_iter=20, input_shape=SHAPE, random_state=0).run(
+        X, y, x_init=start
+    )
+    np.testing.assert_array_equal(result.X_adv[broken], start[broken])
+    assert np.all(result.broken_by[broken] == "x_init")
+    assert list(result.members) == ["apgd-ce", "apgd-dlr", "square"]
+    with pytest.raises(ValueError, match="shape of X"):
+        AutoAttack(mlp, eps=0.1, input_shape=SHAPE).run(X, y, x_init=start[:5])
+
+
+def test_autoattack_default_members_against_a_detector(digits, mlp, detector):
+    _, (X, y) = digits
+    X, y = X[:60], y[:60]
+    result = AutoAttack(detector, eps=0.1, max_iter=10, square_max_iter=50, random_state=0).run(X, y)
+    assert list(result.members)[:4] == ["apgd-ce", "apgd-margin", "two-phase", "orthogonal"]
+    np.testing.assert_array_equal(result.success, _deployed_success(detector, mlp, result.X_adv, y))
+    with pytest.raises(ValueError, match="Unknown AutoAttack member"):
+        AutoAttack(detector, attacks=("apgd-xyz",)).run(X, y)
+
+
+def test_orthogonal_pgd_needs_a_detector(digits, mlp):
+    _, (X, y) = digits
+    with pytest.raises(ValueError, match="adaptive=True"):
+        OrthogonalPGD(mlp, eps=0.1, max_iter=2).generate(X[:3], y[:3])
+
+
+@pytest.mark.parametrize("mode", ["orthogonal", "selective"])
+def test_orthogonal_and_selective_pgd_evade_the_detector(digits, mlp, detector, mode):
+    _, (X, y) = digits
+    X, y = X[:150], y[:150]
+    params = {"eps": 0.1, "step_size": 0.01, "max_iter": 40, "random_state": 0}
+    plain = PGD(detector, adaptive=False, **params).generate(X, y)
+    ours = OrthogonalPGD(detector, mode=mode, **params).generate(X, y)
+    assert np.abs(ours - X).max() <= 0.1 + 1e-6
+    assert _deployed_success(detector, mlp, ours, y).mean() > _deployed_success(detector, mlp, plain, y).mean()
+
+
+# --------------------------------------------------------------------------- failure checks
+
+
+def _quiet_check(*args, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AttackFailureWarning)
+        report = check_attack_failure(*args, **kwargs)
+    return report, [str(w.message) for w in caught if w.category is AttackFailureWarning]
+
+
+def test_failure_checks_stay_silent_on_the_plain_model(digits, mlp):
+    _, (X, y) = digits
+    attack = APGD(mlp, eps=0.1, max_iter=50, random_state=0, input_shape=SHAPE)
+    report, messages = _quiet_check(attack, X, y, eps_values=[0.03, 0.06, 0.1], max_samples=100)
+    assert sorted(report.checks) == ["black_box", "monotone", "stalled", "unbounded"]
+    assert report.fired == [] and messages == []
+    assert report.checks["unbounded"].value == 1.0
+
+
+def test_failure_checks_fire_on_the_masked_model(digits, masked):
+    _, (X, y) = digits
+    assert _accuracy(masked, X, y) > 0.85
+    attack = APGD(masked, eps=0.1, max_iter=50, random_start=False, random_state=0, input_shape=SHAPE)
+    report, messages = _quiet_check(attack, X, y, max_samples=100)
+    assert {"unbounded", "stalled", "black_box"} <= set(report.fired)
+    assert report.checks["stalled"].value == 1.0  # zero gradients: no failing row ever moved
+    for name in ("unbounded", "stalled", "black_box"):
+        assert any(f"check {name!r}" in m and "Try" in m for m in messages), name
+
+
+def test_failure_checks_fire_on_a_masked_detector(digits, mlp, detector):
+    _, (X, y) = digits
+    masked = copy.deepcopy(detector)
+    original = masked._adaptive_logits
+    # Same outputs (x * 0 + x.detach() == x exactly), zero input gradient: the deployed
+    # detector is unchanged, only the attack's gradients through it are masked.
+    masked._adaptive_logits = lambda x: original(x * 0 + x.detach())
+    attack = APGD(masked, eps=0.1, max_iter=20, random_state=0)
+    report, messages = _quiet_check(
+        attack, X, y, eps_values=[0.05, 0.1, 0.2, 0.3], black_box=None, unbounded=False, max_samples=100
+    )
+    assert {"non_adaptive", "stalled"} <= set(report.fired)
+    assert report.checks["non_adaptive"].value < -0.02
+    assert any("check 'non_adaptive'" in m and "Try AutoAttack" in m for m in messages)
+    curve = report.checks["monotone"].curve
+    assert curve.shape == (4,)
+    assert report.checks["monotone"].value == pytest.approx(np.max(np.maximum.accumulate(curve) - curve))
+    # The same checks stay silent for the unmasked detector.
+    report, _ = _quiet_check(
+        APGD(detector, eps=0.1, max_iter=20, random_state=0), X, y, eps_values=[0.05, 0.1, 0.2, 0.3],
+        black_box=None, unbounded=False, max_samples=100,
+    )
+    assert not {"non_adaptive", "monotone", "stalled"} & set(report.fired)

@@ -1,6 +1,6 @@
 """skadv: scikit-learn-compatible adversarial-example detectors backed by PyTorch."""
 
-from . import corruptions
+from . import corruptions, datasets
 from ._adversarial_ae import AdversarialAEDetector
 from ._base import BaseDetector, InconsistentVersionWarning, ProtectedModel
 from ._distillation import ModelDistillationDetector
@@ -27,6 +27,7 @@ __all__ = [
     "attacks",
     "calibration_analysis",
     "corruptions",
+    "datasets",
     "harmfulness",
     "ks_drift_test",
     "metrics",

@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import KFold, check_cv
@@ -15,7 +15,7 @@ from sklearn.utils.validation import _check_y, check_is_fitted
 from torch import nn
 
 from ._base import OffsetOutlierMixin, TorchEstimatorMixin, resolve_device, torch_seed
-from ._kernel_svm import OneVsAllSVC, kernel_machine_from
+from ._kernel_svm import OneVsAllFits, OneVsAllSVC, kernel_machine_from
 
 #: Label that :meth:`DeepNeuralRejection.predict` gives rejected rows.
 REJECT_LABEL = -1
@@ -86,25 +86,71 @@ def _per_class(scores, n_classes):
     return scores
 
 
-def _fit_layer(estimator, features, y):
+def _fold_scores(present, raw_scores, n_test, n_classes):
+    """Per-class scores ``(n_test, n_classes)`` of a fold whose classifier knows ``present``.
+
+    A class absent from the training fold scores -1 (beyond the negative margin); a fold
+    with a single class (no classifier, ``raw_scores`` None) scores +1 for it.
+    """
+    scores = np.full((n_test, n_classes), -1.0)
+    if raw_scores is None:
+        scores[:, present] = 1.0
+    else:
+        scores[:, present] = _per_class(np.asarray(raw_scores, dtype=np.float64), len(present))
+    return scores
+
+
+def _fit_clone(estimator, features, y):
     return clone(estimator).fit(features, y)
 
 
-def _out_of_fold_scores(estimator, features, y, train, test, n_classes):
-    """Per-class scores of ``features[test]`` by a clone fitted on ``features[train]``.
+def _clone_decisions(estimator, features, y, train, test):
+    """Decision values of ``features[test]`` by a clone fitted on ``features[train]`` (None: one class)."""
+    if len(np.unique(y[train])) < 2:
+        return None
+    return clone(estimator).fit(features[train], y[train]).decision_function(features[test])
 
-    A class absent from the training fold scores -1 (beyond the negative margin) and a
-    fold with a single class scores +1 for it; the flag reports such folds.
+
+class _LayerFolds:
+    """Joblib tasks fitting one layer's classifier on every fold and on all rows.
+
+    The generic version fits clones of any classifier (on float64 features); a
+    :class:`OneVsAllSVC` goes through :class:`~skadv._kernel_svm.OneVsAllFits`, whose
+    folds share one kernel matrix.
     """
-    present = np.unique(y[train])
-    scores = np.full((len(test), n_classes), -1.0)
-    if len(present) < 2:
-        scores[:, present] = 1.0
-        return scores, True
-    fitted = clone(estimator).fit(features[train], y[train])
-    columns = getattr(fitted, "classes_", present)
-    scores[:, columns] = _per_class(np.asarray(fitted.decision_function(features[test]), dtype=np.float64), len(columns))
-    return scores, len(present) < n_classes
+
+    def __init__(self, template, features, y, n_classes, folds, device):
+        self.y, self.n_classes, self.folds = y, n_classes, folds
+        if isinstance(template, OneVsAllSVC):
+            all_rows = np.arange(len(y))
+            self.fits = OneVsAllFits(template, features, y, n_classes, [*folds, (all_rows, None)], device=device)
+        else:
+            self.fits = None
+            self.template, self.features = template, features
+
+    def tasks(self):
+        if self.fits is not None:
+            yield from self.fits.tasks()
+            return
+        features = self.features.astype(np.float64)
+        for train, test in self.folds:
+            yield delayed(_clone_decisions)(self.template, features, self.y, train, test)
+        yield delayed(_fit_clone)(self.template, features, self.y)
+
+    def collect(self, results):
+        """``(estimator on all rows, [(test, scores)] per fold, whether a fold lacked a class)``."""
+        if self.fits is not None:
+            *fold_fits, (estimator, _) = self.fits.collect(results)
+            raw = [scores for _, scores in fold_fits]
+        else:
+            raw = [next(results) for _ in self.folds]
+            estimator = next(results)
+        out, incomplete = [], False
+        for (train, test), raw_scores in zip(self.folds, raw):
+            present = np.unique(self.y[train])
+            incomplete |= len(present) < self.n_classes
+            out.append((test, _fold_scores(present, raw_scores, len(test), self.n_classes)))
+        return estimator, out, incomplete
 
 
 # ----------------------------------------------------------------------------- the estimator
@@ -403,23 +449,22 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         features = self._layer_features(X)
         folds = self._folds(X, y_encoded, seed)
 
-        tasks = []
-        for (_, template), layer_features in zip(specs, features):
-            tasks.append(delayed(_fit_layer)(template, layer_features, y_encoded))
-            for train, test in folds:
-                tasks.append(delayed(_out_of_fold_scores)(template, layer_features, y_encoded, train, test, n_classes))
-        results = iter(Parallel(n_jobs=self.n_jobs)(tasks))
-
+        layers = [
+            _LayerFolds(template, layer_features, y_encoded, n_classes, folds, self.device_)
+            for (_, template), layer_features in zip(specs, features)
+        ]
+        results = iter(
+            Parallel(n_jobs=self.n_jobs, prefer="threads")(task for layer in layers for task in layer.tasks())
+        )
         self.layer_estimators_ = []
         out_of_fold = np.empty((X.shape[0], n_classes * len(specs)))
         incomplete_folds = False
-        for layer in range(len(specs)):
-            self.layer_estimators_.append(next(results))
-            columns = slice(layer * n_classes, (layer + 1) * n_classes)
-            for _, test in folds:
-                scores, incomplete = next(results)
-                out_of_fold[test, columns] = scores
-                incomplete_folds |= incomplete
+        for index, layer in enumerate(layers):
+            estimator, fold_scores, incomplete = layer.collect(results)
+            self.layer_estimators_.append(estimator)
+            for test, scores in fold_scores:
+                out_of_fold[test, index * n_classes : (index + 1) * n_classes] = scores
+            incomplete_folds |= incomplete
         if incomplete_folds:
             warnings.warn(
                 "Some training folds lack a class; its out-of-fold layer scores were set to -1. "
@@ -427,23 +472,27 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
                 UserWarning,
             )
         combiner = self.combiner if self.combiner is not None else _default_combiner()
-        self.combiner_ = clone(combiner).fit(out_of_fold, y_encoded)
+        with parallel_config(n_jobs=self.n_jobs):  # a combiner with n_jobs=None follows the DNR's
+            self.combiner_ = clone(combiner).fit(out_of_fold, y_encoded)
         self.kernel_net_ = self._build_kernel_net()
         return self
 
     def _layer_features(self, X):
-        """Flattened float64 outputs of every chosen layer, from one batched forward pass."""
+        """Flattened outputs of every chosen layer (float32, as the network computes them).
+
+        One batched forward pass; each batch is written straight into one array per layer
+        (float32 holds the network's values exactly and halves the memory of float64).
+        """
         modules = self._hooked_modules()
-        dims = []
-
-        def stacked(x):
-            outputs = capture_layers(self.model_.net, modules, x)
-            dims[:] = [o.shape[1] for o in outputs]
-            return torch.cat(outputs, dim=1)
-
-        features = self._batched(stacked, X)
-        bounds = np.cumsum([0] + dims)
-        return [np.ascontiguousarray(features[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        features = None
+        with torch.inference_mode():
+            for start, x in zip(range(0, X.shape[0], self.batch_size), self._iter_batches(X)):
+                outputs = capture_layers(self.model_.net, modules, x)
+                if features is None:
+                    features = [np.empty((X.shape[0], o.shape[1]), dtype=np.float32) for o in outputs]
+                for array, output in zip(features, outputs):
+                    array[start : start + len(output)] = output.cpu().numpy()
+        return features
 
     def _folds(self, X, y, seed):
         if self.cv is None or isinstance(self.cv, numbers.Integral):

@@ -5,7 +5,7 @@ from ._adversarial_ae import AdversarialAEDetector
 from ._base import BaseDetector, InconsistentVersionWarning, ProtectedModel
 from ._distillation import ModelDistillationDetector
 from ._dnr import DeepNeuralRejection, DNRDetector
-from ._kernel_svm import OneVsAllSVC
+from ._kernel_svm import NystroemOneVsAll, OneVsAllSVC
 from ._harm import harmfulness, ks_drift_test
 from ._vae import VAEDetector, calibration_analysis
 from ._vae_plots import DistinctLabelsDisplay, ReconstructionCalibrationDisplay
@@ -19,6 +19,7 @@ __all__ = [
     "DistinctLabelsDisplay",
     "InconsistentVersionWarning",
     "ModelDistillationDetector",
+    "NystroemOneVsAll",
     "OneVsAllSVC",
     "ProtectedModel",
     "ReconstructionCalibrationDisplay",

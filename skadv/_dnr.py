@@ -9,13 +9,13 @@ from joblib import Parallel, delayed, parallel_config
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import KFold, check_cv
-from sklearn.utils._param_validation import HasMethods
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_y, check_is_fitted
 from torch import nn
 
 from ._base import OffsetOutlierMixin, TorchEstimatorMixin, resolve_device, torch_seed
-from ._kernel_svm import OneVsAllFits, OneVsAllSVC, kernel_machine_from
+from ._kernel_svm import OneVsAllSVC, kernel_machine_from
 
 #: Label that :meth:`DeepNeuralRejection.predict` gives rejected rows.
 REJECT_LABEL = -1
@@ -115,15 +115,16 @@ class _LayerFolds:
     """Joblib tasks fitting one layer's classifier on every fold and on all rows.
 
     The generic version fits clones of any classifier (on float64 features); a
-    :class:`OneVsAllSVC` goes through :class:`~skadv._kernel_svm.OneVsAllFits`, whose
-    folds share one kernel matrix.
+    :class:`OneVsAllSVC` goes through :class:`~skadv._kernel_svm.OneVsAllFits` (the
+    folds share one kernel matrix), a :class:`NystroemOneVsAll` through
+    :class:`~skadv._kernel_svm.NystroemFits` (the folds share its features).
     """
 
     def __init__(self, template, features, y, n_classes, folds, device):
         self.y, self.n_classes, self.folds = y, n_classes, folds
-        if isinstance(template, OneVsAllSVC):
+        if hasattr(template, "_fold_fits"):  # OneVsAllSVC, NystroemOneVsAll
             all_rows = np.arange(len(y))
-            self.fits = OneVsAllFits(template, features, y, n_classes, [*folds, (all_rows, None)], device=device)
+            self.fits = template._fold_fits(features, y, n_classes, [*folds, (all_rows, None)], device=device)
         else:
             self.fits = None
             self.template, self.features = template, features
@@ -202,9 +203,19 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         shuffled 5-fold ``KFold`` seeded from ``random_state``; an int, a shuffled
         ``KFold`` with that many folds. The test folds must partition the rows.
     n_jobs : int, default=None
-        Number of joblib jobs fitting the layer × fold SVMs in parallel (None means 1
-        unless in a ``joblib.parallel_config`` context). The fitted model does not
-        depend on it.
+        Number of joblib jobs fitting the binary SVMs of all layers, folds and classes
+        in parallel (threads by default; None means 1 unless in a
+        ``joblib.parallel_config`` context). A layer's :class:`OneVsAllSVC` computes its
+        training kernel once (in torch, on ``device``) and every fold fits on slices of
+        it. The fitted model does not depend on ``n_jobs``.
+    kernel_dtype : {'float64', 'float32'}, default='float64'
+        Precision of the layer SVMs' kernels at prediction (and in attacks). 'float64'
+        equals scikit-learn's decision values to ~1e-10; 'float32' is about twice as
+        fast on CPUs (the kernels are matrix products over thousands of features), with
+        class-score errors measured around 1e-6 to 1e-5 on 28x28 CNN features: check that
+        decisions do not change on your data before deploying it. Read at prediction
+        time, so ``set_params`` switches it without refitting; the combiner always runs
+        in float64.
     batch_size : int, default=128
         Rows per forward pass.
     input_shape : tuple of int, default=None
@@ -278,6 +289,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         "threshold": [numbers.Real, None],
         "cv": ["cv_object"],
         "n_jobs": [numbers.Integral, None],
+        "kernel_dtype": [StrOptions({"float64", "float32"})],
     }
 
     def __init__(
@@ -290,6 +302,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         threshold=None,
         cv=None,
         n_jobs=None,
+        kernel_dtype="float64",
         batch_size=128,
         input_shape=None,
         device="cpu",
@@ -302,6 +315,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         self.threshold = threshold
         self.cv = cv
         self.n_jobs = n_jobs
+        self.kernel_dtype = kernel_dtype
         self.batch_size = batch_size
         self.input_shape = input_shape
         self.device = device
@@ -519,9 +533,9 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         return kernel_net.to(self.device_).eval()
 
     # -- torch evaluation -----------------------------------------------------
-    def _scores_of(self, estimator, machine, z):
+    def _scores_of(self, estimator, machine, z, dtype=torch.float64):
         if machine is not None:
-            scores = machine(z)
+            scores = machine(z, dtype=dtype)
         else:
             scores = torch.as_tensor(
                 np.asarray(estimator.decision_function(z.detach().cpu().double().numpy())),
@@ -533,8 +547,11 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
     def _class_scores(self, x):
         """Combiner scores ``(n, n_classes)`` (float64) of a batch shaped ``(n, *input_shape_)``."""
         layer_outputs = capture_layers(self.model_.net, self._hooked_modules(), x)
+        dtype = getattr(torch, getattr(self, "kernel_dtype", "float64"))
         layer_scores = [
-            self._scores_of(estimator, self.kernel_net_.layers[str(i)] if str(i) in self.kernel_net_.layers else None, z)
+            self._scores_of(
+                estimator, self.kernel_net_.layers[str(i)] if str(i) in self.kernel_net_.layers else None, z, dtype
+            )
             for i, (estimator, z) in enumerate(zip(self.layer_estimators_, layer_outputs))
         ]
         return self._scores_of(self.combiner_, self.kernel_net_.combiner, torch.cat(layer_scores, dim=1))

@@ -20,7 +20,8 @@ from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.multiclass import OneVsRestClassifier
-from sklearn.svm import SVC
+from sklearn.svm import SVC, LinearSVC
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -33,7 +34,7 @@ _BLOCK_VALUES = 2**24
 # ----------------------------------------------------------------------------- kernels
 
 
-def squared_distances(X, Y=None, *, device="cpu"):
+def squared_distances(X, Y=None, *, device="cpu", dtype=torch.float64):
     """Squared Euclidean distances ``||x_i - y_j||^2`` as a float64 numpy array ``(n, m)``.
 
     Computed in torch in float64 (``||x||^2 + ||y||^2 - 2 x.y``, the product one GEMM per
@@ -41,6 +42,7 @@ def squared_distances(X, Y=None, *, device="cpu"):
     and ``Y`` may be float32: blocks are cast on the device, never the whole matrix. With
     ``Y`` None the result is symmetric: only the upper blocks are computed (half the
     work) and the diagonal is exactly zero, as in scikit-learn's ``euclidean_distances``.
+    ``dtype=torch.float32`` computes in float32 (twice as fast, for approximations).
     """
     symmetric = Y is None
     x_all = torch.from_numpy(np.ascontiguousarray(X))
@@ -51,7 +53,7 @@ def squared_distances(X, Y=None, *, device="cpu"):
     out_t = torch.from_numpy(out)
 
     def rows(tensor, start):
-        chunk = tensor[start : start + block].to(device=device, dtype=torch.float64)
+        chunk = tensor[start : start + block].to(device=device, dtype=dtype)
         return chunk, (chunk * chunk).sum(dim=1)
 
     for i in range(0, n, block):
@@ -72,6 +74,16 @@ def _variance(row_sums, row_sq_sums, rows, n_features):
     count = len(rows) * n_features
     mean = row_sums[rows].sum() / count
     return max(row_sq_sums[rows].sum() / count - mean * mean, 0.0)
+
+
+def _resolve_gamma(gamma, X, row_sums, row_sq_sums, rows):
+    """The RBF coefficient of ``X[rows]``: 'scale' is ``1 / (n_features * var)``, 'auto' ``1 / n_features``."""
+    if gamma == "scale":
+        variance = _variance(row_sums, row_sq_sums, rows, X.shape[1])
+        return 1.0 / (X.shape[1] * variance) if variance != 0 else 1.0
+    if gamma == "auto":
+        return 1.0 / X.shape[1]
+    return float(gamma)
 
 
 def _fit_binary(matrix, target, test_matrix, svc_params):
@@ -120,12 +132,7 @@ class OneVsAllFits:
         self.gammas = [self._gamma(train) for train, _ in subsets]
 
     def _gamma(self, train):
-        if self.estimator.gamma == "scale":
-            variance = _variance(self._row_sums, self._row_sq_sums, train, self.X.shape[1])
-            return 1.0 / (self.X.shape[1] * variance) if variance != 0 else 1.0
-        if self.estimator.gamma == "auto":
-            return 1.0 / self.X.shape[1]
-        return float(self.estimator.gamma)
+        return _resolve_gamma(self.estimator.gamma, self.X, self._row_sums, self._row_sq_sums, train)
 
     def _svc_params(self, gamma):
         e = self.estimator
@@ -140,9 +147,6 @@ class OneVsAllFits:
         if len(present) == 2:
             return present, [present[1:]]
         return present, [[k] for k in present] if len(present) > 2 else []
-
-    def n_tasks(self):
-        return sum(len(self._present(train)[1]) for train, _ in self.subsets)
 
     def tasks(self):
         """Generator of ``delayed(_fit_binary)`` calls, subset by subset, class by class."""
@@ -197,7 +201,54 @@ class OneVsAllFits:
         return fitted
 
 
-class OneVsAllSVC(ClassifierMixin, BaseEstimator):
+class _KernelExpansionMixin:
+    """Scores ``rbf(X, support_vectors_) @ dual_coef_ + intercept_`` and the predictions they give.
+
+    Fitted attributes: ``support_vectors_``, ``dual_coef_`` (one column per output),
+    ``intercept_``, ``gamma_``, ``classes_``. :func:`kernel_machine_from` turns such an
+    estimator into an :class:`RBFKernelMachine`.
+    """
+
+    def decision_function(self, X):
+        """Score of each class: the binary SVC of that class against the rest.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_classes), or (n_samples,) for two classes
+            For two classes, the score of ``classes_[1]`` (that of ``classes_[0]`` is its
+            negative).
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        scores = rbf_kernel(X, self.support_vectors_, gamma=self.gamma_) @ self.dual_coef_ + self.intercept_
+        return scores[:, 0] if scores.shape[1] == 1 else scores
+
+    def predict(self, X):
+        """Class with the highest one-vs-all score.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+        """
+        scores = self.decision_function(X)
+        index = (scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(axis=1)
+        return self.classes_[index]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags
+
+
+class OneVsAllSVC(_KernelExpansionMixin, ClassifierMixin, BaseEstimator):
     """One-vs-all RBF support vector classifier.
 
     One binary RBF SVC (libsvm, through :class:`sklearn.svm.SVC`) is trained per class,
@@ -303,6 +354,10 @@ class OneVsAllSVC(ClassifierMixin, BaseEstimator):
         self.max_precomputed_mb = max_precomputed_mb
         self.n_jobs = n_jobs
 
+    def _fold_fits(self, X, y, n_classes, subsets, device="cpu"):
+        """The fitter of this estimator on several row subsets of ``X`` (see :class:`OneVsAllFits`)."""
+        return OneVsAllFits(self, X, y, n_classes, subsets, device=device)
+
     def _precomputes(self, n_samples):
         """Whether the kernel matrix of ``n_samples`` training rows is precomputed."""
         if self.precompute_kernel == "auto":
@@ -332,7 +387,7 @@ class OneVsAllSVC(ClassifierMixin, BaseEstimator):
                 f"data contains only 1 class: {classes[0]!r}."
             )
         all_rows = np.arange(X.shape[0])
-        fits = OneVsAllFits(self, X, y_encoded, len(classes), [(all_rows, None)])
+        fits = self._fold_fits(X, y_encoded, len(classes), [(all_rows, None)])
         results = Parallel(n_jobs=self.n_jobs, prefer="threads")(fits.tasks())
         (fitted, _), = fits.collect(iter(results))
         for name in ("support_", "support_vectors_", "dual_coef_", "intercept_", "n_support_", "gamma_", "n_iter_"):
@@ -355,44 +410,6 @@ class OneVsAllSVC(ClassifierMixin, BaseEstimator):
         self.n_iter_ = np.asarray([p[3] for p in parts])
         self.n_features_in_ = X.shape[1]
         return self
-
-    def decision_function(self, X):
-        """Score of each class: the binary SVC of that class against the rest.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples, n_classes), or (n_samples,) for two classes
-            For two classes, the score of ``classes_[1]`` (that of ``classes_[0]`` is its
-            negative).
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
-        scores = rbf_kernel(X, self.support_vectors_, gamma=self.gamma_) @ self.dual_coef_ + self.intercept_
-        return scores[:, 0] if scores.shape[1] == 1 else scores
-
-    def predict(self, X):
-        """Class with the highest one-vs-all score.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        y : ndarray of shape (n_samples,)
-        """
-        scores = self.decision_function(X)
-        index = (scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(axis=1)
-        return self.classes_[index]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
-        return tags
 
 
 class RBFKernelMachine(nn.Module):
@@ -438,7 +455,10 @@ class RBFKernelMachine(nn.Module):
         key = (dtype, self.support_vectors.device)
         if key not in self._cast_cache:
             self._cast_cache.clear()  # weights moved to another device: drop the old copies
-            self._cast_cache[key] = tuple(w.to(dtype) for w in weights)
+            # Normal tensors even when first called under inference mode, so that later
+            # calls with gradients (attacks) can use them.
+            with torch.inference_mode(False), torch.no_grad():
+                self._cast_cache[key] = tuple(w.to(dtype, copy=True) for w in weights)
         return self._cast_cache[key]
 
     def forward(self, z, dtype=torch.float64):
@@ -468,11 +488,11 @@ def _is_rbf_svc(estimator):
 def kernel_machine_from(estimator):
     """:class:`RBFKernelMachine` equal to a fitted estimator's ``decision_function``, or None.
 
-    Supported: :class:`OneVsAllSVC`, a binary RBF :class:`~sklearn.svm.SVC`, and
+    Supported: :class:`OneVsAllSVC`, :class:`NystroemOneVsAll`, a binary RBF :class:`~sklearn.svm.SVC`, and
     :class:`~sklearn.multiclass.OneVsRestClassifier` over binary RBF SVCs. The machine
     returns 2-D scores (one column for binary problems).
     """
-    if isinstance(estimator, OneVsAllSVC):
+    if isinstance(estimator, _KernelExpansionMixin):
         return RBFKernelMachine(estimator.support_vectors_, estimator.dual_coef_, estimator.intercept_, estimator.gamma_)
     if _is_rbf_svc(estimator):
         return RBFKernelMachine(
@@ -493,3 +513,174 @@ def kernel_machine_from(estimator):
         intercept = np.array([e.intercept_[0] for e in estimator.estimators_])
         return RBFKernelMachine(support_vectors, dual_coef, intercept, gammas.pop())
     return None
+
+
+# ----------------------------------------------------------------------------- Nystroem approximation
+
+
+def _fit_linear(estimator, features, y, test_features):
+    """Linear one-vs-all SVMs on ``features``: their coefficients and the test rows' scores."""
+    svm = LinearSVC(C=estimator.C, tol=estimator.tol, max_iter=estimator.max_iter, dual="auto",
+                    random_state=0).fit(features, y)
+    test_scores = None if test_features is None else svm.decision_function(test_features)
+    return svm.classes_, svm.coef_, svm.intercept_, test_scores
+
+
+class NystroemFits:
+    """The problems of a :class:`NystroemOneVsAll` on several row subsets of one ``X``.
+
+    The landmarks are drawn once from all rows and the Nystroem features of all rows
+    computed once (labels are not used, so the folds share them without leaking labels);
+    each subset then fits only the linear one-vs-all SVMs. Same interface as
+    :class:`OneVsAllFits`.
+    """
+
+    def __init__(self, estimator, X, y, n_classes, subsets, *, device="cpu"):
+        self.estimator, self.X, self.y, self.subsets, self.device = estimator, X, y, subsets, device
+
+    def tasks(self):
+        e, X = self.estimator, self.X
+        all_rows = np.arange(X.shape[0])
+        self.gamma = _resolve_gamma(
+            e.gamma, X, X.sum(axis=1, dtype=np.float64), np.einsum("ij,ij->i", X, X, dtype=np.float64), all_rows
+        )
+        rng = check_random_state(e.random_state)
+        n_components = min(e.n_components, X.shape[0])
+        self.landmarks = np.sort(rng.choice(X.shape[0], n_components, replace=False))
+        # Nystroem: features K(x, L) @ K(L, L)^(-1/2), the inverse root from an SVD.
+        landmark_kernel = np.exp(-self.gamma * squared_distances(X[self.landmarks], device=self.device))
+        U, S, V = np.linalg.svd(landmark_kernel)
+        self.normalization = (U / np.sqrt(np.maximum(S, 1e-12))) @ V
+        features = squared_distances(X, X[self.landmarks], device=self.device, dtype=torch.float32)
+        features = np.exp(np.multiply(features, -self.gamma, out=features), out=features) @ self.normalization.T
+        for train, test in self.subsets:
+            yield delayed(_fit_linear)(e, features[train], self.y[train], None if test is None else features[test])
+
+    def collect(self, results):
+        """Per subset: the fitted :class:`NystroemOneVsAll` and its test scores (see :class:`OneVsAllFits`)."""
+        fitted = []
+        for _ in self.subsets:
+            classes, coef, intercept, test_scores = next(results)
+            estimator = clone(self.estimator)
+            estimator.classes_ = classes
+            estimator.gamma_ = self.gamma
+            estimator.support_ = self.landmarks
+            estimator.support_vectors_ = self.X[self.landmarks].astype(np.float64)
+            # The linear SVMs on Nystroem features are an RBF expansion over the landmarks.
+            estimator.dual_coef_ = self.normalization.T @ coef.T
+            estimator.intercept_ = intercept.astype(np.float64)
+            estimator.n_features_in_ = self.X.shape[1]
+            fitted.append((estimator, None if test_scores is None else np.asarray(test_scores).reshape(len(test_scores), -1)))
+        return fitted
+
+
+class NystroemOneVsAll(_KernelExpansionMixin, ClassifierMixin, BaseEstimator):
+    """Approximate one-vs-all RBF SVM: linear SVMs on Nystroem features, fit linear in n.
+
+    ``n_components`` training rows are drawn as landmarks; every row is mapped to the
+    Nystroem features ``K(x, landmarks) @ K(landmarks, landmarks)^(-1/2)`` (the map of
+    :class:`sklearn.kernel_approximation.Nystroem`), and one linear SVM per class
+    (:class:`sklearn.svm.LinearSVC`, one-vs-rest, squared hinge) is trained on them. The
+    result is again an RBF expansion, over the landmarks: the score of class k is
+    ``sum_j dual_coef_[j, k] * exp(-gamma_ * ||x - support_vectors_[j]||^2) + intercept_[k]``,
+    so it decays to ``intercept_[k]`` far from the training data (the property Deep Neural
+    Rejection relies on; random Fourier features, :class:`~sklearn.kernel_approximation.RBFSampler`,
+    would not decay) and runs as the same differentiable torch kernel as :class:`OneVsAllSVC`.
+
+    Fit costs O(n * n_components) kernel values instead of O(n^2), and prediction
+    ``n_components`` kernel values per row instead of one per support vector. Choose it
+    over :class:`OneVsAllSVC` when the training set is too large for exact SVMs (beyond
+    about 10 000 rows, where the exact kernel matrix no longer fits in memory and libsvm's
+    time grows quadratically). Under :class:`~skadv.DeepNeuralRejection` the landmarks and
+    features are computed once per layer and shared by the folds.
+
+    Parameters
+    ----------
+    C : float, default=1.0
+        Regularisation of the linear SVMs.
+    gamma : {'scale', 'auto'} or float, default='scale'
+        RBF kernel coefficient, as in :class:`OneVsAllSVC`.
+    n_components : int, default=1000
+        Number of landmarks (all rows when there are fewer).
+    tol : float, default=1e-4
+        Stopping tolerance of liblinear.
+    max_iter : int, default=1000
+        Iteration limit of liblinear.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the choice of landmarks.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    support_ : ndarray of shape (n_components,)
+        Training-row indices of the landmarks.
+    support_vectors_ : ndarray of shape (n_components, n_features)
+        The landmarks.
+    dual_coef_ : ndarray of shape (n_components, n_outputs)
+        Coefficients of the kernel values (one column per class; one for two classes).
+    intercept_ : ndarray of shape (n_outputs,)
+    gamma_ : float
+    n_features_in_ : int
+
+    See Also
+    --------
+    OneVsAllSVC : the exact one-vs-all RBF SVM.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skadv import NystroemOneVsAll
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = NystroemOneVsAll(C=10, gamma=1e-3, n_components=300, random_state=0).fit(X[:1000], y[:1000])
+    >>> clf.decision_function(X[1000:1002]).shape
+    (2, 10)
+    >>> float(clf.score(X[1000:], y[1000:])) > 0.9
+    True
+    """
+
+    _parameter_constraints = {
+        "C": [Interval(numbers.Real, 0, None, closed="neither")],
+        "gamma": [StrOptions({"scale", "auto"}), Interval(numbers.Real, 0, None, closed="neither")],
+        "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, C=1.0, *, gamma="scale", n_components=1000, tol=1e-4, max_iter=1000, random_state=None):
+        self.C = C
+        self.gamma = gamma
+        self.n_components = n_components
+        self.tol = tol
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def _fold_fits(self, X, y, n_classes, subsets, device="cpu"):
+        """The fitter of this estimator on several row subsets of ``X`` (see :class:`NystroemFits`)."""
+        return NystroemFits(self, X, y, n_classes, subsets, device=device)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Draw the landmarks, map the rows to Nystroem features and fit the linear SVMs.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels (at least two classes).
+
+        Returns
+        -------
+        self : object
+        """
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
+        check_classification_targets(y)
+        if len(np.unique(y)) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes in the data, but the "
+                f"data contains only 1 class: {y[0]!r}."
+            )
+        fits = self._fold_fits(X, y, None, [(np.arange(X.shape[0]), None)])
+        (fitted, _), = fits.collect(iter([call(*args, **kwargs) for call, args, kwargs in fits.tasks()]))
+        self.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_") and not k.startswith("_")})
+        return self

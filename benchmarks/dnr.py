@@ -293,7 +293,7 @@ def seed_main(args):
     return report
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=["small", "seed"], default="small")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2500, 5000], help="seed: training rows")
@@ -314,7 +314,7 @@ def main():
     parser.add_argument("--threads", type=int, default=None, help="torch threads for both paths (default: torch's)")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved predict timings per path")
     parser.add_argument("--device", default="cpu", help="skadv's device ('cuda' times skadv on the GPU)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.scale == "seed":

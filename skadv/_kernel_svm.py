@@ -15,12 +15,13 @@ decision is one kernel matrix and one matrix product.
 import numbers
 
 import numpy as np
+import scipy.linalg
 import torch
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.multiclass import OneVsRestClassifier
-from sklearn.svm import SVC, LinearSVC
+from sklearn.svm import SVC
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -518,12 +519,23 @@ def kernel_machine_from(estimator):
 # ----------------------------------------------------------------------------- Nystroem approximation
 
 
-def _fit_linear(estimator, features, y, test_features):
-    """Linear one-vs-all SVMs on ``features``: their coefficients and the test rows' scores."""
-    svm = LinearSVC(C=estimator.C, tol=estimator.tol, max_iter=estimator.max_iter, dual="auto",
-                    random_state=0).fit(features, y)
-    test_scores = None if test_features is None else svm.decision_function(test_features)
-    return svm.classes_, svm.coef_, svm.intercept_, test_scores
+def _fit_ridge(features, y, alpha, test_features):
+    """One-vs-all least-squares SVMs (ridge on +-1 targets, intercept unpenalised), closed form.
+
+    All classes share one ``(m, m)`` system: ``(F'F + alpha I) W = F'T`` on centred
+    features ``F`` and targets ``T``. Returns the classes, the coefficients
+    ``(n_outputs, m)``, the intercepts and the test rows' scores.
+    """
+    classes = np.unique(y)
+    targets = np.where(y[:, None] == (classes[1:] if len(classes) == 2 else classes)[None], 1.0, -1.0)
+    feature_mean, target_mean = features.mean(axis=0), targets.mean(axis=0)
+    centred = features - feature_mean
+    gram = centred.T @ centred
+    gram[np.diag_indices_from(gram)] += alpha
+    coef = scipy.linalg.solve(gram, centred.T @ (targets - target_mean), assume_a="pos").T
+    intercept = target_mean - coef @ feature_mean
+    test_scores = None if test_features is None else test_features @ coef.T + intercept
+    return classes, coef, intercept, test_scores
 
 
 class NystroemFits:
@@ -546,7 +558,8 @@ class NystroemFits:
         )
         rng = check_random_state(e.random_state)
         n_components = min(e.n_components, X.shape[0])
-        self.landmarks = np.sort(rng.choice(X.shape[0], n_components, replace=False))
+        # As sklearn's Nystroem draws its basis: the first rows of a permutation.
+        self.landmarks = rng.permutation(X.shape[0])[:n_components]
         # Nystroem: features K(x, L) @ K(L, L)^(-1/2), the inverse root from an SVD.
         landmark_kernel = np.exp(-self.gamma * squared_distances(X[self.landmarks], device=self.device))
         U, S, V = np.linalg.svd(landmark_kernel)
@@ -554,7 +567,8 @@ class NystroemFits:
         features = squared_distances(X, X[self.landmarks], device=self.device, dtype=torch.float32)
         features = np.exp(np.multiply(features, -self.gamma, out=features), out=features) @ self.normalization.T
         for train, test in self.subsets:
-            yield delayed(_fit_linear)(e, features[train], self.y[train], None if test is None else features[test])
+            test_features = None if test is None else features[test]
+            yield delayed(_fit_ridge)(features[train], self.y[train], 1.0 / e.C, test_features)
 
     def collect(self, results):
         """Per subset: the fitted :class:`NystroemOneVsAll` and its test scores (see :class:`OneVsAllFits`)."""
@@ -566,7 +580,7 @@ class NystroemFits:
             estimator.gamma_ = self.gamma
             estimator.support_ = self.landmarks
             estimator.support_vectors_ = self.X[self.landmarks].astype(np.float64)
-            # The linear SVMs on Nystroem features are an RBF expansion over the landmarks.
+            # Linear scores of Nystroem features are an RBF expansion over the landmarks.
             estimator.dual_coef_ = self.normalization.T @ coef.T
             estimator.intercept_ = intercept.astype(np.float64)
             estimator.n_features_in_ = self.X.shape[1]
@@ -575,12 +589,14 @@ class NystroemFits:
 
 
 class NystroemOneVsAll(_KernelExpansionMixin, ClassifierMixin, BaseEstimator):
-    """Approximate one-vs-all RBF SVM: linear SVMs on Nystroem features, fit linear in n.
+    """Approximate one-vs-all RBF SVM: least-squares SVMs on Nystroem features, fit linear in n.
 
     ``n_components`` training rows are drawn as landmarks; every row is mapped to the
     Nystroem features ``K(x, landmarks) @ K(landmarks, landmarks)^(-1/2)`` (the map of
-    :class:`sklearn.kernel_approximation.Nystroem`), and one linear SVM per class
-    (:class:`sklearn.svm.LinearSVC`, one-vs-rest, squared hinge) is trained on them. The
+    :class:`sklearn.kernel_approximation.Nystroem`), and one linear least-squares SVM per
+    class (ridge regression on +1/-1 one-vs-all targets, ``alpha = 1 / C``, intercept not
+    penalised: :class:`sklearn.linear_model.RidgeClassifier`'s model) is trained on them,
+    all classes in one closed-form solve. The
     result is again an RBF expansion, over the landmarks: the score of class k is
     ``sum_j dual_coef_[j, k] * exp(-gamma_ * ||x - support_vectors_[j]||^2) + intercept_[k]``,
     so it decays to ``intercept_[k]`` far from the training data (the property Deep Neural
@@ -597,15 +613,11 @@ class NystroemOneVsAll(_KernelExpansionMixin, ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     C : float, default=1.0
-        Regularisation of the linear SVMs.
+        Inverse regularisation: the ridge penalty is ``1 / C``.
     gamma : {'scale', 'auto'} or float, default='scale'
         RBF kernel coefficient, as in :class:`OneVsAllSVC`.
     n_components : int, default=1000
         Number of landmarks (all rows when there are fewer).
-    tol : float, default=1e-4
-        Stopping tolerance of liblinear.
-    max_iter : int, default=1000
-        Iteration limit of liblinear.
     random_state : int, RandomState instance or None, default=None
         Seeds the choice of landmarks.
 
@@ -642,17 +654,13 @@ class NystroemOneVsAll(_KernelExpansionMixin, ClassifierMixin, BaseEstimator):
         "C": [Interval(numbers.Real, 0, None, closed="neither")],
         "gamma": [StrOptions({"scale", "auto"}), Interval(numbers.Real, 0, None, closed="neither")],
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
-        "tol": [Interval(numbers.Real, 0, None, closed="neither")],
-        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, C=1.0, *, gamma="scale", n_components=1000, tol=1e-4, max_iter=1000, random_state=None):
+    def __init__(self, C=1.0, *, gamma="scale", n_components=1000, random_state=None):
         self.C = C
         self.gamma = gamma
         self.n_components = n_components
-        self.tol = tol
-        self.max_iter = max_iter
         self.random_state = random_state
 
     def _fold_fits(self, X, y, n_classes, subsets, device="cpu"):
@@ -661,7 +669,7 @@ class NystroemOneVsAll(_KernelExpansionMixin, ClassifierMixin, BaseEstimator):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
-        """Draw the landmarks, map the rows to Nystroem features and fit the linear SVMs.
+        """Draw the landmarks, map the rows to Nystroem features and fit the least-squares SVMs.
 
         Parameters
         ----------

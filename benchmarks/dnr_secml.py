@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _seed_cnn import COMBINER, INPUT_SHAPE, LAYERS, SeedCNN  # noqa: E402
+from _seed_cnn import COMBINER, INPUT_SHAPE, LAYERS, SeedCNN
 
 
 def main(workdir):

@@ -191,7 +191,9 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
     layer_clf : classifier with decision_function, default=None
         Classifier of the layers given by name. None means ``OneVsAllSVC()`` (C=1,
         gamma='scale'). Use one-vs-all RBF SVMs: their scores abate away from the data,
-        which is what makes rejection work.
+        which is what makes rejection work. For training sets beyond about 10 000 rows
+        use :class:`NystroemOneVsAll` (layers and combiner): its fit is linear in the
+        number of rows and its scores abate likewise.
     combiner : classifier with decision_function, default=None
         Classifier of the stacked layer scores. None means ``OneVsAllSVC(C=0.1, gamma=1)``.
     threshold : float, default=None
@@ -248,6 +250,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
     See Also
     --------
     OneVsAllSVC : the default layer classifier and combiner.
+    NystroemOneVsAll : the approximate one for large training sets.
     DNRDetector : the outlier-detector view (accepted +1, rejected -1).
 
     Notes

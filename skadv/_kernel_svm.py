@@ -137,10 +137,10 @@ class OneVsAllFits:
 
     def _svc_params(self, gamma):
         e = self.estimator
-        return dict(
-            kernel="precomputed" if self.precompute else "rbf",
-            C=e.C, gamma=gamma, tol=e.tol, max_iter=e.max_iter, cache_size=e.cache_size,
-        )
+        return {
+            "kernel": "precomputed" if self.precompute else "rbf",
+            "C": e.C, "gamma": gamma, "tol": e.tol, "max_iter": e.max_iter, "cache_size": e.cache_size,
+        }
 
     def _present(self, train):
         """Classes present in ``train`` and the one-vs-all targets to fit (one for two classes)."""

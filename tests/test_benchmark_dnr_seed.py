@@ -14,17 +14,17 @@ def test_seed_benchmark_small_run(capsys):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     report = module.main([
-        "--scale", "seed", "--sizes", "240", "--attack-size", "240", "--n-test", "60", "--cnn-rows", "240",
-        "--epochs", "2", "--n-components", "120", "--attack-rows", "4", "--attack-iter", "2", "--repeats", "1",
+        "--scale", "seed", "--sizes", "200", "--attack-size", "200", "--n-test", "40", "--cnn-rows", "200",
+        "--epochs", "2", "--n-components", "100", "--attack-rows", "3", "--attack-iter", "2", "--repeats", "1",
         "--n-jobs", "2",
     ])
     assert '"benchmark"' in capsys.readouterr().out
-    entry = report["sizes"]["240"]
+    entry = report["sizes"]["200"]
     assert entry["exact"]["kernel_terms_per_layer"][0] > 0
-    assert entry["approximate"]["kernel_terms_per_layer"] == [120, 120, 120]
+    assert entry["approximate"]["kernel_terms_per_layer"] == [100, 100, 100]
     # float32 kernels change scores only at float32 precision and no decision.
     assert entry["exact"]["float32_max_abs_diff"] < 1e-3
     assert entry["exact"]["float32_same_decisions"]
     assert 0.5 < entry["approximate_vs_exact"]["same_argmax"] <= 1.0
-    assert report["attack"]["rows"] == 4 and report["attack"]["skadv_rows_per_s"] > 0
+    assert report["attack"]["rows"] == 3 and report["attack"]["skadv_rows_per_s"] > 0
     assert "secml" not in report

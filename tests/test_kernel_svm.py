@@ -5,11 +5,11 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 from sklearn.kernel_approximation import Nystroem
+from sklearn.linear_model import RidgeClassifier
 from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.model_selection import KFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.linear_model import RidgeClassifier
 from sklearn.svm import SVC
 from torch import nn
 

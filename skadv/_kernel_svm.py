@@ -203,12 +203,41 @@ class OneVsAllFits:
 
 
 class _KernelExpansionMixin:
-    """Scores ``rbf(X, support_vectors_) @ dual_coef_ + intercept_`` and the predictions they give.
+    """``fit`` through ``_fold_fits``; scores ``rbf(X, support_vectors_) @ dual_coef_ + intercept_``.
 
     Fitted attributes: ``support_vectors_``, ``dual_coef_`` (one column per output),
     ``intercept_``, ``gamma_``, ``classes_``. :func:`kernel_machine_from` turns such an
     estimator into an :class:`RBFKernelMachine`.
     """
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Fit the one-vs-all classifiers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels (at least two classes).
+
+        Returns
+        -------
+        self : object
+        """
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
+        check_classification_targets(y)
+        classes, y_encoded = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes in the data, but the "
+                f"data contains only 1 class: {classes[0]!r}."
+            )
+        fits = self._fold_fits(X, y_encoded, len(classes), [(np.arange(X.shape[0]), None)])
+        results = Parallel(n_jobs=getattr(self, "n_jobs", None), prefer="threads")(fits.tasks())
+        ((fitted, _),) = fits.collect(iter(results))
+        self.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_") and not k.startswith("_")})
+        self.classes_ = classes
+        return self
 
     def decision_function(self, X):
         """Score of each class: the binary SVC of that class against the rest.
@@ -364,37 +393,6 @@ class OneVsAllSVC(_KernelExpansionMixin, ClassifierMixin, BaseEstimator):
         if self.precompute_kernel == "auto":
             return 8.0 * n_samples * n_samples <= self.max_precomputed_mb * 2**20
         return bool(self.precompute_kernel)
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Fit one binary RBF SVC per class.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-            Class labels (at least two classes).
-
-        Returns
-        -------
-        self : object
-        """
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
-        check_classification_targets(y)
-        classes, y_encoded = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs samples of at least 2 classes in the data, but the "
-                f"data contains only 1 class: {classes[0]!r}."
-            )
-        all_rows = np.arange(X.shape[0])
-        fits = self._fold_fits(X, y_encoded, len(classes), [(all_rows, None)])
-        results = Parallel(n_jobs=self.n_jobs, prefer="threads")(fits.tasks())
-        (fitted, _), = fits.collect(iter(results))
-        for name in ("support_", "support_vectors_", "dual_coef_", "intercept_", "n_support_", "gamma_", "n_iter_"):
-            setattr(self, name, getattr(fitted, name))
-        self.classes_ = classes
-        return self
 
     def _set_fitted(self, X, rows, classes, gamma, parts):
         """Fitted attributes from the binary problems ``parts`` solved on ``X[rows]``."""
@@ -666,29 +664,3 @@ class NystroemOneVsAll(_KernelExpansionMixin, ClassifierMixin, BaseEstimator):
     def _fold_fits(self, X, y, n_classes, subsets, device="cpu"):
         """The fitter of this estimator on several row subsets of ``X`` (see :class:`NystroemFits`)."""
         return NystroemFits(self, X, y, n_classes, subsets, device=device)
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Draw the landmarks, map the rows to Nystroem features and fit the least-squares SVMs.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-            Class labels (at least two classes).
-
-        Returns
-        -------
-        self : object
-        """
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
-        check_classification_targets(y)
-        if len(np.unique(y)) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs samples of at least 2 classes in the data, but the "
-                f"data contains only 1 class: {y[0]!r}."
-            )
-        fits = self._fold_fits(X, y, None, [(np.arange(X.shape[0]), None)])
-        (fitted, _), = fits.collect(iter([call(*args, **kwargs) for call, args, kwargs in fits.tasks()]))
-        self.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_") and not k.startswith("_")})
-        return self

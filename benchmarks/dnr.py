@@ -17,12 +17,26 @@ Predict timings of the two paths are interleaved and the best of ``--repeats`` k
 that load on a shared machine hits both alike.
 
 Usage: ``python benchmarks/dnr.py [--n-train 1200] [--n-test 597] [--n-jobs 2] [--threads N]``.
+
+``--scale seed`` runs the workload of secml's DNR tutorial instead: 28x28 digits from
+:func:`skadv.datasets.load_digits28`, the tutorial's CNN (trained through skorch), layers
+relu2/relu3/relu4 (18432/6400/4096 features) with its C and gamma, and reports fit
+seconds and predict rows/s at ``--sizes`` training rows for skadv's exact DNR (float64
+and float32 kernels), skadv's approximate DNR (:class:`skadv.NystroemOneVsAll` layers)
+and, with ``--secml-python``, secml 0.15.6 itself (``benchmarks/dnr_secml.py`` in its own
+environment, reading and writing files in a temporary folder), plus a batched PGD
+line-search attack on DNR against secml's per-sample one. ``--approx-only-sizes`` adds
+sizes (e.g. 10000 20000) where only the approximate DNR is fitted::
+
+    python benchmarks/dnr.py --scale seed --sizes 1000 2500 5000 --secml-python /work/secml-venv311/bin/python
 """
 
 import argparse
+import functools
 import json
 import os
 import platform
+import sys
 import time
 from collections import OrderedDict
 
@@ -35,7 +49,9 @@ from sklearn.svm import SVC
 from torch import nn
 
 import skadv
-from skadv import DeepNeuralRejection, OneVsAllSVC
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from skadv import DeepNeuralRejection, NystroemOneVsAll, OneVsAllSVC
 
 # secml's DNR tutorial settings (layers relu2/relu3/relu4 of its MNIST CNN).
 LAYERS = OrderedDict(
@@ -133,17 +149,182 @@ def timed(fn, repeat=1):
     return best, result
 
 
-def main():
+def seed_dnr(cnn, *, approximate=False, n_components=1000, n_jobs=-1, device="cpu", random_state=0):
+    """The tutorial's DNR on the seed CNN: exact (OneVsAllSVC) or approximate (NystroemOneVsAll) layers."""
+    from _seed_cnn import COMBINER, INPUT_SHAPE, LAYERS
+
+    def layer_clf(C, gamma):
+        if approximate:
+            return NystroemOneVsAll(C=C, gamma=gamma, n_components=n_components, random_state=random_state)
+        return OneVsAllSVC(C=C, gamma=gamma)
+
+    return DeepNeuralRejection(
+        cnn,
+        layers=[(name, layer_clf(C, gamma)) for name, (C, gamma) in LAYERS.items()],
+        combiner=layer_clf(*COMBINER),
+        n_jobs=n_jobs,
+        input_shape=INPUT_SHAPE,
+        batch_size=256,
+        device=device,
+        random_state=random_state,
+    )
+
+
+def train_seed_cnn(X, y, epochs, seed=0):
+    """secml's tutorial CNN trained through skorch on 28x28 rows."""
+    from _seed_cnn import SeedCNN
+    from skorch import NeuralNetClassifier
+
+    torch.manual_seed(seed)
+    net = NeuralNetClassifier(
+        SeedCNN, criterion=nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=1e-3, max_epochs=epochs,
+        batch_size=64, train_split=None, iterator_train__shuffle=True, verbose=0,
+    ).fit(X.reshape(-1, 1, 28, 28), y)
+    return net.module_.eval()
+
+
+def decisions(dnr, X, rej_percent=0.1):
+    """Labels with -1 for the rows rejected at the threshold that rejects ``rej_percent`` of ``X``."""
+    return dnr.set_params(threshold=dnr.compute_threshold(X, rej_percent)).predict(X)
+
+
+def seed_main(args):
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from _seed_cnn import SeedCNN  # noqa: F401  (the runner loads the same class)
+
+    from skadv.attacks import PGDLineSearch
+    from skadv.datasets import load_digits28
+
+    sizes = sorted(args.sizes)
+    n_train = max(sizes + args.approx_only_sizes)
+    X, y = load_digits28(n_train + args.n_test + args.attack_rows, random_state=0)
+    X_train, y_train = X[:n_train], y[:n_train]
+    X_test = X[n_train : n_train + args.n_test]
+    X_attack, y_attack = X[n_train + args.n_test :], y[n_train + args.n_test :]
+    start = time.perf_counter()
+    cnn = train_seed_cnn(X_train[: args.cnn_rows], y_train[: args.cnn_rows], args.epochs)
+    report = {
+        "benchmark": "DNR at the seed scale (secml tutorial CNN on 28x28 digits)",
+        "data": {"dataset": "skadv.datasets.load_digits28", "n_test": len(X_test), "cnn_rows": args.cnn_rows,
+                 "cnn_epochs": args.epochs, "cnn_train_s": round(time.perf_counter() - start, 1)},
+        "n_jobs": args.n_jobs,
+        "sizes": {},
+    }
+    with torch.no_grad():
+        logits = cnn(torch.as_tensor(X_test).reshape(-1, 1, 28, 28))
+    report["data"]["cnn_test_accuracy"] = float((logits.argmax(1).numpy() == y[n_train : n_train + args.n_test]).mean())
+    dnr_at = {}
+    for n in sizes:
+        entry = {}
+        for name, approximate in (("exact", False), ("approximate", True)):
+            dnr = seed_dnr(cnn, approximate=approximate, n_components=args.n_components, n_jobs=args.n_jobs,
+                           device=args.device)
+            fit_s, dnr = timed(functools.partial(dnr.fit, X_train[:n], y_train[:n]))
+            predict_s, scores = timed(functools.partial(dnr.decision_function, X_test), repeat=args.repeats)
+            entry[name] = {"fit_s": round(fit_s, 2), "predict_rows_per_s": round(len(X_test) / predict_s, 1),
+                           "kernel_terms_per_layer": [len(e.support_) for e in dnr.layer_estimators_]}
+            if not approximate:
+                dnr.set_params(kernel_dtype="float32")
+                predict32_s, scores32 = timed(functools.partial(dnr.decision_function, X_test), repeat=args.repeats)
+                entry[name]["predict_rows_per_s_float32"] = round(len(X_test) / predict32_s, 1)
+                entry[name]["float32_max_abs_diff"] = float(np.abs(scores32[:, :-1] - scores[:, :-1]).max())
+                entry[name]["float32_same_decisions"] = bool(np.array_equal(decisions(dnr, X_test),
+                                                              decisions(dnr.set_params(kernel_dtype="float64"), X_test)))
+            dnr_at[(n, name)] = (dnr, scores)
+        exact, approx = dnr_at[(n, "exact")][0], dnr_at[(n, "approximate")][0]
+        entry["approximate_vs_exact"] = {
+            "same_argmax": float(np.mean(dnr_at[(n, "exact")][1][:, :-1].argmax(1) == dnr_at[(n, "approximate")][1][:, :-1].argmax(1))),
+            "same_decisions_10pct_reject": float(np.mean(decisions(exact, X_test) == decisions(approx, X_test))),
+        }
+        report["sizes"][str(n)] = entry
+    for n in args.approx_only_sizes:
+        dnr = seed_dnr(cnn, approximate=True, n_components=args.n_components, n_jobs=args.n_jobs, device=args.device)
+        fit_s, dnr = timed(functools.partial(dnr.fit, X_train[:n], y_train[:n]))
+        report["sizes"].setdefault(str(n), {})["approximate"] = {"fit_s": round(fit_s, 2)}
+
+    attack_dnr = dnr_at[(args.attack_size, "exact")][0].set_params(threshold=None, kernel_dtype="float64")
+    attack = PGDLineSearch(attack_dnr, eps=args.attack_eps, step_size=args.attack_step, max_iter=args.attack_iter,
+                           input_shape=(1, 28, 28))
+    attack_s, _ = timed(lambda: attack.generate(X_attack, y_attack))
+    report["attack"] = {"training_rows": args.attack_size, "rows": len(X_attack), "max_iter": args.attack_iter,
+                        "eps_l2": args.attack_eps, "skadv_s": round(attack_s, 2),
+                        "skadv_rows_per_s": round(len(X_attack) / attack_s, 3)}
+
+    if args.secml_python:
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            torch.save(cnn.state_dict(), workdir / "cnn.pt")
+            np.savez(workdir / "data.npz", X_train=X_train, y_train=y_train, X_test=X_test, X_attack=X_attack,
+                     y_attack=y_attack)
+            config = {"sizes": sizes, "attack_size": args.attack_size, "secml_attack_rows": args.secml_attack_rows,
+                      "attack_eps": args.attack_eps, "attack_step": args.attack_step, "attack_iter": args.attack_iter}
+            (workdir / "config.json").write_text(json.dumps(config))
+            runner = Path(__file__).resolve().parent / "dnr_secml.py"
+            env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+            done = subprocess.run(
+                [args.secml_python, str(runner), str(workdir)], env=env, capture_output=True, text=True, check=False
+            )
+            if done.returncode != 0 and not (workdir / "secml_result.json").exists():
+                report["secml"] = {"error": done.stderr[-2000:]}
+            else:
+                secml = json.loads((workdir / "secml_result.json").read_text())
+                report["secml"] = secml
+                for n, theirs in secml["sizes"].items():
+                    ours = report["sizes"][n]
+                    secml_scores = np.load(workdir / f"secml_scores_{n}.npy")
+                    # secml appends its reject class (-1) as the last column.
+                    secml_classes = secml_scores[:, :-1].argmax(1)
+                    ours["vs_secml"] = {
+                        "argmax_agreement": float(np.mean(dnr_at[(int(n), "exact")][1][:, :-1].argmax(1) == secml_classes)),
+                        "fit_speedup": round(theirs["fit_s"] / ours["exact"]["fit_s"], 2),
+                        "predict_speedup": round(ours["exact"]["predict_rows_per_s"] / theirs["predict_rows_per_s"], 2),
+                        "predict_speedup_float32": round(
+                            ours["exact"]["predict_rows_per_s_float32"] / theirs["predict_rows_per_s"], 2),
+                    }
+                    if "attack" in theirs:
+                        report["attack"]["secml_rows"] = theirs["attack"]["rows"]
+                        report["attack"]["secml_rows_per_s"] = theirs["attack"]["rows_per_s"]
+                        report["attack"]["speedup"] = round(
+                            report["attack"]["skadv_rows_per_s"] / theirs["attack"]["rows_per_s"], 1)
+    report["environment"] = {"skadv": skadv.__version__, "torch": torch.__version__,
+                             "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+                             "python": platform.python_version()}
+    print(json.dumps(report, indent=2))
+    return report
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=["small", "seed"], default="small")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2500, 5000], help="seed: training rows")
+    parser.add_argument("--approx-only-sizes", type=int, nargs="*", default=[], help="seed: approximate-only sizes")
+    parser.add_argument("--n-components", type=int, default=1000, help="seed: Nystroem landmarks per layer")
+    parser.add_argument("--cnn-rows", type=int, default=3000, help="seed: rows that train the CNN")
+    parser.add_argument("--epochs", type=int, default=3, help="seed: CNN epochs")
+    parser.add_argument("--attack-size", type=int, default=2500, help="seed: training rows of the attacked DNR")
+    parser.add_argument("--attack-rows", type=int, default=100)
+    parser.add_argument("--secml-attack-rows", type=int, default=3, help="seed: rows of secml's (slow) attack")
+    parser.add_argument("--attack-iter", type=int, default=30)
+    parser.add_argument("--attack-eps", type=float, default=2.0)
+    parser.add_argument("--attack-step", type=float, default=0.1)
+    parser.add_argument("--secml-python", default=None, help="seed: python of an environment with secml 0.15.6")
     parser.add_argument("--n-train", type=int, default=1200)
     parser.add_argument("--n-test", type=int, default=597)
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch threads for both paths (default: torch's)")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved predict timings per path")
     parser.add_argument("--device", default="cpu", help="skadv's device ('cuda' times skadv on the GPU)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.scale == "seed":
+        if args.n_test == 597:
+            args.n_test = 1000
+        args.n_jobs = -1 if args.n_jobs == 2 else args.n_jobs
+        return seed_main(args)
 
     X, y = load_digits(return_X_y=True)
     X = (X / 16.0).astype(np.float32)

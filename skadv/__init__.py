@@ -1,12 +1,12 @@
 """skadv: scikit-learn-compatible adversarial-example detectors backed by PyTorch."""
 
-from . import compat, corruptions, utils
+from . import compat, corruptions, datasets, utils
 from ._adversarial_ae import AdversarialAEDetector
 from ._base import BaseDetector, InconsistentVersionWarning
 from ._distillation import ModelDistillationDetector
 from ._dnr import DeepNeuralRejection, DNRDetector
 from ._harm import harmfulness, ks_drift_test
-from ._kernel_svm import OneVsAllSVC
+from ._kernel_svm import NystroemOneVsAll, OneVsAllSVC
 from ._model import ProtectedModel
 from ._vae import VAEDetector, calibration_analysis
 from ._vae_plots import DistinctLabelsDisplay, ReconstructionCalibrationDisplay
@@ -20,6 +20,7 @@ __all__ = [
     "DistinctLabelsDisplay",
     "InconsistentVersionWarning",
     "ModelDistillationDetector",
+    "NystroemOneVsAll",
     "OneVsAllSVC",
     "ProtectedModel",
     "ReconstructionCalibrationDisplay",
@@ -29,6 +30,7 @@ __all__ = [
     "calibration_analysis",
     "compat",
     "corruptions",
+    "datasets",
     "harmfulness",
     "ks_drift_test",
     "metrics",

@@ -69,3 +69,25 @@ def test_adaptive_pgd_on_cuda(digits):
     det = skadv.ModelDistillationDetector(digits_mlp(), epochs=3, random_state=0, device="cuda").fit(X_train)
     X_adv = PGD(det, eps=0.1, step_size=0.01, max_iter=10, random_state=0).generate(X_test[:64], y_test[:64])
     assert np.abs(X_adv - X_test[:64]).max() <= 0.1 + 1e-6
+
+
+def test_dnr_kernels_run_on_cuda_and_match_cpu(digits):
+    """Training distances, the fold fits and both kernel precisions on the device equal the CPU's."""
+    import skadv
+    from skadv._kernel_svm import squared_distances
+
+    X_train, y_train, X_test, _ = digits
+    np.testing.assert_allclose(
+        squared_distances(X_train[:300], device="cuda"), squared_distances(X_train[:300]), rtol=0, atol=1e-9
+    )
+    layers = [("1", skadv.OneVsAllSVC(C=10, gamma=0.1)), ("2", skadv.NystroemOneVsAll(C=1, gamma=0.1, random_state=0))]
+    on_cpu = skadv.DeepNeuralRejection(digits_mlp(), layers=layers, random_state=0).fit(X_train[:400], y_train[:400])
+    on_gpu = skadv.DeepNeuralRejection(digits_mlp(), layers=layers, random_state=0, device="cuda")
+    on_gpu.fit(X_train[:400], y_train[:400])
+    assert on_gpu.kernel_net_.layers["0"].support_vectors.is_cuda
+    for dtype, atol in (("float64", 1e-5), ("float32", 1e-3)):
+        np.testing.assert_allclose(
+            on_gpu.set_params(kernel_dtype=dtype).decision_function(X_test)[:, :-1],
+            on_cpu.set_params(kernel_dtype=dtype).decision_function(X_test)[:, :-1],
+            atol=atol,
+        )

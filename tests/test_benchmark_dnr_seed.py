@@ -1,0 +1,31 @@
+"""A small run of the seed-scale DNR benchmark (benchmarks/dnr.py --scale seed): it runs and agrees."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "dnr.py"
+
+
+@pytest.mark.skipif(not BENCHMARK.exists(), reason="benchmarks/ is not part of this checkout")
+def test_seed_benchmark_small_run(capsys):
+    spec = importlib.util.spec_from_file_location("dnr_benchmark", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = module.main([
+        "--scale", "seed", "--sizes", "200", "--attack-size", "200", "--n-test", "40", "--cnn-rows", "200",
+        "--epochs", "2", "--n-components", "100", "--attack-rows", "3", "--attack-iter", "2", "--repeats", "1",
+        "--n-jobs", "2",
+    ])
+    assert '"benchmark"' in capsys.readouterr().out
+    entry = report["sizes"]["200"]
+    assert entry["exact"]["kernel_terms_per_layer"][0] > 0
+    assert entry["approximate"]["kernel_terms_per_layer"] == [100, 100, 100]
+    # float32 kernels change scores only at float32 precision and no decision.
+    assert entry["exact"]["float32_max_abs_diff"] < 1e-3
+    assert entry["exact"]["float32_same_decisions"]
+    # Tiny, barely trained CNN: agreement well above chance (0.1) is what this run can show.
+    assert 0.3 < entry["approximate_vs_exact"]["same_argmax"] <= 1.0
+    assert report["attack"]["rows"] == 3 and report["attack"]["skadv_rows_per_s"] > 0
+    assert "secml" not in report

@@ -1,0 +1,149 @@
+"""Tests of the shared-kernel one-vs-all SVMs, the Nystroem approximation and DNR's fast paths."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.kernel_approximation import Nystroem
+from sklearn.linear_model import RidgeClassifier
+from sklearn.metrics.pairwise import euclidean_distances
+from sklearn.model_selection import KFold
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.svm import SVC
+from torch import nn
+
+from skadv import DeepNeuralRejection, NystroemOneVsAll, OneVsAllSVC
+from skadv._kernel_svm import OneVsAllFits, kernel_machine_from, squared_distances
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    order = np.random.RandomState(0).permutation(len(X))
+    return X[order], y[order]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_squared_distances_equal_sklearn(digits, dtype, monkeypatch):
+    X, _ = digits
+    X = X[:300].astype(dtype)
+    monkeypatch.setattr("skadv._kernel_svm._BLOCK_VALUES", 64 * 64)  # several blocks, both triangles
+    expected = euclidean_distances(X.astype(np.float64), squared=True)
+    symmetric = squared_distances(X)
+    np.testing.assert_allclose(symmetric, expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(symmetric, symmetric.T)
+    assert np.all(np.diag(symmetric) == 0)
+    np.testing.assert_allclose(squared_distances(X[:70], X[100:]), expected[:70, 100:], rtol=0, atol=1e-12)
+    approx = squared_distances(X[:70], X[100:], dtype=torch.float32)
+    np.testing.assert_allclose(approx, expected[:70, 100:], rtol=1e-5, atol=1e-5)
+
+
+def test_fold_fits_equal_sklearn_on_each_fold(digits):
+    """Every fold's one-vs-all problems, on slices of one kernel, equal sklearn fitted on that fold."""
+    X, y = digits[0][:400], digits[1][:400]
+    template = OneVsAllSVC(C=3, gamma="scale")
+    folds = list(KFold(4, shuffle=True, random_state=0).split(X))
+    fits = OneVsAllFits(template, X, y, 10, [*folds, (np.arange(len(X)), None)])
+    results = [call(*args, **kwargs) for call, args, kwargs in fits.tasks()]
+    *per_fold, (on_all, _) = fits.collect(iter(results))
+    for (train, test), (fitted, scores) in zip(folds, per_fold):
+        reference = OneVsRestClassifier(SVC(C=3, gamma="scale")).fit(X[train].astype(np.float64), y[train])
+        np.testing.assert_allclose(scores, reference.decision_function(X[test].astype(np.float64)), atol=1e-7)
+        np.testing.assert_allclose(fitted.decision_function(X[test]), scores, atol=1e-10)
+    reference = OneVsRestClassifier(SVC(C=3, gamma="scale")).fit(X.astype(np.float64), y)
+    np.testing.assert_allclose(on_all.decision_function(X[:50]), reference.decision_function(X[:50]), atol=1e-7)
+
+
+@pytest.mark.parametrize("precompute", [True, False])
+def test_one_vs_all_svc_threads_and_precompute_do_not_change_the_model(digits, precompute):
+    X, y = digits[0][:300], digits[1][:300]
+    serial = OneVsAllSVC(C=10, gamma=0.05, precompute_kernel=precompute).fit(X, y)
+    threaded = OneVsAllSVC(C=10, gamma=0.05, precompute_kernel=precompute, n_jobs=2).fit(X, y)
+    np.testing.assert_array_equal(serial.support_, threaded.support_)
+    np.testing.assert_array_equal(serial.dual_coef_, threaded.dual_coef_)
+    ovr = OneVsRestClassifier(SVC(C=10, gamma=0.05)).fit(X.astype(np.float64), y)
+    np.testing.assert_allclose(serial.decision_function(X[:40]), ovr.decision_function(X[:40]), atol=1e-8)
+
+
+def test_memory_budget_decides_precomputation():
+    assert OneVsAllSVC()._precomputes(11585) and not OneVsAllSVC()._precomputes(11586)
+    assert not OneVsAllSVC(max_precomputed_mb=1)._precomputes(400)
+    assert OneVsAllSVC(precompute_kernel=True, max_precomputed_mb=0)._precomputes(10)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_nystroem_one_vs_all_equals_sklearn_nystroem_and_ridge_classifier(digits, binary):
+    X, y = digits[0][:600].astype(np.float64), digits[1][:600]
+    y = y % 2 if binary else y
+    ours = NystroemOneVsAll(C=5, gamma=0.05, n_components=150, random_state=0).fit(X, y)
+    reference = make_pipeline(
+        Nystroem(gamma=0.05, n_components=150, random_state=0), RidgeClassifier(alpha=1 / 5)
+    ).fit(X, y)
+    np.testing.assert_array_equal(ours.support_vectors_, reference[0].components_)
+    expected = reference.decision_function(X[:100])
+    # Our fit computes the features' distances in float32: the solutions agree to its precision.
+    np.testing.assert_allclose(ours.decision_function(X[:100]), expected, atol=1e-4)
+    np.testing.assert_array_equal(ours.predict(X), reference.predict(X))
+    machine = kernel_machine_from(ours)
+    np.testing.assert_allclose(
+        machine(torch.as_tensor(X[:100])).numpy().reshape(expected.shape), ours.decision_function(X[:100]),
+        rtol=0, atol=1e-10,
+    )
+
+
+def test_nystroem_scores_decay_to_the_intercept_far_from_the_data(digits):
+    X, y = digits
+    clf = NystroemOneVsAll(C=1, gamma=0.05, n_components=100, random_state=0).fit(X[:500], y[:500])
+    np.testing.assert_allclose(clf.decision_function(X[:3] + 100.0), np.tile(clf.intercept_, (3, 1)), atol=1e-12)
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+@pytest.fixture(scope="module")
+def trained_mlp(digits):
+    X, y = digits
+    net = _mlp()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    x, t = torch.as_tensor(X[:800]), torch.as_tensor(y[:800])
+    for _ in range(150):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(net(x), t).backward()
+        optimizer.step()
+    return net.eval()
+
+
+def test_float32_kernels_match_float64(digits, trained_mlp):
+    X, y = digits
+    dnr = DeepNeuralRejection(trained_mlp, layers=[("1", OneVsAllSVC(C=10, gamma=0.1)), ("3", OneVsAllSVC(C=1, gamma=0.1))],
+                              random_state=0).fit(X[:800], y[:800])
+    scores64 = dnr.decision_function(X[800:])
+    scores32 = dnr.set_params(kernel_dtype="float32").decision_function(X[800:])
+    assert not np.array_equal(scores32, scores64)  # the float32 path really ran
+    np.testing.assert_allclose(scores32, scores64, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(scores32.argmax(1), scores64.argmax(1))
+    x = torch.as_tensor(X[800:804]).requires_grad_(True)
+    (grad,) = torch.autograd.grad(dnr._adaptive_logits(x)[:, :10].sum(), x)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_approximate_dnr_agrees_with_exact(digits, trained_mlp):
+    X, y = digits
+    def dnr(clf):
+        return DeepNeuralRejection(
+            trained_mlp, layers=[("1", clf(C=10, gamma=0.1)), ("3", clf(C=1, gamma=0.1))], random_state=0
+        ).fit(X[:800], y[:800])
+    exact = dnr(OneVsAllSVC)
+    approx = dnr(lambda **p: NystroemOneVsAll(n_components=300, random_state=0, **p))
+    assert all(len(e.support_) == 300 for e in approx.layer_estimators_)
+    X_test = X[800:]
+    same = np.mean(exact.decision_function(X_test).argmax(1) == approx.decision_function(X_test).argmax(1))
+    assert same > 0.95
+    # The approximation runs as the same differentiable kernels.
+    x = torch.as_tensor(X_test[:4]).requires_grad_(True)
+    (grad,) = torch.autograd.grad(approx._adaptive_logits(x)[:, :10].sum(), x)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0

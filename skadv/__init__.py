@@ -1,14 +1,14 @@
 """skadv: scikit-learn-compatible adversarial-example detectors backed by PyTorch."""
 
+import warnings
+
 from . import corruptions
 from ._adversarial_ae import AdversarialAEDetector
 from ._base import BaseDetector, InconsistentVersionWarning, ProtectedModel
 from ._distillation import ModelDistillationDetector
 from ._dnr import DeepNeuralRejection, DNRDetector
 from ._kernel_svm import OneVsAllSVC
-from ._harm import harmfulness, ks_drift_test
 from ._vae import VAEDetector, calibration_analysis
-from ._vae_plots import DistinctLabelsDisplay, ReconstructionCalibrationDisplay
 from ._version import __version__
 
 __all__ = [
@@ -16,19 +16,15 @@ __all__ = [
     "BaseDetector",
     "DNRDetector",
     "DeepNeuralRejection",
-    "DistinctLabelsDisplay",
     "InconsistentVersionWarning",
     "ModelDistillationDetector",
     "OneVsAllSVC",
     "ProtectedModel",
-    "ReconstructionCalibrationDisplay",
     "VAEDetector",
     "__version__",
     "attacks",
     "calibration_analysis",
     "corruptions",
-    "harmfulness",
-    "ks_drift_test",
     "metrics",
     "plotting",
 ]
@@ -37,3 +33,24 @@ __all__ = [
 from . import attacks  # noqa: E402
 from . import metrics  # noqa: E402
 from . import plotting  # noqa: E402
+
+# Names that moved: still importable from here, with a DeprecationWarning.
+_MOVED = {
+    "DistinctLabelsDisplay": "plotting",
+    "ReconstructionCalibrationDisplay": "plotting",
+    "harmfulness": "metrics",
+    "ks_drift_test": "metrics",
+}
+
+
+def __getattr__(name):
+    if name in _MOVED:
+        package = _MOVED[name]
+        warnings.warn(
+            f"skadv.{name} moved to skadv.{package}.{name}; import it from skadv.{package}. "
+            "The old path will be removed in a future release.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(globals()[package], name)
+    raise AttributeError(f"module 'skadv' has no attribute {name!r}")

@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from skadv import harmfulness, ks_drift_test
-from skadv.corruptions import CORRUPTIONS, ImageCorruption, corrupt, gaussian_noise, pixelate
+from skadv.corruptions import (
+    CORRUPTIONS,
+    ImageCorruption,
+    corrupt,
+    gaussian_noise,
+    pixelate,
+)
+from skadv.metrics import harmfulness, ks_drift_test
 
 
 def test_pixelate_averages_blocks_by_hand():

@@ -136,14 +136,14 @@ def test_attack_trace_display(setup):
     traced = PGD(det, eps=0.1, max_iter=4, random_state=0, trace=True)
     X_adv = traced.generate(X[:5], y[:5])
     fig, axes = plt.subplots(1, 2)
-    disp = AttackTraceDisplay(traced.trace_, sample_index=1).plot(ax=axes)
+    disp = AttackTraceDisplay(trace=traced.trace_, sample_index=1).plot(ax=axes)
     assert disp.figure_ is fig
     np.testing.assert_allclose(disp.axes_[0].get_lines()[0].get_ydata(), traced.trace_.loss[:, 1])
     assert _png_bytes(fig).startswith(PNG_MAGIC)
     disp = AttackTraceDisplay.from_trace(traced.trace_, X[:5], X_adv, sample_index=2, attack_name="PGD")
     assert _png_bytes(disp.figure_).startswith(PNG_MAGIC)
     with pytest.raises(ValueError, match="axes"):
-        AttackTraceDisplay(traced.trace_).plot(ax=axes[:1])
+        AttackTraceDisplay(trace=traced.trace_).plot(ax=axes[:1])
 
 
 def test_attack_trace_display_shows_raw_scores_of_dnr(setup):
@@ -176,7 +176,7 @@ def test_attack_trace_display_shows_raw_scores_of_dnr(setup):
     assert _png_bytes(disp.figure_).startswith(PNG_MAGIC)
 
     # Confidences on request; a plain model's trace shows them by default.
-    disp = AttackTraceDisplay(trace, sample_index=i, quantity="confidence").plot()
+    disp = AttackTraceDisplay(trace=trace, sample_index=i, quantity="confidence").plot()
     np.testing.assert_allclose(disp.axes_[1].get_lines()[0].get_ydata(), trace.true_confidence[:, i])
     assert disp.axes_[1].get_ylim() == (-0.02, 1.02)
     plt.close(disp.figure_)
@@ -184,8 +184,8 @@ def test_attack_trace_display_shows_raw_scores_of_dnr(setup):
     assert disp.quantity_ == "confidence"
     plt.close(disp.figure_)
     with pytest.raises(ValueError, match="quantity"):
-        AttackTraceDisplay(trace, quantity="proba").plot()
+        AttackTraceDisplay(trace=trace, quantity="proba").plot()
     old_trace = {k: v for k, v in trace.items() if not k.endswith("_score")}
     with pytest.raises(ValueError, match="raw scores"):
-        AttackTraceDisplay(old_trace, quantity="score").plot()
+        AttackTraceDisplay(trace=old_trace, quantity="score").plot()
     plt.close("all")

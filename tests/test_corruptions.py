@@ -80,3 +80,7 @@ def test_ks_drift_test_against_scipy():
     assert result.p_value == ks_2samp(ref, shifted).pvalue
     with pytest.raises(ValueError, match="NaN"):
         ks_drift_test(ref, [np.nan])
+    with pytest.raises(ValueError, match="'p_val' parameter of ks_drift_test must be a float in the range"):
+        ks_drift_test(ref, same, p_val=1.0)
+    with pytest.raises(ValueError, match="'y_true' parameter of harmfulness must be an array-like"):
+        harmfulness(3, [0], [0])

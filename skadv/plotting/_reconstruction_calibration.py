@@ -83,7 +83,13 @@ class ReconstructionCalibrationDisplay(_DisplayMixin):
         ax, figure, _ = self._validate_plot_params(ax=ax)
         self.bars_ = ax.bar(edges[:-1][filled], mean_loss[filled], width=widths[filled], **bar_kwargs)
         if show_counts and self.count is not None:
-            ax.bar_label(self.bars_, labels=[str(int(c)) for c in np.asarray(self.count)[filled]], fontsize="small")
+            # bar_label writes above the error bar when there is one; the padding keeps it off the cap,
+            # the extra head room keeps the tallest label inside the axes.
+            ax.bar_label(
+                self.bars_, labels=[str(int(c)) for c in np.asarray(self.count)[filled]], fontsize="small", padding=3
+            )
+            bottom, top = ax.get_ylim()
+            ax.set_ylim(bottom, top + 0.08 * (top - bottom))
         ax.set(
             xlabel="Classifier confidence (top probability)",
             ylabel="Mean VAE reconstruction loss",

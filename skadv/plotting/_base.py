@@ -55,10 +55,14 @@ def _legend_above_data(ax, data_bottom, data_top, **legend_kwargs):
 
     The legend goes to the top of the axes and the y limits grow to leave it
     its own band: ``data_bottom`` to ``data_top`` fill the rest. The band is
-    measured on the drawn legend, so it fits any figure size and font.
+    measured on the drawn legend (its height and its padding from the top),
+    so it fits the figure size and font; it is a quarter wider than measured
+    because a later ``tight_layout`` (titles, a suptitle) shrinks the axes,
+    while the legend keeps its size.
     """
     legend = ax.legend(**{"loc": "upper right", **legend_kwargs})
-    share = legend.get_window_extent().height / max(ax.get_window_extent().height, 1.0)
-    share = min(share + 0.04, 0.6)  # a small gap; never squeeze the data below 40 % of the axes
+    axes_box, legend_box = ax.get_window_extent(), legend.get_window_extent()
+    share = (axes_box.y1 - legend_box.y0) / max(axes_box.height, 1.0)
+    share = min(1.25 * share + 0.03, 0.6)  # never squeeze the data below 40 % of the axes
     ax.set_ylim(data_bottom, data_bottom + (data_top - data_bottom) / (1.0 - share))
     return legend

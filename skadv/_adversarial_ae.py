@@ -9,60 +9,21 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
-from ._base import BaseDetector, NetWithFrozenModel
+from ._base import BaseDetector, NetWithFrozenModel, TrainingNet
 from ._distillation import distillation_loss, kl_divergence, tempered_log_proba
+from ._layers import forward_capturing, resolve_layers
 
 # ----------------------------------------------------------------------------- loss and score
 
 
-def _resolve_layers(net, hidden_layer_kld):
-    """Map ``hidden_layer_kld`` keys (dotted names or int positions) to dotted names of ``net``."""
-    named = [name for name, _ in net.named_modules() if name]
-    resolved = []
-    for key in hidden_layer_kld:
-        if isinstance(key, (numbers.Integral, np.integer)) and not isinstance(key, bool):
-            if not -len(named) <= int(key) < len(named):
-                raise ValueError(
-                    f"hidden_layer_kld: layer index {key} is out of range; the model has "
-                    f"{len(named)} submodules: {named}."
-                )
-            resolved.append(named[int(key)])
-        elif isinstance(key, str) and key in named:
-            resolved.append(key)
-        else:
-            raise ValueError(
-                f"hidden_layer_kld: unknown layer {key!r}; use a dotted name from "
-                f"model.named_modules() or an int position in that list: {named}."
-            )
-    return tuple(resolved)
-
-
 def forward_with_hidden(classifier, layers, x):
     """One pass of ``classifier`` (a :class:`~skadv.ProtectedModel`) returning log-probabilities
-    and the outputs of its submodules named in ``layers``, captured with forward hooks.
-
-    A layer that runs several times in one pass contributes its last output.
+    and the outputs of its submodules named in ``layers`` (see :mod:`skadv._layers` for the
+    conventions; thread-safe).
     """
     if not layers:
         return classifier(x), []
-    captured = [None] * len(layers)
-
-    def make_hook(position):
-        def hook(module, inputs, output):
-            captured[position] = output if isinstance(output, torch.Tensor) else output[0]
-
-        return hook
-
-    handles = [
-        classifier.net.get_submodule(name).register_forward_hook(make_hook(position))
-        for position, name in enumerate(layers)
-    ]
-    try:
-        log_proba = classifier(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return log_proba, captured
+    return forward_capturing(classifier.net, layers, x, forward=classifier)
 
 
 def divergence_terms(
@@ -194,10 +155,9 @@ def default_autoencoder(input_shape):
 
 
 def _make_adversarial_ae_net_class():
-    from skorch import NeuralNet
     from skorch.utils import to_tensor
 
-    class AdversarialAENet(NetWithFrozenModel, NeuralNet):
+    class AdversarialAENet(NetWithFrozenModel, TrainingNet):
         """skorch net training the autoencoder (and heads) against the frozen classifier."""
 
         def _set_training(self, training=True):
@@ -260,8 +220,9 @@ class AdversarialAEDetector(BaseDetector):
         ``{layer: dim}``: add a KL term on each hidden layer of the classifier. ``layer`` is
         a dotted name from ``model.named_modules()`` (``model.module_`` for a skorch net) or
         an int position in that list without its root entry (so ``i`` is ``model[i]`` for an
-        ``nn.Sequential``). The layer's output
-        is flattened and fed to a trained head ``Linear(dim)`` whose softmax is compared.
+        ``nn.Sequential``). The layer's output (its first call, if the forward pass calls
+        it several times) is flattened and fed to a trained head ``Linear(dim)`` whose
+        softmax is compared.
     model_hl : list of nn.Module, default=None
         Heads to use instead of the default ones, one per entry of ``hidden_layer_kld`` in
         its order; each maps the layer's output batch to logits. They are copied and
@@ -288,7 +249,10 @@ class AdversarialAEDetector(BaseDetector):
         Share of training rows flagged; sets ``threshold_`` and ``offset_``.
     epochs : int, default=20
     batch_size : int, default=128
-        Training and inference batch size.
+        Training batch size, and the most rows scored at once. Scoring batches are also
+        capped at about 16 MiB of input-sized float32 values (the rows times the copies
+        each expands into while scored), so scoring memory stays bounded however large
+        this is.
     lr : float, default=1e-3
     optimizer : {'adam', 'adamw', 'sgd', 'rmsprop'} or torch optimizer class, default='adam'
         Named 'adam', 'adamw' and 'sgd' run torch's fused implementation (``fused=True``);
@@ -334,6 +298,12 @@ class AdversarialAEDetector(BaseDetector):
     See Also
     --------
     ModelDistillationDetector : detection by a distilled student's disagreement.
+
+    Notes
+    -----
+    A fitted detector can serve concurrent threads: its scoring methods keep all state
+    local to the call and give exactly the serial results. A ``fit`` that raises (or
+    is interrupted: Ctrl-C raises ``KeyboardInterrupt``) leaves the detector as it was.
 
     References
     ----------
@@ -463,7 +433,7 @@ class AdversarialAEDetector(BaseDetector):
     def _build_heads(self, x_sample):
         """Resolve the hidden layers and build their heads (sized on one forward pass)."""
         layer_dims = dict(self.hidden_layer_kld or {})
-        self.hidden_layers_ = _resolve_layers(self.model_.net, layer_dims)
+        self.hidden_layers_ = resolve_layers(self.model_.net, layer_dims, "hidden_layer_kld")
         n_layers = len(self.hidden_layers_)
         if self.w_model_hl is None:
             self.w_model_hl_ = (1.0,) * n_layers
@@ -526,6 +496,10 @@ class AdversarialAEDetector(BaseDetector):
         self.history_ = [dict(epoch) for epoch in net.history]
 
     # -- scoring ------------------------------------------------------------
+    def _inference_values_per_row(self):
+        # The row, its reconstruction, and both stacked for the classifier.
+        return 4 * self.n_features_in_
+
     def _divergences(self, x):
         """Adversarial score (n,) and log-probabilities of ``x`` then ``AE(x)`` (2n, K)."""
         model_kl, hidden_kl, log_proba = divergence_terms(

@@ -11,7 +11,10 @@ from ``score_samples`` and ``offset_`` (shared with ``DNRDetector``).
 
 import contextlib
 import copy
+import functools
 import numbers
+import signal
+import threading
 import warnings
 from abc import abstractmethod
 
@@ -19,12 +22,17 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils import Bunch, check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch import NeuralNet
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
-from ._persist import decode_modules, encode_modules
+from ._persist import decode_state, encode_state
 from ._version import __version__
 
 
@@ -180,13 +188,56 @@ def resolve_device(device, fitting=True):
 
 _ROW_BLOCK = 8
 
+# Inference batches hold at most this many float32-sized values (16 MiB), counting each row
+# as the copies it expands into while scored, whatever ``batch_size`` says.
+_INFERENCE_BUDGET = 2**22
+
 
 def _flatten_nd(X):
-    """Flatten image-like N-D arrays to 2-D rows, keeping their row shape."""
+    """Flatten image-like N-D arrays to 2-D rows, keeping their row shape.
+
+    Torch tensors become numpy arrays first; half-precision floats (float16, bfloat16,
+    which numpy cannot take from torch) are widened to float32, exactly.
+    """
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu()
+        if X.is_floating_point() and X.dtype not in (torch.float32, torch.float64):
+            X = X.float()
+        X = X.numpy()
+    elif getattr(getattr(X, "dtype", None), "name", None) in ("bfloat16", "float16"):
+        X = np.asarray(X, dtype=np.float32)  # e.g. ml_dtypes' bfloat16 arrays
     shape = getattr(X, "shape", None)
     if shape is not None and getattr(X, "ndim", 0) > 2:
         return np.asarray(X).reshape(shape[0], -1), tuple(shape[1:])
     return X, None
+
+
+def _is_fitted_attribute(name):
+    # scikit-learn's convention (check_is_fitted): trailing underscore, not a dunder.
+    return name.endswith("_") and not name.startswith("__")
+
+
+def fit_atomically(fit):
+    """Decorate ``fit`` so that it leaves the estimator as before when it fails or is interrupted.
+
+    ``fit`` runs on a staged shallow copy holding the parameters but none of the fitted
+    attributes; only when it returns are its fitted attributes committed, replacing all
+    the previous ones at once. An exception (or a KeyboardInterrupt) leaves the previous
+    fitted state intact, or the estimator unfitted: never a mix of both.
+    """
+
+    @functools.wraps(fit)
+    def wrapper(self, *args, **kwargs):
+        staged = type(self).__new__(type(self))
+        staged.__dict__.update({k: v for k, v in self.__dict__.items() if not _is_fitted_attribute(k)})
+        fit(staged, *args, **kwargs)
+        state = {k: v for k, v in self.__dict__.items() if not _is_fitted_attribute(k)}
+        state.update({k: v for k, v in staged.__dict__.items() if _is_fitted_attribute(k)})
+        # One assignment: a concurrent reader sees the old fitted state or the new one.
+        self.__dict__ = state
+        return self
+
+    return wrapper
 
 
 # ----------------------------------------------------------------------------- the mixin
@@ -222,6 +273,15 @@ class TorchEstimatorMixin:
         else:
             shape = nd_shape or (n_features,)
         self.input_shape_ = shape
+        # ptp per column: one pass, no (n, d) temporary.
+        if X.shape[0] == 1 or not np.ptp(X, axis=0).any():
+            warnings.warn(
+                f"{type(self).__name__} is fitted on "
+                + ("a single row" if X.shape[0] == 1 else f"{X.shape[0]} copies of a single row")
+                + ": it cannot learn how clean data varies, so its scores and threshold mean "
+                "little. Fit it on many distinct clean rows.",
+                UserWarning,
+            )
         return X
 
     def _validate_predict_input(self, X):
@@ -230,39 +290,73 @@ class TorchEstimatorMixin:
         return validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
 
     # -- tensors ------------------------------------------------------------
-    def _to_tensor(self, X):
-        """Rows of ``X`` as a float32 tensor shaped ``(n, *input_shape_)`` on ``device_`` (the one cast)."""
-        # Contiguous: torch rejects numpy arrays with negative strides (e.g. X[::-1]).
-        X = np.ascontiguousarray(X)
-        if not X.flags.writeable:
-            # Read-only (e.g. joblib memmaps under n_jobs): torch warns on sharing such memory.
-            X = X.copy()
-        x = torch.as_tensor(X, dtype=torch.float32)
-        return x.reshape((x.shape[0],) + tuple(self.input_shape_)).to(self.device_)
+    def _to_tensor(self, X, n_rows=None, buffer=None):
+        """Rows of ``X`` as a float32 tensor shaped ``(n, *input_shape_)`` on ``device_`` (the one cast).
+
+        Always a copy, never a view of ``X``: the user's model or ``preprocess_fn`` may write
+        into its input (e.g. normalise it in place). With ``n_rows`` larger than ``len(X)``
+        the rows are zero-padded to ``n_rows``, in the same copy. ``buffer`` (a float32
+        array of at least ``n_rows`` rows) is filled instead of a new array: allocating
+        fresh pages for every batch costs a noticeable share of a small model's pass.
+        """
+        n_rows = X.shape[0] if n_rows is None else n_rows
+        if buffer is None:
+            buffer = np.empty((n_rows,) + X.shape[1:], dtype=np.float32)
+        array = buffer[:n_rows]
+        array[: X.shape[0]] = X
+        array[X.shape[0] :] = 0
+        x = torch.from_numpy(array)
+        return x.reshape((n_rows,) + tuple(self.input_shape_)).to(self.device_)
 
     def _iter_batches(self, X):
-        for start in range(0, X.shape[0], self.batch_size):
-            yield self._to_tensor(X[start : start + self.batch_size])
+        batch_size = self._inference_batch_size()
+        for start in range(0, X.shape[0], batch_size):
+            yield self._to_tensor(X[start : start + batch_size])
+
+    def _inference_values_per_row(self):
+        """How many float32-sized values one row expands into while it is scored (roughly).
+
+        The input's own size by default; estimators that score several variants of a row
+        (reconstructions, samples) or compare it with stored data multiply it.
+        """
+        return self.n_features_in_
+
+    def _inference_batch_size(self):
+        """Rows per inference batch: ``batch_size``, capped so that a batch stays within the memory budget.
+
+        ``batch_size`` is validated here with the same constraint as in ``fit``, since it
+        may have been changed with ``set_params`` after fitting.
+        """
+        validate_parameter_constraints(
+            {"batch_size": TorchEstimatorMixin._torch_parameter_constraints["batch_size"]},
+            {"batch_size": self.batch_size},
+            caller_name=type(self).__name__,
+        )
+        budget_rows = _INFERENCE_BUDGET // max(1, int(self._inference_values_per_row()))
+        return int(min(self.batch_size, max(_ROW_BLOCK, budget_rows // _ROW_BLOCK * _ROW_BLOCK)))
 
     def _batched(self, fn, X):
         """Apply ``fn`` (tensor batch → tensor) to ``X`` in batches under inference mode; numpy float64.
 
-        Each batch is zero-padded to a multiple of 8 rows: CPU matrix kernels treat
-        remainder rows differently, so without padding a row's float32 score would
-        depend on how many rows were scored with it. Results go straight into one
-        preallocated array: keeping a list of small per-batch arrays interleaved with the
-        batches' large temporaries fragments the heap, which then never shrinks (measured:
-        hundreds of MB over 1e6 rows).
+        Batches hold :meth:`_inference_batch_size` rows, so memory stays bounded however
+        large ``batch_size`` is. Each batch is zero-padded to a multiple of 8 rows: CPU
+        matrix kernels treat remainder rows differently, so without padding a row's
+        float32 score would depend on how many rows were scored with it. Results go
+        straight into one preallocated array: keeping a list of small per-batch arrays
+        interleaved with the batches' large temporaries fragments the heap, which then
+        never shrinks (measured: hundreds of MB over 1e6 rows).
         """
         if X.shape[0] == 0:
             raise ValueError("X has no rows.")
+        batch_size = self._inference_batch_size()
+        # One input buffer for all batches: each batch's results are copied out before the next.
+        buffer = np.empty((-(-min(batch_size, X.shape[0]) // _ROW_BLOCK) * _ROW_BLOCK,) + X.shape[1:], np.float32)
         out = None
         with torch.inference_mode():
-            for start, x in zip(range(0, X.shape[0], self.batch_size), self._iter_batches(X)):
-                n_rows = x.shape[0]
-                n_padded = -(-n_rows // _ROW_BLOCK) * _ROW_BLOCK
-                if n_padded > n_rows:
-                    x = torch.cat([x, x.new_zeros((n_padded - n_rows,) + tuple(x.shape[1:]))])
+            for start in range(0, X.shape[0], batch_size):
+                rows = X[start : start + batch_size]
+                n_rows = rows.shape[0]
+                x = self._to_tensor(rows, -(-n_rows // _ROW_BLOCK) * _ROW_BLOCK, buffer)
                 batch = fn(x)[:n_rows].detach().cpu()
                 if out is None:
                     out = np.empty((X.shape[0],) + tuple(batch.shape[1:]), dtype=np.float64)
@@ -307,20 +401,20 @@ class TorchEstimatorMixin:
     # -- persistence --------------------------------------------------------
     def __getstate__(self):
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
-        state = {key: encode_modules(value) for key, value in state.items()}
+        state = encode_state(state)
         state["_skadv_version"] = __version__
         return state
 
     def __setstate__(self, state):
-        state = dict(state)
+        state = decode_state(state, type(self).__name__)
         saved_version = state.pop("_skadv_version", None)
         if saved_version != __version__:
+            saved = "an unknown skadv version" if saved_version is None else f"skadv {saved_version}"
             warnings.warn(
-                f"Loading {type(self).__name__} saved with skadv {saved_version} into skadv "
+                f"Loading {type(self).__name__} saved with {saved} into skadv "
                 f"{__version__}; this might lead to breaking code or invalid results.",
                 InconsistentVersionWarning,
             )
-        state = {key: decode_modules(value) for key, value in state.items()}
         if hasattr(super(), "__setstate__"):
             super().__setstate__(state)
         else:
@@ -411,8 +505,9 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator):
         """Adversarial score (n,) of a preprocessed batch; differentiable."""
 
     # -- fit ----------------------------------------------------------------
+    @fit_atomically
     def _fit(self, X, allow_sklearn_model=False):
-        """Shared body of ``fit``: validation, setup, training, threshold."""
+        """Shared body of ``fit``: validation, setup, training, threshold (committed only on success)."""
         X = self._validate_fit_input(X)
         seed = self._fit_seed()
         with torch_seed(seed, resolve_device(self.device, fitting=True)):
@@ -549,13 +644,12 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator):
     # -- training through skorch --------------------------------------------
     def _make_net(self, module, seed, net_cls=None, **kwargs):
         """A skorch net configured from the estimator's training parameters."""
-        from skorch import NeuralNet
         from skorch.callbacks import ProgressBar
 
         callbacks = copy.deepcopy(list(self.callbacks or []))
         if self.verbose:
             callbacks.append(("progress_bar", ProgressBar()))
-        return (net_cls or NeuralNet)(
+        return (net_cls or TrainingNet)(
             module=module,
             optimizer=resolve_optimizer(self.optimizer),
             **optimizer_options(self.optimizer),
@@ -582,6 +676,65 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+@contextlib.contextmanager
+def _flagging_sigint(net):
+    """While training in the main thread, record on ``net`` that SIGINT (Ctrl-C) arrived.
+
+    The previous Python handler still runs (and raises KeyboardInterrupt as usual); the
+    flag only tells a user's Ctrl-C apart from a callback raising KeyboardInterrupt.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+
+    def handler(signum, frame):
+        net._sigint_received = True
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class TrainingNet(NeuralNet):
+    """skorch ``NeuralNet`` whose training raises when interrupted instead of returning quietly.
+
+    skorch treats every KeyboardInterrupt during training as "stop here": it swallows
+    it and ``fit`` returns normally with whatever the network learnt so far. skadv's
+    detectors would then be fitted, thresholds included, on an under-trained network.
+    Here a KeyboardInterrupt a callback raises at the end of an epoch is still a request
+    to stop (skorch's ``EarlyStopping`` works that way) and training ends normally; any
+    other one — Ctrl-C (seen through SIGINT in the main thread) or one raised mid-epoch —
+    is re-raised by ``fit`` once skorch's ``on_train_end`` callbacks have run.
+    """
+
+    def notify(self, method_name, **cb_kwargs):
+        try:
+            super().notify(method_name, **cb_kwargs)
+        except KeyboardInterrupt:
+            if method_name == "on_epoch_end" and not getattr(self, "_sigint_received", False):
+                self._stop_requested = True
+            raise
+
+    def fit_loop(self, *args, **kwargs):
+        try:
+            return super().fit_loop(*args, **kwargs)
+        except KeyboardInterrupt:
+            self._interrupted = not getattr(self, "_stop_requested", False)
+            raise
+
+    def partial_fit(self, *args, **kwargs):
+        self._sigint_received = self._stop_requested = self._interrupted = False
+        with _flagging_sigint(self):
+            super().partial_fit(*args, **kwargs)
+        if self._interrupted:
+            raise KeyboardInterrupt("Training was interrupted; the estimator is left as it was before fit.")
+        return self
 
 
 class TensorBatches:

@@ -105,7 +105,10 @@ class ModelDistillationDetector(BaseDetector):
         Share of training rows flagged; sets ``threshold_`` and ``offset_``.
     epochs : int, default=20
     batch_size : int, default=128
-        Training and inference batch size.
+        Training batch size, and the most rows scored at once. Scoring batches are also
+        capped at about 16 MiB of input-sized float32 values (the rows times the copies
+        each expands into while scored), so scoring memory stays bounded however large
+        this is.
     lr : float, default=1e-3
     optimizer : {'adam', 'adamw', 'sgd', 'rmsprop'} or torch optimizer class, default='adam'
         Named 'adam', 'adamw' and 'sgd' run torch's fused implementation (``fused=True``);
@@ -146,6 +149,12 @@ class ModelDistillationDetector(BaseDetector):
     See Also
     --------
     AdversarialAEDetector : detection and correction through an autoencoder.
+
+    Notes
+    -----
+    A fitted detector can serve concurrent threads: its scoring methods keep all state
+    local to the call and give exactly the serial results. A ``fit`` that raises (or
+    is interrupted: Ctrl-C raises ``KeyboardInterrupt``) leaves the detector as it was.
 
     Examples
     --------
@@ -230,7 +239,7 @@ class ModelDistillationDetector(BaseDetector):
         with torch.inference_mode():
             # The teacher is frozen: its targets are computed once, not every epoch.
             teacher_log_proba = torch.cat(
-                [self._model_log_proba(x.to(self.device_)).cpu() for x in torch.from_numpy(X_model).split(self.batch_size)]
+                [self._model_log_proba(x.to(self.device_)).cpu() for x in torch.from_numpy(X_model).split(self._inference_batch_size())]
             )
         targets = tempered_proba(teacher_log_proba, self.temperature).numpy()
         self.n_classes_ = targets.shape[1]

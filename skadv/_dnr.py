@@ -14,8 +14,15 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_y, check_is_fitted
 from torch import nn
 
-from ._base import OffsetOutlierMixin, TorchEstimatorMixin, resolve_device, torch_seed
+from ._base import (
+    OffsetOutlierMixin,
+    TorchEstimatorMixin,
+    fit_atomically,
+    resolve_device,
+    torch_seed,
+)
 from ._kernel_svm import OneVsAllSVC, kernel_machine_from
+from ._layers import forward_capturing, resolve_layers
 
 #: Label that :meth:`DeepNeuralRejection.predict` gives rejected rows.
 REJECT_LABEL = -1
@@ -32,46 +39,18 @@ def _default_combiner():
 # ----------------------------------------------------------------------------- layer capture
 
 
-class _CapturedAll(Exception):
-    """Raised by the last forward hook: the rest of the network is not needed."""
+def _flat_float64(output):
+    # A float64 copy (what the SVMs take), flattened per row.
+    return output.reshape(output.shape[0], -1).to(torch.float64, copy=True)
 
 
-def capture_layers(net, modules, x):
-    """Flattened float64 outputs ``(n, d_l)`` of ``modules`` (submodules of ``net``) for one forward pass of ``x``.
+def capture_layers(net, names, x):
+    """Flattened float64 outputs ``(n, d_l)`` of the submodules of ``net`` named in ``names`` for one pass of ``x``.
 
-    A module called several times in ``forward`` is captured at its first call. The
-    forward pass stops once every module has produced its output.
+    The forward pass stops once every layer has produced its output (thread-safe; see
+    :mod:`skadv._layers` for the conventions).
     """
-    captured = {}
-
-    def make_hook(index):
-        def hook(module, args, output):
-            if index in captured:
-                return
-            if not isinstance(output, torch.Tensor):
-                raise TypeError(
-                    f"Layer {type(module).__name__} returned {type(output).__name__}; "
-                    "DeepNeuralRejection needs layers whose output is one tensor."
-                )
-            # A float64 copy (what the SVMs take): a later in-place operation
-            # (ReLU(inplace=True)) must not change it.
-            captured[index] = output.reshape(output.shape[0], -1).to(torch.float64, copy=True)
-            if len(captured) == len(modules):
-                raise _CapturedAll
-
-        return hook
-
-    handles = [module.register_forward_hook(make_hook(i)) for i, module in enumerate(modules)]
-    try:
-        net(x)
-    except _CapturedAll:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
-    if len(captured) < len(modules):
-        raise ValueError("Some of the chosen layers are not called by the model's forward pass.")
-    return [captured[i] for i in range(len(modules))]
+    return forward_capturing(net, names, x, transform=_flat_float64, need_output=False)[1]
 
 
 # ----------------------------------------------------------------------------- joblib tasks
@@ -136,11 +115,13 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         The trained network. Its hidden layers are needed, so it must be torch. It is
         copied, never modified. Wrap a skorch net in ``sklearn.frozen.FrozenEstimator``
         to keep it fitted through ``clone()``.
-    layers : list of str or of (str, estimator) pairs, default=None
+    layers : list of str or int, or of (str, estimator) pairs, default=None
         Required. Layers to read, by their names in ``model.named_modules()`` (e.g.
-        ``"features.relu2"``). A plain name uses ``layer_clf``; a ``(name, estimator)``
-        pair gives that layer its own classifier, reachable through ``set_params`` as in
-        a Pipeline: ``set_params(**{"features.relu2__C": 10})``.
+        ``"features.relu2"``) or their int positions in that list without its root entry
+        (``i`` is ``model[i]`` for an ``nn.Sequential``). A layer the forward pass calls
+        several times is read at its first call. A plain entry uses ``layer_clf``; a
+        ``(name, estimator)`` pair gives that layer its own classifier, reachable through
+        ``set_params`` as in a Pipeline: ``set_params(**{"features.relu2__C": 10})``.
     layer_clf : classifier with decision_function, default=None
         Classifier of the layers given by name. None means ``OneVsAllSVC()`` (C=1,
         gamma='scale'). Use one-vs-all RBF SVMs: their scores abate away from the data,
@@ -160,7 +141,8 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         unless in a ``joblib.parallel_config`` context). The fitted model does not
         depend on it.
     batch_size : int, default=128
-        Rows per forward pass.
+        The most rows per forward pass. Batches are also capped at about 16 MiB of
+        float32-sized values (the input, and the kernel row of every support vector).
     input_shape : tuple of int, default=None
         Shape of one row as the model expects it (e.g. ``(1, 8, 8)``). None uses rows as
         they are (or the trailing shape of an N-D ``X``).
@@ -173,6 +155,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
     ----------
     classes_ : ndarray of shape (n_classes,)
     layer_names_ : list of str
+        Dotted names of the layers read, in the order of ``layers``.
     layer_estimators_ : list of estimators
         Layer classifiers refitted on all data, in ``layer_names_`` order.
     combiner_ : estimator
@@ -200,6 +183,10 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
     convention). scikit-learn's common checks expect ``n_classes`` columns (a single one
     for two classes); these two checks are the documented exceptions. There is no
     ``predict_proba``: the scores are uncalibrated SVM decision values.
+
+    A fitted estimator can serve concurrent threads: the hidden layers are read through
+    hooks that only see the calling thread's batches, so concurrent calls give exactly
+    the serial results. A ``fit`` that raises leaves the estimator as it was.
 
     Examples
     --------
@@ -334,7 +321,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         shared = self.layer_clf if self.layer_clf is not None else _default_layer_clf()
         specs = []
         for entry in self.layers:
-            if isinstance(entry, str):
+            if isinstance(entry, (str, numbers.Integral, np.integer)) and not isinstance(entry, bool):
                 specs.append((entry, shared))
             elif isinstance(entry, (tuple, list)) and len(entry) == 2 and isinstance(entry[0], str):
                 estimator = entry[1] if entry[1] is not None else shared
@@ -343,7 +330,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
                 specs.append((entry[0], estimator))
             else:
                 raise ValueError(f"Each entry of layers must be a layer name or a (name, estimator) pair; got {entry!r}.")
-        names = [name for name, _ in specs]
+        names = [name for name, _ in specs if isinstance(name, str)]
         own_params = set(self.get_params(deep=False))
         for name in names:
             if not name or "__" in name:
@@ -354,19 +341,9 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
             raise ValueError(f"Layer names must be unique; got {names}.")
         return specs
 
-    def _hooked_modules(self):
-        net = self.model_.net
-        available = dict(net.named_modules())
-        missing = [name for name in self.layer_names_ if name not in available]
-        if missing:
-            raise ValueError(
-                f"Layers {missing} are not modules of the model. Available names: "
-                f"{[name for name in available if name]}."
-            )
-        return [available[name] for name in self.layer_names_]
-
     # -- fit ------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=False)
+    @fit_atomically
     def fit(self, X, y):
         """Fit the layer SVMs, the combiner on their out-of-fold scores, then refit the layers.
 
@@ -396,10 +373,10 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
                 f"data contains only 1 class: {self.classes_[0]!r}."
             )
         specs = self._layer_specs()
-        self.layer_names_ = [name for name, _ in specs]
         seed = self._fit_seed()
         with torch_seed(seed, resolve_device(self.device, fitting=True)):
             self._setup_model(X)
+        self.layer_names_ = list(resolve_layers(self.model_.net, [name for name, _ in specs]))
         features = self._layer_features(X)
         folds = self._folds(X, y_encoded, seed)
 
@@ -433,11 +410,10 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
 
     def _layer_features(self, X):
         """Flattened float64 outputs of every chosen layer, from one batched forward pass."""
-        modules = self._hooked_modules()
         dims = []
 
         def stacked(x):
-            outputs = capture_layers(self.model_.net, modules, x)
+            outputs = capture_layers(self.model_.net, self.layer_names_, x)
             dims[:] = [o.shape[1] for o in outputs]
             return torch.cat(outputs, dim=1)
 
@@ -469,6 +445,14 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         kernel_net.combiner = kernel_machine_from(self.combiner_)
         return kernel_net.to(self.device_).eval()
 
+    def _inference_values_per_row(self):
+        # float64 layer features, and a float64 kernel row against every support vector.
+        kernel_net = getattr(self, "kernel_net_", None)
+        n_support = 0 if kernel_net is None else sum(
+            getattr(machine, "support_vectors", torch.empty(0)).shape[0] for machine in kernel_net.modules()
+        )
+        return self.n_features_in_ + 2 * n_support
+
     # -- torch evaluation -----------------------------------------------------
     def _scores_of(self, estimator, machine, z):
         if machine is not None:
@@ -483,7 +467,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
 
     def _class_scores(self, x):
         """Combiner scores ``(n, n_classes)`` (float64) of a batch shaped ``(n, *input_shape_)``."""
-        layer_outputs = capture_layers(self.model_.net, self._hooked_modules(), x)
+        layer_outputs = capture_layers(self.model_.net, self.layer_names_, x)
         layer_scores = [
             self._scores_of(estimator, self.kernel_net_.layers[str(i)] if str(i) in self.kernel_net_.layers else None, z)
             for i, (estimator, z) in enumerate(zip(self.layer_estimators_, layer_outputs))
@@ -666,6 +650,7 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
         self.estimator = estimator
 
     @_fit_context(prefer_skip_nested_validation=False)
+    @fit_atomically
     def fit(self, X, y=None):
         """Fit the wrapped DNR on ``(X, y)``, or adopt a frozen fitted one (``X``, ``y`` ignored).
 

@@ -9,10 +9,9 @@ from sklearn.base import _fit_context
 from sklearn.utils import Bunch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, column_or_1d
-from skorch import NeuralNet
 from torch import nn
 
-from ._base import BaseDetector
+from ._base import BaseDetector, TrainingNet
 from .metrics import loss_by_confidence
 
 # ----------------------------------------------------------------------------- the VAE
@@ -130,7 +129,7 @@ class ELBOLoss(nn.Module):
         ).mean()
 
 
-class VAENet(NeuralNet):
+class VAENet(TrainingNet):
     """skorch net training a :class:`VAE` on the ELBO; targets are ignored (unsupervised).
 
     The criterion needs the input batch, which skorch hands to ``get_loss``.
@@ -253,7 +252,10 @@ class VAEDetector(BaseDetector):
         Share of training rows flagged; sets ``threshold_`` and ``offset_``.
     epochs : int, default=50
     batch_size : int, default=128
-        Training and inference batch size.
+        Training batch size, and the most rows scored at once. Scoring batches are also
+        capped at about 16 MiB of input-sized float32 values (the rows times the copies
+        each expands into while scored), so scoring memory stays bounded however large
+        this is.
     lr : float, default=1e-3
     optimizer : {'adam', 'adamw', 'sgd', 'rmsprop'} or torch optimizer class, default='adam'
         Named 'adam', 'adamw' and 'sgd' run torch's fused implementation (``fused=True``);
@@ -301,6 +303,12 @@ class VAEDetector(BaseDetector):
     AdversarialAEDetector : detection and correction through an autoencoder trained
         against the classifier.
     calibration_analysis : reconstruction loss against classifier confidence.
+
+    Notes
+    -----
+    A fitted detector can serve concurrent threads: its scoring methods keep all state
+    local to the call and give exactly the serial results. A ``fit`` that raises (or
+    is interrupted: Ctrl-C raises ``KeyboardInterrupt``) leaves the detector as it was.
 
     Examples
     --------
@@ -421,6 +429,10 @@ class VAEDetector(BaseDetector):
         self.score_scales_ = np.maximum(parts.mean(axis=0), np.finfo(np.float32).tiny)
 
     # -- sampling ------------------------------------------------------------
+    def _inference_values_per_row(self):
+        # K reconstructions per row, and the row with them stacked for the classifier.
+        return 2 * (self.n_samples + 1) * self.n_features_in_
+
     def _latent_noise(self):
         """The scoring methods' K latent draws ``(K, latent_dim)``: seeded, shared by all rows."""
         generator = torch.Generator().manual_seed(self.sampling_seed_)

@@ -21,9 +21,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from skadv import ModelDistillationDetector, harmfulness, ks_drift_test  # noqa: E402
+from skadv import ModelDistillationDetector  # noqa: E402
 from skadv._demo import load_digits_images, train_classifier  # noqa: E402
 from skadv.corruptions import CORRUPTIONS, corrupt  # noqa: E402
+from skadv.metrics import harmfulness, ks_drift_test  # noqa: E402
 
 
 def main(quick=False, out="examples_out"):

@@ -86,7 +86,7 @@ def main(quick=False, out="examples_out"):
           "misclassifies")
 
     fig, ax = plt.subplots(figsize=(6.2, 4.2))
-    SecurityEvaluationDisplay(eps_values, cnn_eval.accuracy, detection_rate=rejection_rate,
+    SecurityEvaluationDisplay(eps_values=eps_values, accuracy=cnn_eval.accuracy, detection_rate=rejection_rate,
                               accuracy_with_rejection=dnr_accuracy).plot(ax=ax)
     labels = ["CNN alone: accuracy", "DNR: accuracy with rejection", "DNR: rejection rate"]
     for line, label in zip(ax.get_lines(), labels):

@@ -102,7 +102,7 @@ def main(quick=False, out="examples_out"):
                                             ("L2", ["FGM L2", "PGD L2"]))):
         for name in names:
             res = results[name]
-            disp = SecurityEvaluationDisplay(res["eps_values"], res["accuracy"]).plot(ax=ax)
+            disp = SecurityEvaluationDisplay(eps_values=res["eps_values"], accuracy=res["accuracy"]).plot(ax=ax)
             disp.lines_["accuracy"].set_label(name)
         ax.legend(loc="upper right", title="attack")
         ax.set_title(f"Digits CNN under {norm_name} attacks (no defense)")

@@ -28,16 +28,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from skadv import (  # noqa: E402
-    DistinctLabelsDisplay,
-    ReconstructionCalibrationDisplay,
-    VAEDetector,
-    calibration_analysis,
-)
+from skadv import VAEDetector, calibration_analysis  # noqa: E402
 from skadv._demo import load_digits_images, train_classifier  # noqa: E402
 from skadv.attacks import PGD  # noqa: E402
 from skadv.metrics import detection_auroc, tpr_at_fpr  # noqa: E402
-from skadv.plotting import ScoreHistogramDisplay  # noqa: E402
+from skadv.plotting import (  # noqa: E402
+    DistinctLabelsDisplay,
+    ReconstructionCalibrationDisplay,
+    ScoreHistogramDisplay,
+)
 
 
 def main(quick=False, out="examples_out"):

@@ -1,15 +1,15 @@
 """skadv: scikit-learn-compatible adversarial-example detectors backed by PyTorch."""
 
+import warnings
+
 from . import compat, corruptions, datasets, utils
 from ._adversarial_ae import AdversarialAEDetector
 from ._base import BaseDetector, InconsistentVersionWarning
 from ._distillation import ModelDistillationDetector
 from ._dnr import DeepNeuralRejection, DNRDetector
-from ._harm import harmfulness, ks_drift_test
 from ._kernel_svm import NystroemOneVsAll, OneVsAllSVC
 from ._model import ProtectedModel
 from ._vae import VAEDetector, calibration_analysis
-from ._vae_plots import DistinctLabelsDisplay, ReconstructionCalibrationDisplay
 from ._version import __version__
 
 __all__ = [
@@ -17,13 +17,11 @@ __all__ = [
     "BaseDetector",
     "DNRDetector",
     "DeepNeuralRejection",
-    "DistinctLabelsDisplay",
     "InconsistentVersionWarning",
     "ModelDistillationDetector",
     "NystroemOneVsAll",
     "OneVsAllSVC",
     "ProtectedModel",
-    "ReconstructionCalibrationDisplay",
     "VAEDetector",
     "__version__",
     "attacks",
@@ -31,8 +29,6 @@ __all__ = [
     "compat",
     "corruptions",
     "datasets",
-    "harmfulness",
-    "ks_drift_test",
     "metrics",
     "plotting",
     "utils",
@@ -42,3 +38,24 @@ __all__ = [
 from . import attacks  # noqa: E402
 from . import metrics  # noqa: E402
 from . import plotting  # noqa: E402
+
+# Names that moved: still importable from here, with a DeprecationWarning.
+_MOVED = {
+    "DistinctLabelsDisplay": "plotting",
+    "ReconstructionCalibrationDisplay": "plotting",
+    "harmfulness": "metrics",
+    "ks_drift_test": "metrics",
+}
+
+
+def __getattr__(name):
+    if name in _MOVED:
+        package = _MOVED[name]
+        warnings.warn(
+            f"skadv.{name} moved to skadv.{package}.{name}; import it from skadv.{package}. "
+            "The old path will be removed in a future release.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(globals()[package], name)
+    raise AttributeError(f"module 'skadv' has no attribute {name!r}")

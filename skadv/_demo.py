@@ -71,15 +71,15 @@ def _fit_detectors(cnn, X_fit, y_fit, X_val, quick, random_state):
     return detectors
 
 
-def _adversarial_score(det, X):
-    # DNR's reject score: a low best-class score is suspicious.
-    return -det.score_samples(X) if hasattr(det, "compute_threshold") else det.adversarial_score(X)
-
-
 def _evaluate(det, X_clean, X_adv, y, predict_classifier):
-    from .metrics import accuracy_with_rejection, detection_auroc, tpr_at_fpr
+    from .metrics import (
+        accuracy_with_rejection,
+        adversarial_scores,
+        detection_auroc,
+        tpr_at_fpr,
+    )
 
-    clean_scores, adv_scores = _adversarial_score(det, X_clean), _adversarial_score(det, X_adv)
+    clean_scores, adv_scores = adversarial_scores(det, X_clean), adversarial_scores(det, X_adv)
     pred_adv = predict_classifier(X_adv)
     if hasattr(det, "compute_threshold"):  # DNR classifies accepted rows itself; -1 = rejected
         with_detection = accuracy_with_rejection(y, det.predict(X_adv), attacked=True)
@@ -92,7 +92,7 @@ def _evaluate(det, X_clean, X_adv, y, predict_classifier):
         "with_detection": with_detection,
         "corrected": float(np.mean(det.correct(X_adv).corrected == y)) if hasattr(det, "correct") else None,
     }
-    return row, clean_scores, adv_scores
+    return row
 
 
 def run_demo(out_dir="skadv_demo", quick=False, random_state=0):
@@ -107,9 +107,13 @@ def run_demo(out_dir="skadv_demo", quick=False, random_state=0):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from . import DistinctLabelsDisplay
     from .attacks import FGSM, PGD, PGDLineSearch
-    from .plotting import AttackTraceDisplay, ScoreHistogramDisplay, SecurityEvaluationDisplay
+    from .plotting import (
+        AttackTraceDisplay,
+        DistinctLabelsDisplay,
+        ScoreHistogramDisplay,
+        SecurityEvaluationDisplay,
+    )
 
     start = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
@@ -144,7 +148,7 @@ def run_demo(out_dir="skadv_demo", quick=False, random_state=0):
     for name, X_adv in attacks.items():
         print(f"{name:14s} classifier accuracy {np.mean(predict_classifier(X_adv) == y_eval):.3f}")
 
-    rows, histograms = [], {}
+    rows = []
     for det_name, det in detectors.items():
         runs = dict(attacks)
         # Adaptive: the attack sees classifier and detector together (Carlini & Wagner 2017).
@@ -152,10 +156,7 @@ def run_demo(out_dir="skadv_demo", quick=False, random_state=0):
                                            random_state=random_state, eot_samples=2 if quick else 4
                                            ).generate(X_eval, y_eval)
         for attack_name, X_adv in runs.items():
-            row, clean_scores, adv_scores = _evaluate(det, X_eval, X_adv, y_eval, predict_classifier)
-            rows.append((det_name, attack_name, row))
-            if attack_name == "PGD eps=0.2":
-                histograms[det_name] = (clean_scores, adv_scores)
+            rows.append((det_name, attack_name, _evaluate(det, X_eval, X_adv, y_eval, predict_classifier)))
         print(f"{det_name:18s} evaluated ({time.perf_counter() - start:5.0f} s so far)", flush=True)
 
     _section("results (positives: all attacked inputs; thresholds fixed before attacking)")
@@ -179,11 +180,12 @@ def run_demo(out_dir="skadv_demo", quick=False, random_state=0):
         plt.close(fig)
         written.append(path)
 
-    fig, axes = plt.subplots(1, len(histograms), figsize=(4.2 * len(histograms), 3.4))
-    for ax, (det_name, (clean_scores, adv_scores)) in zip(axes, histograms.items()):
-        # The axis is the adversarial score; DNR's threshold_ is on its class score (reject below).
-        threshold = -detectors[det_name].threshold_ if det_name == "DNR" else detectors[det_name].threshold_
-        ScoreHistogramDisplay.from_predictions(clean_scores, adv_scores, threshold=threshold, name=det_name, ax=ax)
+    fig, axes = plt.subplots(1, len(detectors), figsize=(4.2 * len(detectors), 3.4))
+    for ax, (det_name, det) in zip(axes, detectors.items()):
+        # Each detector's own threshold, on the plotted scale; log axes for scores piled up near 0.
+        ScoreHistogramDisplay.from_estimator(
+            det, X_eval, attacks["PGD eps=0.2"], name=det_name, log_scale="auto", ax=ax
+        )
     fig.suptitle("Adversarial scores: clean vs PGD eps=0.2 (non-adaptive)")
     save(fig, "score_histograms.png")
 

@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import nn
 
 from ._base import BaseDetector, TrainingNet
+from .metrics import loss_by_confidence
 
 # ----------------------------------------------------------------------------- the VAE
 
@@ -568,69 +569,6 @@ class VAEDetector(BaseDetector):
 # ----------------------------------------------------------------------------- calibration
 
 
-def _confidence_bins(confidence, n_bins, strategy):
-    if strategy == "quantile":
-        edges = np.quantile(confidence, np.linspace(0, 1, n_bins + 1))
-        edges[0], edges[-1] = min(edges[0], 0.0), max(edges[-1], 1.0)
-    else:
-        edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # Bin i holds edges[i] <= c < edges[i+1]; the last bin includes 1.
-    return edges, np.clip(np.searchsorted(edges[1:-1], confidence, side="right"), 0, n_bins - 1)
-
-
-def calibration_analysis_from_predictions(
-    confidence, reconstruction_loss, y_correct=None, *, n_bins=10, strategy="uniform"
-):
-    """Mean reconstruction loss (and accuracy) per classifier-confidence bin.
-
-    Parameters
-    ----------
-    confidence : array-like of shape (n_samples,)
-        The classifier's top probability per row, in [0, 1].
-    reconstruction_loss : array-like of shape (n_samples,)
-    y_correct : array-like of shape (n_samples,) of bool, default=None
-        Whether the classifier is right on each row; adds the per-bin accuracy.
-    n_bins : int, default=10
-    strategy : {'uniform', 'quantile'}, default='uniform'
-        Equal-width bins on [0, 1], or bins holding equal numbers of rows.
-
-    Returns
-    -------
-    result : sklearn.utils.Bunch
-        See :func:`calibration_analysis`.
-    """
-    if not isinstance(n_bins, numbers.Integral) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}.")
-    if strategy not in ("uniform", "quantile"):
-        raise ValueError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}.")
-    confidence = column_or_1d(np.asarray(confidence, dtype=float))
-    loss = column_or_1d(np.asarray(reconstruction_loss, dtype=float))
-    if confidence.shape != loss.shape:
-        raise ValueError(
-            f"confidence and reconstruction_loss differ in length: {confidence.shape[0]} != {loss.shape[0]}."
-        )
-    edges, bin_index = _confidence_bins(confidence, n_bins, strategy)
-    count = np.bincount(bin_index, minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_loss = np.bincount(bin_index, weights=loss, minlength=n_bins) / count
-        mean_square = np.bincount(bin_index, weights=loss**2, minlength=n_bins) / count
-        mean_confidence = np.bincount(bin_index, weights=confidence, minlength=n_bins) / count
-        accuracy = None
-        if y_correct is not None:
-            y_correct = column_or_1d(np.asarray(y_correct, dtype=float))
-            accuracy = np.bincount(bin_index, weights=y_correct, minlength=n_bins) / count
-    return Bunch(
-        bin_edges=edges,
-        count=count,
-        mean_loss=mean_loss,
-        std_loss=np.sqrt(np.maximum(mean_square - mean_loss**2, 0.0)),
-        mean_confidence=mean_confidence,
-        accuracy=accuracy,
-        confidence=confidence,
-        reconstruction_loss=loss,
-    )
-
-
 def calibration_analysis(detector, X, y=None, *, n_bins=10, strategy="uniform"):
     """Relate a fitted :class:`VAEDetector`'s reconstruction loss to the classifier's confidence.
 
@@ -682,6 +620,5 @@ def calibration_analysis(detector, X, y=None, *, n_bins=10, strategy="uniform"):
         if y.shape[0] != predicted.shape[0]:
             raise ValueError(f"X has {predicted.shape[0]} rows but y has {y.shape[0]}.")
         y_correct = detector._class_labels(predicted.astype(int)) == y
-    return calibration_analysis_from_predictions(
-        confidence, loss, y_correct, n_bins=n_bins, strategy=strategy
-    )
+    binned = loss_by_confidence(confidence, loss, y_correct=y_correct, n_bins=n_bins, strategy=strategy)
+    return Bunch(**binned, confidence=confidence, reconstruction_loss=loss)

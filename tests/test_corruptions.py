@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from skadv import harmfulness, ks_drift_test
-from skadv.corruptions import CORRUPTIONS, ImageCorruption, corrupt, gaussian_noise, pixelate
+from skadv.corruptions import (
+    CORRUPTIONS,
+    ImageCorruption,
+    corrupt,
+    gaussian_noise,
+    pixelate,
+)
+from skadv.metrics import harmfulness, ks_drift_test
 
 
 def test_pixelate_averages_blocks_by_hand():
@@ -74,3 +80,7 @@ def test_ks_drift_test_against_scipy():
     assert result.p_value == ks_2samp(ref, shifted).pvalue
     with pytest.raises(ValueError, match="NaN"):
         ks_drift_test(ref, [np.nan])
+    with pytest.raises(ValueError, match="'p_val' parameter of ks_drift_test must be a float in the range"):
+        ks_drift_test(ref, same, p_val=1.0)
+    with pytest.raises(ValueError, match="'y_true' parameter of harmfulness must be an array-like"):
+        harmfulness(3, [0], [0])

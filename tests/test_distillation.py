@@ -4,6 +4,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from _models import LazyMLP, digits_mlp
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
@@ -14,9 +15,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from _models import LazyMLP, digits_mlp
-from skadv import ModelDistillationDetector, harmfulness
+from skadv import ModelDistillationDetector
 from skadv.corruptions import gaussian_noise
+from skadv.metrics import harmfulness
 
 OVERWRITE_XFAIL = {
     "check_estimators_overwrite_params": (

@@ -14,7 +14,11 @@ from skadv import ModelDistillationDetector
 from skadv.attacks import FGSM, PGD
 from skadv.metrics import (
     accuracy_with_rejection,
+    adversarial_scores,
+    clean_vs_attacked,
     detection_auroc,
+    detection_threshold,
+    loss_by_confidence,
     make_attack_scorer,
     security_evaluation,
     tpr_at_fpr,
@@ -231,3 +235,53 @@ def test_attack_scorer_validation(mlp, digits):
     with pytest.raises(ValueError, match="adversarial score"):
         make_attack_scorer(PGD)(mlp, X, y)
     assert "PGD" in repr(make_attack_scorer(PGD, eps=0.1))
+
+
+# --------------------------------------------------------------------------- scores, thresholds, binning
+
+
+def test_adversarial_scores_and_detection_threshold_match_predict(digits, detector):
+    _, (X, _) = digits
+    scores = adversarial_scores(detector, X)
+    np.testing.assert_array_equal(scores, detector.adversarial_score(X))
+    threshold = detection_threshold(detector)
+    assert threshold == detector.threshold_ == -detector.offset_
+    np.testing.assert_array_equal(scores > threshold, detector.predict(X) == -1)
+    # A Pipeline scores and thresholds with its last step.
+    pipe = make_pipeline(FunctionTransformer(), detector)
+    np.testing.assert_allclose(adversarial_scores(pipe, X), -detector.score_samples(X))
+    assert detection_threshold(pipe) == threshold
+    with pytest.raises(ValueError, match="'estimator' parameter of adversarial_scores"):
+        adversarial_scores(StandardScaler(), X)
+
+
+def test_loss_by_confidence_by_hand():
+    confidence = [0.05, 0.3, 0.45, 0.9, 1.0]
+    loss = [1.0, 0.8, 0.6, 0.1, 0.3]
+    result = loss_by_confidence(confidence, loss, y_correct=[0, 1, 0, 1, 1], n_bins=4)
+    np.testing.assert_allclose(result.bin_edges, [0, 0.25, 0.5, 0.75, 1.0])
+    # Bins: [0, .25): 0.05; [.25, .5): 0.3, 0.45; [.5, .75): none; [.75, 1]: 0.9, 1.0 (the last includes 1).
+    assert result.count.tolist() == [1, 2, 0, 2]
+    np.testing.assert_allclose(result.mean_loss, [1.0, 0.7, np.nan, 0.2])
+    np.testing.assert_allclose(result.std_loss, [0.0, 0.1, np.nan, 0.1])
+    np.testing.assert_allclose(result.mean_confidence, [0.05, 0.375, np.nan, 0.95])
+    np.testing.assert_allclose(result.accuracy, [0.0, 0.5, np.nan, 1.0])
+    # Quantile bins hold equal numbers of rows and still span [0, 1].
+    quantile = loss_by_confidence(confidence[1:], loss[1:], n_bins=2, strategy="quantile")
+    assert quantile.count.tolist() == [2, 2] and quantile.accuracy is None
+    np.testing.assert_allclose(quantile.bin_edges, [0.0, 0.675, 1.0])
+    np.testing.assert_allclose(quantile.mean_loss, [0.7, 0.2])
+    with pytest.raises(ValueError, match="n_bins"):
+        loss_by_confidence(confidence, loss, n_bins=0)
+    with pytest.raises(ValueError, match="strategy"):
+        loss_by_confidence(confidence, loss, strategy="kmeans")
+    with pytest.raises(ValueError, match="differ in length"):
+        loss_by_confidence(confidence, loss[:2])
+    with pytest.raises(ValueError, match="y_correct and confidence differ"):
+        loss_by_confidence(confidence, loss, y_correct=[1])
+
+
+def test_clean_vs_attacked_orders_labels():
+    y_true, y_score = clean_vs_attacked([0.3, 0.1], [0.9])
+    assert y_true.tolist() == [0, 0, 1] and y_score.tolist() == [0.3, 0.1, 0.9]
+    assert y_score.dtype == np.float64

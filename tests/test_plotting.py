@@ -17,6 +17,8 @@ from skadv.attacks import PGD, PGDLineSearch  # noqa: E402
 from skadv.metrics import detection_auroc, security_evaluation  # noqa: E402
 from skadv.plotting import (  # noqa: E402
     AttackTraceDisplay,
+    DistinctLabelsDisplay,
+    ReconstructionCalibrationDisplay,
     ScoreHistogramDisplay,
     SecurityEvaluationDisplay,
     plot_detection_roc,
@@ -39,6 +41,15 @@ def setup():
     det = ModelDistillationDetector(mlp, epochs=5, batch_size=64, lr=3e-3, random_state=0).fit(X_train)
     X_adv = PGD(det, eps=0.1, step_size=0.02, max_iter=10, random_state=0).generate(X, y)
     return mlp, det, X, y, X_adv
+
+
+@pytest.fixture(scope="module")
+def dnr(setup):
+    """DNR on the setup's MLP, rejecting 10 % of the setup's clean rows."""
+    mlp, _, X, _, _ = setup
+    (X_train, y_train), _ = digits_data(n_train=300, n_test=0)
+    dnr = DeepNeuralRejection(mlp, layers=["1", "2"], cv=3, random_state=0).fit(X_train, y_train)
+    return dnr.set_params(threshold=dnr.compute_threshold(X, 0.1))
 
 
 def test_security_evaluation_display(setup):
@@ -136,22 +147,19 @@ def test_attack_trace_display(setup):
     traced = PGD(det, eps=0.1, max_iter=4, random_state=0, trace=True)
     X_adv = traced.generate(X[:5], y[:5])
     fig, axes = plt.subplots(1, 2)
-    disp = AttackTraceDisplay(traced.trace_, sample_index=1).plot(ax=axes)
+    disp = AttackTraceDisplay(trace=traced.trace_, sample_index=1).plot(ax=axes)
     assert disp.figure_ is fig
     np.testing.assert_allclose(disp.axes_[0].get_lines()[0].get_ydata(), traced.trace_.loss[:, 1])
     assert _png_bytes(fig).startswith(PNG_MAGIC)
     disp = AttackTraceDisplay.from_trace(traced.trace_, X[:5], X_adv, sample_index=2, attack_name="PGD")
     assert _png_bytes(disp.figure_).startswith(PNG_MAGIC)
     with pytest.raises(ValueError, match="axes"):
-        AttackTraceDisplay(traced.trace_).plot(ax=axes[:1])
+        AttackTraceDisplay(trace=traced.trace_).plot(ax=axes[:1])
 
 
-def test_attack_trace_display_shows_raw_scores_of_dnr(setup):
+def test_attack_trace_display_shows_raw_scores_of_dnr(setup, dnr):
     """DNR's adaptive logits are raw SVM scores plus the threshold: their softmax is flat."""
     mlp, _, X, y, _ = setup
-    (X_train, y_train), _ = digits_data(n_train=300, n_test=0)
-    dnr = DeepNeuralRejection(mlp, layers=["1", "2"], cv=3, random_state=0).fit(X_train, y_train)
-    dnr.set_params(threshold=dnr.compute_threshold(X, 0.1))
     attack = PGDLineSearch(dnr, eps=2.0, step_size=0.1, max_iter=15, trace=True)
     X_adv = attack.generate(X[:10], y[:10])
     trace = attack.trace_
@@ -176,7 +184,7 @@ def test_attack_trace_display_shows_raw_scores_of_dnr(setup):
     assert _png_bytes(disp.figure_).startswith(PNG_MAGIC)
 
     # Confidences on request; a plain model's trace shows them by default.
-    disp = AttackTraceDisplay(trace, sample_index=i, quantity="confidence").plot()
+    disp = AttackTraceDisplay(trace=trace, sample_index=i, quantity="confidence").plot()
     np.testing.assert_allclose(disp.axes_[1].get_lines()[0].get_ydata(), trace.true_confidence[:, i])
     assert disp.axes_[1].get_ylim() == (-0.02, 1.02)
     plt.close(disp.figure_)
@@ -184,8 +192,136 @@ def test_attack_trace_display_shows_raw_scores_of_dnr(setup):
     assert disp.quantity_ == "confidence"
     plt.close(disp.figure_)
     with pytest.raises(ValueError, match="quantity"):
-        AttackTraceDisplay(trace, quantity="proba").plot()
+        AttackTraceDisplay(trace=trace, quantity="proba").plot()
     old_trace = {k: v for k, v in trace.items() if not k.endswith("_score")}
     with pytest.raises(ValueError, match="raw scores"):
-        AttackTraceDisplay(old_trace, quantity="score").plot()
+        AttackTraceDisplay(trace=old_trace, quantity="score").plot()
     plt.close("all")
+
+
+# ----------------------------------------------------------------------------- data drawn, by hand
+
+
+def _legend_bottom_in_data(ax):
+    """The y (data coordinates) of the legend's lower edge."""
+    bbox = ax.get_legend().get_window_extent()
+    return ax.transData.inverted().transform((bbox.x0, bbox.y0))[1]
+
+
+def test_security_evaluation_display_draws_the_given_curves_under_the_legend():
+    eps = [0.0, 0.1, 0.3]
+    disp = SecurityEvaluationDisplay(
+        eps_values=eps, accuracy=[0.95, 0.4, 0.05], detection_rate=[np.nan] * 3,
+        accuracy_with_rejection=[0.9, 0.7, 0.6], estimator_name="det",
+    ).plot()
+    assert sorted(disp.lines_) == ["accuracy", "accuracy_with_rejection"]  # an all-NaN curve is not drawn
+    np.testing.assert_allclose(disp.lines_["accuracy"].get_xdata(), eps)
+    np.testing.assert_allclose(disp.lines_["accuracy"].get_ydata(), [0.95, 0.4, 0.05])
+    np.testing.assert_allclose(disp.lines_["accuracy_with_rejection"].get_ydata(), [0.9, 0.7, 0.6])
+    assert disp.lines_["accuracy"].get_label() == "det: accuracy (no defense)"
+    # The legend has its own band above every rate (at most 1), so it hides no point.
+    assert _legend_bottom_in_data(disp.ax_) > 1.02
+    assert disp.ax_.get_ylim()[0] == -0.02 and disp.ax_.get_yticks().max() == 1.0
+    plt.close(disp.figure_)
+    with pytest.raises(TypeError):
+        SecurityEvaluationDisplay(eps, [0.9, 0.5, 0.1])  # keyword-only
+
+
+def test_score_histogram_auto_log_scale_and_legend():
+    clean = np.array([1e-4, 2e-4, 1.5e-3, 0.015, 0.02])
+    attacked = np.array([0.05, 0.5, 1.0])
+    # Positive scores over four decades: "auto" takes the log axis (bins one decade wide here).
+    disp = ScoreHistogramDisplay.from_predictions(clean, attacked, threshold=0.03, log_scale="auto", bins=4)
+    assert disp.log_scale_ and disp.ax_.get_xscale() == "log"
+    np.testing.assert_allclose(disp.hist_clean_[1], [1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    np.testing.assert_allclose(disp.hist_clean_[0], [2 / 5, 1 / 5, 2 / 5, 0])
+    np.testing.assert_allclose(disp.hist_attacked_[0], [0, 0, 1 / 3, 2 / 3])
+    assert disp.threshold_line_.get_xdata()[0] == 0.03
+    assert _legend_bottom_in_data(disp.ax_) > 2 / 3  # above the tallest bar
+    plt.close(disp.figure_)
+    # Less than two decades, a non-positive score or threshold: linear.
+    for scores, threshold in [(([1.0, 2.0], [50.0]), None), (([0.0, 2.0], [500.0]), None), (([1.0], [500.0]), -1.0)]:
+        disp = ScoreHistogramDisplay.from_predictions(*scores, threshold=threshold, log_scale="auto")
+        assert not disp.log_scale_ and disp.ax_.get_xscale() == "linear"
+        plt.close(disp.figure_)
+    with pytest.raises(ValueError, match="log_scale"):
+        ScoreHistogramDisplay.from_predictions(clean, attacked, log_scale="yes")
+
+
+def test_score_histogram_of_dnr_draws_its_threshold_on_the_plotted_scale(setup, dnr):
+    _, _, X, _, X_adv = setup
+    disp = ScoreHistogramDisplay.from_estimator(dnr, X, X_adv, density=False, bins=15)
+    # DNR has no adversarial_score: the axis is minus its best class score, so its reject threshold
+    # (on the class score, reject below) is drawn at minus its value.
+    scores_clean, scores_attacked = -dnr.score_samples(X), -dnr.score_samples(X_adv)
+    np.testing.assert_allclose(disp.scores_clean, scores_clean)
+    np.testing.assert_allclose(disp.hist_attacked_[0], np.histogram(scores_attacked, bins=disp.hist_attacked_[1])[0])
+    threshold = disp.threshold_line_.get_xdata()[0]
+    assert threshold == pytest.approx(-dnr.threshold)
+    for X_part, scores in [(X, scores_clean), (X_adv, scores_attacked)]:
+        np.testing.assert_array_equal(scores > threshold, dnr.predict(X_part) == -1)
+    assert "score_samples" in disp.ax_.get_xlabel()
+    plt.close(disp.figure_)
+    # Its detector view flags the same rows at the same threshold.
+    disp = ScoreHistogramDisplay.from_estimator(dnr.as_detector(), X, X_adv)
+    assert disp.threshold_line_.get_xdata()[0] == pytest.approx(-dnr.threshold)
+    plt.close(disp.figure_)
+
+
+def test_distinct_labels_display_bars():
+    disp = DistinctLabelsDisplay.from_predictions([1, 1, 2, 1], [3, 2, 3], n_samples=3, names=("a", "b"))
+    # Shares per count 1..3: a = [3/4, 1/4, 0], b = [0, 1/3, 2/3].
+    expected = [[3 / 4, 1 / 4, 0], [0, 1 / 3, 2 / 3]]
+    np.testing.assert_allclose(disp.frequencies, expected)
+    for bars, heights, offset in zip(disp.bars_, expected, (-0.2, 0.2)):
+        np.testing.assert_allclose([b.get_height() for b in bars], heights)
+        np.testing.assert_allclose([b.get_x() + b.get_width() / 2 for b in bars], np.arange(1, 4) + offset)
+    assert [t.get_text() for t in disp.ax_.get_legend().get_texts()] == ["a", "b"]
+    assert _legend_bottom_in_data(disp.ax_) > 3 / 4
+    plt.close(disp.figure_)
+    with pytest.raises(ValueError, match="between 1 and n_samples=3"):
+        DistinctLabelsDisplay(counts=[[4]], n_samples=3, names=("a",)).plot()
+
+
+def test_reconstruction_calibration_display_bars():
+    confidence = [0.3, 0.55, 0.9, 0.95, 0.45]
+    loss = [0.8, 0.5, 0.1, 0.2, 0.6]
+    disp = ReconstructionCalibrationDisplay.from_predictions(confidence, loss, n_bins=4)
+    # Bins [0, .25) empty, [.25, .5): 0.8, 0.6; [.5, .75): 0.5; [.75, 1]: 0.1, 0.2.
+    np.testing.assert_allclose([b.get_height() for b in disp.bars_], [0.7, 0.5, 0.15])
+    np.testing.assert_allclose([b.get_x() for b in disp.bars_], [0.25, 0.5, 0.75])
+    np.testing.assert_allclose([b.get_width() for b in disp.bars_], [0.25] * 3)
+    labels = [t.get_text() for t in disp.ax_.texts]
+    assert labels == ["2", "1", "2"]
+    # The tallest count label (above its error bar) stays inside the axes.
+    assert disp.ax_.get_ylim()[1] > 0.7 + 0.1
+    np.testing.assert_allclose(disp.analysis.std_loss[1:], [0.1, 0.0, 0.05])
+    plt.close(disp.figure_)
+
+
+def test_displays_check_matplotlib(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
+    with pytest.raises(ImportError, match="ScoreHistogramDisplay.from_predictions requires matplotlib"):
+        ScoreHistogramDisplay.from_predictions([0.1], [0.2])
+    with pytest.raises(ImportError, match="DistinctLabelsDisplay.plot requires matplotlib"):
+        DistinctLabelsDisplay(counts=[[1]], n_samples=1, names=("a",)).plot()
+
+
+@pytest.mark.parametrize(
+    "name, package",
+    [
+        ("DistinctLabelsDisplay", "plotting"),
+        ("ReconstructionCalibrationDisplay", "plotting"),
+        ("harmfulness", "metrics"),
+        ("ks_drift_test", "metrics"),
+    ],
+)
+def test_moved_names_warn_at_their_old_path(name, package):
+    import skadv
+
+    with pytest.warns(DeprecationWarning, match=rf"skadv\.{name} moved to skadv\.{package}\.{name}"):
+        moved = getattr(skadv, name)
+    assert moved is getattr(getattr(skadv, package), name)
+    assert name not in skadv.__all__
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        skadv.no_such_name  # noqa: B018

@@ -8,6 +8,8 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from _attack_helpers import digits_data, digits_mlp
+from _models import LazyMLP
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
@@ -15,12 +17,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
-from skadv import (
-    DistinctLabelsDisplay,
-    ReconstructionCalibrationDisplay,
-    VAEDetector,
-    calibration_analysis,
-)
+from skadv import VAEDetector, calibration_analysis
 from skadv._vae import (
     VAE,
     ELBOLoss,
@@ -30,9 +27,7 @@ from skadv._vae import (
     optimal_log_var_x,
 )
 from skadv.attacks import PGD
-
-from _attack_helpers import digits_data, digits_mlp
-from _models import LazyMLP
+from skadv.plotting import DistinctLabelsDisplay, ReconstructionCalibrationDisplay
 
 OVERWRITE_PARAMS_REASON = "joblib hashes of an nn.Module parameter and its deep copy differ"
 

@@ -7,11 +7,44 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.utils._param_validation import Interval, validate_params
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
-__all__ = ["accuracy_with_rejection", "detection_auroc", "tpr_at_fpr"]
+__all__ = ["accuracy_with_rejection", "clean_vs_attacked", "detection_auroc", "tpr_at_fpr"]
 
 
-def _clean_vs_attacked(scores_clean, scores_attacked):
-    """Labels (0 clean, 1 attacked) and scores as one problem for sklearn's ROC tools."""
+@validate_params(
+    {"scores_clean": ["array-like"], "scores_attacked": ["array-like"]},
+    prefer_skip_nested_validation=True,
+)
+def clean_vs_attacked(scores_clean, scores_attacked):
+    """Clean and attacked scores as one binary problem for scikit-learn's ranking tools.
+
+    Parameters
+    ----------
+    scores_clean : array-like of shape (n_clean,)
+        Adversarial scores (higher = more adversarial) of clean inputs.
+    scores_attacked : array-like of shape (n_attacked,)
+        Adversarial scores of attacked inputs.
+
+    Returns
+    -------
+    y_true : ndarray of int of shape (n_clean + n_attacked,)
+        0 for the clean inputs, then 1 (the positives) for the attacked ones.
+    y_score : ndarray of float64 of shape (n_clean + n_attacked,)
+        The scores in the same order.
+
+    See Also
+    --------
+    detection_auroc : ROC AUC of this problem.
+
+    Examples
+    --------
+    >>> from sklearn.metrics import average_precision_score
+    >>> from skadv.metrics import clean_vs_attacked
+    >>> y_true, y_score = clean_vs_attacked([0.1, 0.2, 0.3], [0.25, 0.9])
+    >>> y_true.tolist()
+    [0, 0, 0, 1, 1]
+    >>> round(average_precision_score(y_true, y_score), 3)
+    0.833
+    """
     scores_clean = column_or_1d(np.asarray(scores_clean, dtype=np.float64))
     scores_attacked = column_or_1d(np.asarray(scores_attacked, dtype=np.float64))
     if scores_clean.size == 0 or scores_attacked.size == 0:
@@ -57,7 +90,7 @@ def detection_auroc(scores_clean, scores_attacked):
     >>> round(detection_auroc([0.1, 0.2, 0.3], [0.25, 0.9]), 3)
     0.833
     """
-    return float(roc_auc_score(*_clean_vs_attacked(scores_clean, scores_attacked)))
+    return float(roc_auc_score(*clean_vs_attacked(scores_clean, scores_attacked)))
 
 
 @validate_params(
@@ -103,7 +136,7 @@ def tpr_at_fpr(scores_clean, scores_attacked, fpr=0.05):
     >>> tpr_at_fpr(clean, attacked, fpr=0.25)
     0.75
     """
-    y_true, y_score = _clean_vs_attacked(scores_clean, scores_attacked)
+    y_true, y_score = clean_vs_attacked(scores_clean, scores_attacked)
     fprs, tprs, _ = roc_curve(y_true, y_score, drop_intermediate=False)
     # roc_curve's first point (threshold=inf) has fpr=0, so the mask is never empty.
     return float(tprs[fprs <= fpr + 1e-12].max())

@@ -11,6 +11,7 @@ from sklearn.utils import Bunch
 
 from ..attacks._base import BaseAttack, _is_skadv_estimator, _resolve_target
 from ._detection import accuracy_with_rejection, detection_auroc, tpr_at_fpr
+from ._scores import adversarial_scores
 
 __all__ = ["make_attack_scorer", "security_evaluation"]
 
@@ -70,17 +71,6 @@ def _classifier_labels(estimator, X, batch_size=256, input_shape=None):
     target = _resolve_target(estimator, X, adaptive=False, device=None, input_shape=input_shape)
     scores, _ = target.class_scores(X, batch_size)
     return target.indices_to_labels(scores.argmax(axis=1))
-
-
-def _adversarial_scores(estimator, X):
-    if hasattr(estimator, "adversarial_score"):
-        return np.asarray(estimator.adversarial_score(X), dtype=np.float64)
-    if hasattr(estimator, "score_samples"):
-        return -np.asarray(estimator.score_samples(X), dtype=np.float64)
-    raise ValueError(
-        f"{type(estimator).__name__} has neither adversarial_score nor score_samples: "
-        "an attack scorer needs a fitted skadv detector."
-    )
 
 
 def security_evaluation(estimator, attack_cls, X, y, eps_values, *, adaptive=True, **attack_params):
@@ -219,8 +209,8 @@ class _AttackScorer:
             )
         attack = _make_attack(self.attack, estimator, adaptive=self.adaptive, **self.attack_params)
         X_attacked = attack.generate(X, y)
-        scores_clean = _adversarial_scores(estimator, X)
-        scores_attacked = _adversarial_scores(estimator, X_attacked)
+        scores_clean = adversarial_scores(estimator, X)
+        scores_attacked = adversarial_scores(estimator, X_attacked)
         if self.successful_only:
             # Positives are only the attacked inputs that fool the classifier.
             reference = _classifier_labels(estimator, X) if y is None else np.asarray(y)

@@ -1,12 +1,19 @@
 """Harmful vs harmless inputs, and a batch-level drift test on detector scores."""
 
-import numbers
+from numbers import Real
 
 import numpy as np
 from scipy import stats
 from sklearn.utils import Bunch, column_or_1d
+from sklearn.utils._param_validation import Interval, validate_params
+
+__all__ = ["harmfulness", "ks_drift_test"]
 
 
+@validate_params(
+    {"y_true": ["array-like"], "y_pred_clean": ["array-like"], "y_pred_corrupted": ["array-like"]},
+    prefer_skip_nested_validation=True,
+)
 def harmfulness(y_true, y_pred_clean, y_pred_corrupted):
     """Label each corrupted input harmful or harmless.
 
@@ -27,9 +34,13 @@ def harmfulness(y_true, y_pred_clean, y_pred_corrupted):
     result : sklearn.utils.Bunch
         ``harmful`` and ``harmless`` boolean masks.
 
+    See Also
+    --------
+    ks_drift_test : Whether a batch of detector scores has drifted.
+
     Examples
     --------
-    >>> from skadv import harmfulness
+    >>> from skadv.metrics import harmfulness
     >>> r = harmfulness([0, 1, 2], [0, 1, 0], [1, 1, 2])
     >>> r.harmful.tolist(), r.harmless.tolist()
     ([True, False, False], [False, True, False])
@@ -47,6 +58,14 @@ def harmfulness(y_true, y_pred_clean, y_pred_corrupted):
     return Bunch(harmful=right_clean & ~right_corrupted, harmless=right_clean & right_corrupted)
 
 
+@validate_params(
+    {
+        "reference_scores": ["array-like"],
+        "scores": ["array-like"],
+        "p_val": [Interval(Real, 0, 1, closed="neither")],
+    },
+    prefer_skip_nested_validation=True,
+)
 def ks_drift_test(reference_scores, scores, p_val=0.05):
     """Two-sample Kolmogorov–Smirnov test of a batch of detector scores against a reference batch.
 
@@ -64,16 +83,18 @@ def ks_drift_test(reference_scores, scores, p_val=0.05):
     result : sklearn.utils.Bunch
         ``is_drift`` (bool), ``p_value``, ``statistic`` (KS distance), ``threshold`` (= p_val).
 
+    See Also
+    --------
+    scipy.stats.ks_2samp : The test underneath.
+
     Examples
     --------
     >>> import numpy as np
-    >>> from skadv import ks_drift_test
+    >>> from skadv.metrics import ks_drift_test
     >>> rng = np.random.RandomState(0)
     >>> ks_drift_test(rng.normal(size=500), rng.normal(1.0, size=500)).is_drift
     True
     """
-    if not isinstance(p_val, numbers.Real) or not 0 < p_val < 1:
-        raise ValueError(f"p_val must be in (0, 1), got {p_val!r}.")
     reference_scores = column_or_1d(reference_scores).astype(np.float64)
     scores = column_or_1d(scores).astype(np.float64)
     for name, values in (("reference_scores", reference_scores), ("scores", scores)):

@@ -265,7 +265,7 @@ def test_worker_errors_surface_with_their_message(clf_net, data):
         AdversarialAEDetector(clf_net.module_, epochs=1), {"hidden_layer_kld": [{"no_such_layer": 2}]},
         scoring=_mean_score, cv=2, n_jobs=2, error_score="raise",
     )
-    with pytest.raises(ValueError, match="unknown layer 'no_such_layer'"):
+    with pytest.raises(ValueError, match="'no_such_layer' is not among the modules of the model"):
         search.fit(X, y)
 
 

@@ -28,7 +28,7 @@ environment, reading and writing files in a temporary folder), plus a batched PG
 line-search attack on DNR against secml's per-sample one. ``--approx-only-sizes`` adds
 sizes (e.g. 10000 20000) where only the approximate DNR is fitted::
 
-    python benchmarks/dnr.py --scale seed --sizes 1000 2500 5000 --secml-python /work/secml-venv311/bin/python
+    python benchmarks/dnr.py --scale seed --sizes 1000 2500 5000 --secml-python /path/to/secml-venv/bin/python
 """
 
 import argparse

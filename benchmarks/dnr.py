@@ -189,6 +189,9 @@ def decisions(dnr, X, rej_percent=0.1):
 
 
 def seed_main(args):
+    if args.attack_size not in args.sizes:
+        # Checked first: the attack runs on a DNR fitted at one of --sizes, after minutes of fitting.
+        raise SystemExit(f"--attack-size {args.attack_size} must be one of --sizes {args.sizes}.")
     import subprocess
     import tempfile
     from pathlib import Path

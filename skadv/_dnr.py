@@ -29,6 +29,11 @@ from ._layers import forward_capturing, resolve_layers
 REJECT_LABEL = -1
 
 
+def _accepting_score(scores, threshold_perc):
+    """The class score above which ``threshold_perc`` percent of ``scores`` lies."""
+    return float(np.percentile(scores, 100.0 - threshold_perc))
+
+
 def _default_layer_clf():
     return OneVsAllSVC()
 
@@ -691,7 +696,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         self : object
         """
         check_threshold_perc(threshold_perc)
-        return self.set_params(threshold=float(np.percentile(self.score_samples(X), 100.0 - threshold_perc)))
+        return self.set_params(threshold=_accepting_score(self.score_samples(X), threshold_perc))
 
     def compute_threshold(self, X, rej_percent):
         """Threshold that rejects exactly ``round(rej_percent * n_samples)`` rows of ``X`` (secml's call).
@@ -825,14 +830,10 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
         rejector = self._rejector()
         self.n_features_in_ = rejector.n_features_in_
         if rejector.threshold is None and X is not None:
-            self.offset_ = self._accepting(X, 100.0 * (1.0 - self.contamination))
+            self.offset_ = _accepting_score(self.score_samples(X), 100.0 * (1.0 - self.contamination))
         else:
             self.offset_ = rejector._threshold_value()
         return self
-
-    def _accepting(self, X, threshold_perc):
-        """The score above which ``threshold_perc`` percent of ``X`` lies."""
-        return float(np.percentile(self.score_samples(X), 100.0 - threshold_perc))
 
     def _rejector(self):
         estimator = self.estimator_
@@ -862,7 +863,7 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
         self : object
         """
         check_threshold_perc(threshold_perc)
-        self.offset_ = self._accepting(X, threshold_perc)
+        self.offset_ = _accepting_score(self.score_samples(X), threshold_perc)
         return self
 
     def score_samples(self, X):

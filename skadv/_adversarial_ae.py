@@ -5,7 +5,6 @@ import numbers
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
@@ -401,22 +400,6 @@ class AdversarialAEDetector(BaseDetector):
         self.device = device
         self.random_state = random_state
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Train the autoencoder (and hidden-layer heads) on clean rows ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Clean training data.
-        y : Ignored
-            Detectors learn from clean data alone.
-
-        Returns
-        -------
-        self : object
-        """
-        return self._fit(X)
 
     # -- training -----------------------------------------------------------
     def _build_autoencoder(self):

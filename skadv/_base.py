@@ -20,7 +20,7 @@ from abc import abstractmethod
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import (
     Interval,
@@ -417,14 +417,35 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator):
     def _score_tensor(self, x):
         """Adversarial score (n,) of a preprocessed batch; differentiable."""
 
+    #: Whether the protected model may be a scikit-learn classifier: True for detectors
+    #: whose training and score need no gradient through the classifier.
+    _accepts_sklearn_model = False
+
     # -- fit ----------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the detector on clean rows ``X`` and set its threshold from their scores.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, *input_shape)
+            Clean training data.
+        y : Ignored
+            Detectors learn from clean data alone.
+
+        Returns
+        -------
+        self : object
+        """
+        return self._fit(X)
+
     @fit_atomically
-    def _fit(self, X, allow_sklearn_model=False):
-        """Shared body of ``fit``: validation, setup, training, threshold (committed only on success)."""
+    def _fit(self, X):
+        """Body of ``fit``: validation, setup, training, threshold (committed only on success)."""
         X = self._validate_fit_input(X)
         seed = self._fit_seed()
         with torch_seed(seed, resolve_device(self.device, fitting=True)):
-            self._setup_model(X, allow_sklearn=allow_sklearn_model)
+            self._setup_model(X, allow_sklearn=self._accepts_sklearn_model)
             self._fit_detector(X, seed)
         self._set_threshold(self._adversarial_score_validated(X), None)
         return self

@@ -5,7 +5,6 @@ import numbers
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
@@ -217,22 +216,7 @@ class ModelDistillationDetector(BaseDetector):
         self.device = device
         self.random_state = random_state
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Distil the classifier into the student on clean rows ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Clean training data.
-        y : Ignored
-            Detectors learn from clean data alone.
-
-        Returns
-        -------
-        self : object
-        """
-        return self._fit(X, allow_sklearn_model=True)
+    _accepts_sklearn_model = True
 
     def _fit_detector(self, X, seed):
         X_model = self._preprocessed_array(X)

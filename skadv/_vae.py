@@ -5,7 +5,6 @@ import numbers
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context
 from sklearn.utils import Bunch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, column_or_1d
@@ -387,26 +386,11 @@ class VAEDetector(BaseDetector):
         self.device = device
         self.random_state = random_state
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Train the VAE on clean rows ``X`` and set the threshold from their scores.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Clean training data.
-        y : Ignored
-            Detectors learn from clean data alone.
-
-        Returns
-        -------
-        self : object
-        """
-        if (self.encoder_net is None) != (self.decoder_net is None):
-            raise ValueError("Pass both encoder_net and decoder_net, or neither (for the default VAE).")
-        return self._fit(X, allow_sklearn_model=True)
+    _accepts_sklearn_model = True
 
     def _fit_detector(self, X, seed):
+        if (self.encoder_net is None) != (self.decoder_net is None):
+            raise ValueError("Pass both encoder_net and decoder_net, or neither (for the default VAE).")
         X_model = self._preprocessed_array(X)
         if self.encoder_net is None:
             vae = default_vae(X_model.shape[1:], self.latent_dim)

@@ -82,7 +82,9 @@ def main():
     for name in DETECTORS:
         if not hasattr(skadv, name):
             continue
-        command = [sys.executable, __file__, "--one", name, "--rows", str(args.rows), "--batch-size", str(args.batch_size)]
+        command = [
+            sys.executable, __file__, "--one", name, "--rows", str(args.rows), "--batch-size", str(args.batch_size)
+        ]
         out = subprocess.run(command,
                              capture_output=True, text=True, check=True)
         results[name] = json.loads(out.stdout.strip().splitlines()[-1])

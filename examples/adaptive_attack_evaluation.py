@@ -22,13 +22,13 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from skadv import ModelDistillationDetector  # noqa: E402
-from skadv._demo import load_digits_images, train_classifier  # noqa: E402
-from skadv.attacks import PGD, PGDLineSearch  # noqa: E402
-from skadv.metrics import detection_auroc, security_evaluation, tpr_at_fpr  # noqa: E402
-from skadv.plotting import (  # noqa: E402
+from skadv import ModelDistillationDetector
+from skadv._demo import load_digits_images, train_classifier
+from skadv.attacks import PGD, PGDLineSearch
+from skadv.metrics import detection_auroc, security_evaluation, tpr_at_fpr
+from skadv.plotting import (
     AttackTraceDisplay,
     ScoreHistogramDisplay,
     SecurityEvaluationDisplay,
@@ -59,7 +59,7 @@ def main(quick=False, out="examples_out"):
                   f"{res.accuracy_with_rejection[i]:7.2f} {res.evasion_rate[i]:6.2f}")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, (adaptive, res) in zip(axes, results.items()):
+    for ax, res in zip(axes, results.values()):
         SecurityEvaluationDisplay.from_evaluation(res, name="MDD", ax=ax)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "security_evaluation.png"), dpi=100)

@@ -163,7 +163,7 @@ def test_temperature_below_one_sharpens():
 
 
 def test_one_classifier_pass_per_batch(tiny):
-    X, clf, ae, head = tiny
+    X, clf, ae, _head = tiny
     det = AdversarialAEDetector(
         clf, ae=ae, hidden_layer_kld={"0": 4, "1": 2}, epochs=1, batch_size=5, random_state=0
     ).fit(X)
@@ -193,7 +193,8 @@ def test_adaptive_attack_differentiates_through_detector(tiny):
     step = 1e-2
     with torch.no_grad():
         x0 = torch.from_numpy(X)
-        finite = (det._torch_adversarial_score(x0 + step * direction) - det._torch_adversarial_score(x0 - step * direction)) / (2 * step)
+        ahead = det._torch_adversarial_score(x0 + step * direction)
+        finite = (ahead - det._torch_adversarial_score(x0 - step * direction)) / (2 * step)
     torch.testing.assert_close((x.grad * direction).sum().double(), finite.sum().double(), rtol=0.05, atol=1e-3)
     X_adv = PGD(det, eps=0.1, max_iter=3, random_state=0).generate(X)
     assert X_adv.shape == X.shape and np.abs(X_adv - X).max() <= 0.1 + 1e-6
@@ -204,7 +205,7 @@ def test_adaptive_attack_differentiates_through_detector(tiny):
 
 @pytest.fixture(scope="module")
 def fitted_with_heads():
-    X, y = load_digits(return_X_y=True)
+    X, _y = load_digits(return_X_y=True)
     X = (X[:300] / 16.0).astype(np.float32)
     torch.manual_seed(0)
     clf = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
@@ -285,7 +286,7 @@ def test_correct_uses_reconstruction_on_flagged_rows(fitted_with_heads):
 
 
 def test_user_model_and_modules_are_untouched(tiny):
-    X, clf, ae, head = tiny
+    X, _clf, ae, head = tiny
     model = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.1), nn.ReLU(), nn.Linear(4, 3))
     model[0].bias.requires_grad_(False)
     model.train()

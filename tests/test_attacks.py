@@ -5,12 +5,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from _attack_helpers import accuracy, digits_data, digits_linear, digits_mlp
 from sklearn.linear_model import LogisticRegression
 
 from skadv import ModelDistillationDetector
 from skadv.attacks import FGSM, PGD, CarliniWagnerL2, PGDLineSearch
 from skadv.attacks._base import BaseAttack
+
+from _attack_helpers import accuracy, digits_data, digits_linear, digits_mlp
 
 
 @pytest.fixture(scope="module")
@@ -304,7 +305,7 @@ def test_user_model_is_not_modified(digits, mlp):
 
 
 def test_input_shape_reshapes_rows_for_conv_models(digits):
-    _, (X, y) = digits
+    _, (X, _y) = digits
     torch.manual_seed(0)
     cnn = torch.nn.Sequential(
         torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 10)

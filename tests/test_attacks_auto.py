@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
-from _attack_helpers import digits_data, train_module
 from sklearn.base import clone
 
 from skadv import ModelDistillationDetector
@@ -26,6 +25,8 @@ from skadv.attacks import (
     check_attack_failure,
 )
 from skadv.attacks._apgd import _checkpoints
+
+from _attack_helpers import digits_data, train_module
 
 SHAPE = (1, 8, 8)
 

@@ -10,10 +10,11 @@ import pytest
 import torch
 from sklearn.base import BaseEstimator
 
-from _models import LazyMLP, digits_mlp
 from skadv import InconsistentVersionWarning, ModelDistillationDetector
 from skadv._base import OffsetOutlierMixin
 from skadv._persist import module_from_state, module_to_state
+
+from _models import LazyMLP, digits_mlp
 
 
 def _fitted(X, **kwargs):

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-from _models import digits_mlp
 from skadv import ModelDistillationDetector
 from skadv.attacks import FGSM
 from skadv.metrics import make_attack_scorer
+
+from _models import digits_mlp
 
 distributed = pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")

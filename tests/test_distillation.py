@@ -4,7 +4,6 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from _models import LazyMLP, digits_mlp
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
@@ -18,6 +17,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from skadv import ModelDistillationDetector
 from skadv.corruptions import gaussian_noise
 from skadv.metrics import harmfulness
+
+from _models import LazyMLP, digits_mlp
 
 OVERWRITE_XFAIL = {
     "check_estimators_overwrite_params": (

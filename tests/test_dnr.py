@@ -11,8 +11,8 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.datasets import load_digits, make_blobs
-from sklearn.exceptions import NotFittedError
 from sklearn.ensemble import IsolationForest
+from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, KFold, ShuffleSplit, StratifiedKFold
@@ -124,7 +124,8 @@ def test_decisions_equal_hand_assembled_sklearn_reference(digits, cnn, fitted):
             out_of_fold[test, 10 * i : 10 * (i + 1)] = svm.decision_function(F[test])
     layer_svms = [layer_svm(name).fit(F, y) for name, F in zip(names, features)]
     combiner = OneVsRestClassifier(SVC(C=0.1, gamma=1.0)).fit(out_of_fold, y)
-    expected = combiner.decision_function(np.hstack([s.decision_function(F) for s, F in zip(layer_svms, test_features)]))
+    stacked = np.hstack([s.decision_function(F) for s, F in zip(layer_svms, test_features)])
+    expected = combiner.decision_function(stacked)
 
     decision = fitted.decision_function(X_test)
     assert decision.shape == (N_TEST, 11)
@@ -135,7 +136,7 @@ def test_decisions_equal_hand_assembled_sklearn_reference(digits, cnn, fitted):
 
 
 def test_torch_kernel_path_equals_sklearn_decision_values(digits, fitted):
-    X, _, X_test, _ = digits
+    _, _, X_test, _ = digits
     assert len(fitted.kernel_net_.layers) == 3 and fitted.kernel_net_.combiner is not None
     features = fitted._layer_features(fitted._validate_predict_input(X_test))
     for i, (estimator, F) in enumerate(zip(fitted.layer_estimators_, features)):
@@ -148,7 +149,9 @@ def test_torch_kernel_path_equals_sklearn_decision_values(digits, fitted):
         rtol=0,
         atol=1e-5,
     )
-    np.testing.assert_allclose(fitted.decision_function(X_test)[:, :10], fitted.combiner_.decision_function(stacked), atol=1e-5)
+    np.testing.assert_allclose(
+        fitted.decision_function(X_test)[:, :10], fitted.combiner_.decision_function(stacked), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize(
@@ -409,7 +412,9 @@ def test_detector_view(digits, fitted):
     assert detector.offset_ == dnr.threshold
     np.testing.assert_array_equal(joblib.load(dump_to_buffer(detector)).predict(X_test), flags)
 
-    unfitted = DNRDetector(DeepNeuralRejection(fitted.model, layers=["classifier.fc2"], input_shape=(1, 8, 8), threshold=0.0))
+    unfitted = DNRDetector(
+        DeepNeuralRejection(fitted.model, layers=["classifier.fc2"], input_shape=(1, 8, 8), threshold=0.0)
+    )
     assert set(unfitted.fit(X[:100], y[:100]).predict(X_test)) <= {-1, 1}
     with pytest.raises(ValueError, match="without class labels y"):
         DNRDetector(IsolationForest()).fit(X[:100])
@@ -469,7 +474,7 @@ def test_infer_threshold_matches_the_detectors_semantics(digits, fitted):
 def test_rejects_noise_and_attacks_run_end_to_end(digits, fitted):
     from skadv.attacks import PGD, PGDLineSearch
 
-    X, y, X_test, y_test = digits
+    _, _, X_test, y_test = digits
     dnr = clone_fitted(fitted)
     dnr.set_params(threshold=dnr.compute_threshold(X_test, 0.1))
     # RBF scores abate away from the data: uniform noise images are rejected.
@@ -524,7 +529,9 @@ def test_fits_blobs_and_lists_like_the_skipped_common_checks():
         np.testing.assert_array_equal(dnr.classes_[dnr.decision_function(X[y != 2]).argmax(axis=1)], predicted)
 
 
-DECISION_SHAPE = "decision_function has n_classes + 1 columns (the last is the reject threshold, secml's DNR convention)"
+DECISION_SHAPE = (
+    "decision_function has n_classes + 1 columns (the last is the reject threshold, secml's DNR convention)"
+)
 EXPECTED_FAILED_CHECKS = {
     "check_estimators_overwrite_params": "joblib hashes of an nn.Module parameter and its deep copy differ",
     "check_classifiers_train": DECISION_SHAPE,
@@ -556,7 +563,7 @@ def test_sklearn_compatible(estimator, check):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu(digits, cnn, fitted):
-    X, y, X_test, y_test = digits
+    X, y, X_test, _y_test = digits
     on_gpu = make_dnr(cnn, device="cuda").fit(X, y)
     assert on_gpu.kernel_net_.combiner.support_vectors.is_cuda
     # Same features up to cuDNN rounding (TF32 convolutions by default: ~1e-3 relative on an

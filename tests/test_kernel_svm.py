@@ -119,8 +119,8 @@ def trained_mlp(digits):
 
 def test_float32_kernels_match_float64(digits, trained_mlp):
     X, y = digits
-    dnr = DeepNeuralRejection(trained_mlp, layers=[("1", OneVsAllSVC(C=10, gamma=0.1)), ("3", OneVsAllSVC(C=1, gamma=0.1))],
-                              random_state=0).fit(X[:800], y[:800])
+    layers = [("1", OneVsAllSVC(C=10, gamma=0.1)), ("3", OneVsAllSVC(C=1, gamma=0.1))]
+    dnr = DeepNeuralRejection(trained_mlp, layers=layers, random_state=0).fit(X[:800], y[:800])
     scores64 = dnr.decision_function(X[800:])
     scores32 = dnr.set_params(kernel_dtype="float32").decision_function(X[800:])
     assert not np.array_equal(scores32, scores64)  # the float32 path really ran

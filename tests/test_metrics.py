@@ -5,7 +5,6 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from _attack_helpers import accuracy, digits_data, digits_mlp
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
@@ -23,6 +22,8 @@ from skadv.metrics import (
     security_evaluation,
     tpr_at_fpr,
 )
+
+from _attack_helpers import accuracy, digits_data, digits_mlp
 
 
 @pytest.fixture(scope="module")

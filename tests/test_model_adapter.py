@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from _models import digits_mlp, fit_classifier
 from sklearn.datasets import load_digits
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
@@ -20,6 +19,8 @@ from skadv.compat import (
     to_channels_last,
 )
 from skadv.utils import adapt_model
+
+from _models import digits_mlp, fit_classifier
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def test_sklearn_black_box_only_where_no_gradient_is_needed(digits):
     np.testing.assert_allclose(
         det._model_log_proba(torch.as_tensor(X)).exp().numpy(), logreg.predict_proba(X), rtol=1e-12, atol=1e-12
     )
-    with pytest.raises(ValueError, match="Unsupported model of type LogisticRegression.*no gradient"):
+    with pytest.raises(ValueError, match=r"Unsupported model of type LogisticRegression.*no gradient"):
         adapt_model(logreg, need_gradients=True)
 
 
@@ -125,7 +126,7 @@ def test_pipeline_ending_in_a_skorch_net(digits, logits_net):
         lambda: AdversarialAEDetector(pipe, epochs=1).fit(X_train[:50]),
         lambda: FGSM(pipe, eps=0.1).generate(X[:5]),
     ):
-        with pytest.raises(ValueError, match="Pipeline ending in a skorch net.*move the preprocessing"):
+        with pytest.raises(ValueError, match=r"Pipeline ending in a skorch net.*move the preprocessing"):
             fit()
     # A black box where no gradient is needed: the Pipeline's own probabilities.
     adapter = _adapted(pipe, torch.as_tensor(X), need_gradients=False)

@@ -6,16 +6,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from _attack_helpers import digits_data, digits_mlp  # noqa: E402
-from sklearn.metrics import RocCurveDisplay  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from sklearn.metrics import RocCurveDisplay
 
-from skadv import DeepNeuralRejection, ModelDistillationDetector  # noqa: E402
-from skadv.attacks import PGD, PGDLineSearch  # noqa: E402
-from skadv.metrics import detection_auroc, security_evaluation  # noqa: E402
-from skadv.plotting import (  # noqa: E402
+from skadv import DeepNeuralRejection, ModelDistillationDetector
+from skadv.attacks import PGD, PGDLineSearch
+from skadv.metrics import detection_auroc, security_evaluation
+from skadv.plotting import (
     AttackTraceDisplay,
     DistinctLabelsDisplay,
     ReconstructionCalibrationDisplay,
@@ -23,6 +22,8 @@ from skadv.plotting import (  # noqa: E402
     SecurityEvaluationDisplay,
     plot_detection_roc,
 )
+
+from _attack_helpers import digits_data, digits_mlp
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -301,9 +302,9 @@ def test_reconstruction_calibration_display_bars():
 
 def test_displays_check_matplotlib(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
-    with pytest.raises(ImportError, match="ScoreHistogramDisplay.from_predictions requires matplotlib"):
+    with pytest.raises(ImportError, match=r"ScoreHistogramDisplay\.from_predictions requires matplotlib"):
         ScoreHistogramDisplay.from_predictions([0.1], [0.2])
-    with pytest.raises(ImportError, match="DistinctLabelsDisplay.plot requires matplotlib"):
+    with pytest.raises(ImportError, match=r"DistinctLabelsDisplay\.plot requires matplotlib"):
         DistinctLabelsDisplay(counts=[[1]], n_samples=1, names=("a",)).plot()
 
 

@@ -15,8 +15,9 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback, EarlyStopping
 from torch import nn
 
-from _models import digits_mlp
 from skadv import AdversarialAEDetector, DeepNeuralRejection, DNRDetector, ModelDistillationDetector, VAEDetector
+
+from _models import digits_mlp
 
 N_FEATURES = 16
 RNG = np.random.RandomState(0)

@@ -8,8 +8,6 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from _attack_helpers import digits_data, digits_mlp
-from _models import LazyMLP
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
@@ -28,6 +26,9 @@ from skadv._vae import (
 )
 from skadv.attacks import PGD
 from skadv.plotting import DistinctLabelsDisplay, ReconstructionCalibrationDisplay
+
+from _attack_helpers import digits_data, digits_mlp
+from _models import LazyMLP
 
 OVERWRITE_PARAMS_REASON = "joblib hashes of an nn.Module parameter and its deep copy differ"
 
@@ -426,7 +427,7 @@ def test_displays_render_png(digits_setup, tmp_path):
     assert len(bars.bars_) == 2 and bars.figure_ is bars.ax_.figure
     bars.figure_.savefig(tmp_path / "distinct.png")
 
-    fig, ax = plt.subplots()
+    _fig, ax = plt.subplots()
     calib = ReconstructionCalibrationDisplay.from_estimator(det, X_test, y_test, n_bins=5, ax=ax)
     assert calib.ax_ is ax and calib.analysis.count.sum() == len(X_test)
     calib.figure_.savefig(tmp_path / "calibration.png")

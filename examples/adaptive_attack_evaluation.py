@@ -1,6 +1,6 @@
 """Honest evaluation of a detector: non-adaptive versus adaptive attacks.
 
-On load_digits, following DESIGN §5:
+On load_digits, with the thresholds fixed before attacking:
 
 1. train a CNN (skorch) and fit a ModelDistillationDetector on clean data (its threshold
    flags 5 % of clean training digits);

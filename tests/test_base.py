@@ -14,11 +14,11 @@ from skadv import InconsistentVersionWarning, ModelDistillationDetector
 from skadv._base import OffsetOutlierMixin
 from skadv._persist import module_from_state, module_to_state
 
-from _models import LazyMLP, digits_mlp
+from _models import LazyMLP, seeded_mlp
 
 
 def _fitted(X, **kwargs):
-    return ModelDistillationDetector(digits_mlp(X.shape[1], 3, 8), epochs=2, random_state=0, **kwargs).fit(X)
+    return ModelDistillationDetector(seeded_mlp(X.shape[1], 3, 8), epochs=2, random_state=0, **kwargs).fit(X)
 
 
 def test_module_state_is_plain_and_rebuilds_identically():

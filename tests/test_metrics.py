@@ -23,23 +23,24 @@ from skadv.metrics import (
     tpr_at_fpr,
 )
 
-from _attack_helpers import accuracy, digits_data, digits_mlp
+from _attack_helpers import accuracy, digits_data, train_mlp
 
 
 @pytest.fixture(scope="module")
-def digits():
+def metric_digits():
+    """Shuffled digits: 1000 training and 200 test rows, as ((X, y), (X_test, y_test))."""
     return digits_data(n_train=1000, n_test=200)
 
 
 @pytest.fixture(scope="module")
-def mlp(digits):
-    (X, y), _ = digits
-    return digits_mlp(X, y)
+def mlp(metric_digits):
+    (X, y), _ = metric_digits
+    return train_mlp(X, y)
 
 
 @pytest.fixture(scope="module")
-def detector(digits, mlp):
-    (X, _), _ = digits
+def detector(metric_digits, mlp):
+    (X, _), _ = metric_digits
     return ModelDistillationDetector(mlp, epochs=10, batch_size=64, lr=3e-3, random_state=0).fit(X)
 
 
@@ -89,15 +90,15 @@ def test_accuracy_with_rejection_semantics():
     # DNR convention: label -1 means rejected.
     assert accuracy_with_rejection([0, 1, 2], [0, -1, 1], attacked=True) == pytest.approx(2 / 3)
     assert accuracy_with_rejection([0, 1, 2], [0, -1, 1], sample_weight=[2, 1, 1]) == pytest.approx(0.5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"inconsistent numbers of samples: \[2, 3\]"):
         accuracy_with_rejection([0, 1], [0, 1, 2])
 
 
 # --------------------------------------------------------------------------- security evaluation
 
 
-def test_security_evaluation_on_a_plain_model(digits, mlp):
-    _, (X, y) = digits
+def test_security_evaluation_on_a_plain_model(metric_digits, mlp):
+    _, (X, y) = metric_digits
     eps = [0.0, 0.05, 0.1, 0.2]
     res = security_evaluation(mlp, PGD, X, y, eps, step_size=0.02, max_iter=10, random_state=0)
     np.testing.assert_array_equal(res.eps_values, eps)
@@ -109,8 +110,8 @@ def test_security_evaluation_on_a_plain_model(digits, mlp):
     assert res.attack == "PGD" and res.adaptive is False
 
 
-def test_security_evaluation_adaptive_vs_not_on_detector(digits, mlp, detector):
-    _, (X, y) = digits
+def test_security_evaluation_adaptive_vs_not_on_detector(metric_digits, mlp, detector):
+    _, (X, y) = metric_digits
     eps = [0.0, 0.1]
     params = dict(step_size=0.01, max_iter=40, random_state=0)
     plain = security_evaluation(detector, PGD, X, y, eps, adaptive=False, **params)
@@ -139,8 +140,8 @@ def test_security_evaluation_adaptive_vs_not_on_detector(digits, mlp, detector):
         security_evaluation(make_pipeline(StandardScaler(), detector), PGD, X, y, eps, **params)
 
 
-def test_security_evaluation_accepts_an_attack_template(digits, mlp):
-    _, (X, y) = digits
+def test_security_evaluation_accepts_an_attack_template(metric_digits, mlp):
+    _, (X, y) = metric_digits
     template = FGSM(mlp, norm=2)
     res = security_evaluation(mlp, template, X[:50], y[:50], [0.5, 1.0])
     assert template.eps == 0.1 and template.target is mlp  # not modified
@@ -154,8 +155,8 @@ def test_security_evaluation_accepts_an_attack_template(digits, mlp):
 # --------------------------------------------------------------------------- attack scorer
 
 
-def test_attack_scorer_equals_manual_auroc(digits, detector):
-    _, (X, y) = digits
+def test_attack_scorer_equals_manual_auroc(metric_digits, detector):
+    _, (X, y) = metric_digits
     scorer = make_attack_scorer(PGD, eps=0.1, step_size=0.02, max_iter=10, random_state=0)
     X_adv = PGD(detector, eps=0.1, step_size=0.02, max_iter=10, random_state=0).generate(X, y)
     expected = detection_auroc(detector.adversarial_score(X), detector.adversarial_score(X_adv))
@@ -171,8 +172,8 @@ def test_attack_scorer_equals_manual_auroc(digits, detector):
     assert pickle.loads(pickle.dumps(scorer))(detector, X, y) == pytest.approx(expected)
 
 
-def test_attack_scorer_successful_only(digits, detector):
-    _, (X, y) = digits
+def test_attack_scorer_successful_only(metric_digits, detector):
+    _, (X, y) = metric_digits
     scorer = make_attack_scorer(FGSM, eps=0.05, adaptive=False, successful_only=True)
     X_adv = FGSM(detector, eps=0.05, adaptive=False).generate(X, y)
     with torch.no_grad():
@@ -182,8 +183,8 @@ def test_attack_scorer_successful_only(digits, detector):
     assert scorer(detector, X, y) == pytest.approx(expected)
 
 
-def test_attack_scorer_in_grid_search(digits, mlp):
-    (X, y), _ = digits
+def test_attack_scorer_in_grid_search(metric_digits, mlp):
+    (X, y), _ = metric_digits
     X, y = X[:400], y[:400]
     det = ModelDistillationDetector(mlp, epochs=5, batch_size=64, lr=3e-3, random_state=0)
     search = GridSearchCV(
@@ -203,8 +204,8 @@ def test_attack_scorer_in_grid_search(digits, mlp):
     assert cv_scores.shape == (2,) and np.all((cv_scores >= 0) & (cv_scores <= 1))
 
 
-def test_attack_scorer_on_a_pipeline_ending_in_a_detector(digits, mlp):
-    (X, y), _ = digits
+def test_attack_scorer_on_a_pipeline_ending_in_a_detector(metric_digits, mlp):
+    (X, y), _ = metric_digits
     X, y = X[:300], y[:300]
     det = ModelDistillationDetector(mlp, epochs=3, batch_size=64, lr=3e-3, random_state=0)
     scorer = make_attack_scorer(PGD, eps=0.1, step_size=0.02, max_iter=5, random_state=0)
@@ -227,8 +228,8 @@ def test_attack_scorer_on_a_pipeline_ending_in_a_detector(digits, mlp):
             scorer(fitted, X, y)
 
 
-def test_attack_scorer_validation(mlp, digits):
-    _, (X, y) = digits
+def test_attack_scorer_validation(mlp, metric_digits):
+    _, (X, y) = metric_digits
     with pytest.raises(ValueError, match="attack_cls"):
         make_attack_scorer("PGD")
     with pytest.raises(ValueError, match="metric"):
@@ -241,8 +242,8 @@ def test_attack_scorer_validation(mlp, digits):
 # --------------------------------------------------------------------------- scores, thresholds, binning
 
 
-def test_adversarial_scores_and_detection_threshold_match_predict(digits, detector):
-    _, (X, _) = digits
+def test_adversarial_scores_and_detection_threshold_match_predict(metric_digits, detector):
+    _, (X, _) = metric_digits
     scores = adversarial_scores(detector, X)
     np.testing.assert_array_equal(scores, detector.adversarial_score(X))
     threshold = detection_threshold(detector)

@@ -25,8 +25,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from skadv import ModelDistillationDetector  # noqa: E402
-from skadv._demo import load_digits_images, train_classifier  # noqa: E402
 from skadv.attacks import PGD, PGDLineSearch  # noqa: E402
+from skadv.datasets import load_digits8, make_digits_classifier  # noqa: E402
 from skadv.metrics import detection_auroc, security_evaluation, tpr_at_fpr  # noqa: E402
 from skadv.plotting import (  # noqa: E402
     AttackTraceDisplay,
@@ -38,10 +38,10 @@ from skadv.plotting import (  # noqa: E402
 
 def main(quick=False, out="examples_out"):
     os.makedirs(out, exist_ok=True)
-    X_train, X_test, y_train, y_test = load_digits_images()
+    X_train, X_test, y_train, y_test = load_digits8(test_size=0.3, random_state=0)
     if quick:
         X_test, y_test = X_test[:120], y_test[:120]
-    net = train_classifier(X_train, y_train, epochs=4 if quick else 20, verbose=False)
+    net = make_digits_classifier(X_train, y_train, epochs=4 if quick else 20, random_state=0)
     det = ModelDistillationDetector(net.module_, input_shape=(1, 8, 8), epochs=5 if quick else 30,
                                     random_state=0).fit(X_train)
 

@@ -23,6 +23,7 @@ Examples
 True
 """
 
+import math
 import numbers
 import re
 import sys
@@ -288,8 +289,9 @@ def make_digits_classifier(X, y, *, epochs=25, lr=2e-3, batch_size=64, random_st
 
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y).astype(np.int64)
-    side = int(round(np.sqrt(np.prod(X.shape[1:]))))
-    if X.ndim < 2 or side * side != np.prod(X.shape[1:]):
+    n_pixels = int(np.prod(X.shape[1:])) if X.ndim >= 2 else 0
+    side = math.isqrt(n_pixels)
+    if n_pixels == 0 or side * side != n_pixels:
         raise ValueError(
             f"X must hold square grey images, as rows of side * side values or as (n, 1, side, side); "
             f"got shape {X.shape}."

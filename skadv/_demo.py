@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from sklearn.base import is_classifier
 from sklearn.model_selection import train_test_split
 
@@ -86,7 +87,10 @@ def _max_softmax_baseline(net, X_val, threshold_perc=95):
     """
 
     def scores(X):
-        return 1.0 - net.predict_proba(np.asarray(X, dtype=np.float32)).max(axis=1).astype(np.float64)
+        # 1 - p_max as -expm1(log p_max) from float64 logits: 1 - predict_proba's float32 maximum
+        # rounds to 0 on confident rows, which would pile them at 0 and rule out a log axis.
+        logits = torch.as_tensor(net.forward(np.asarray(X, dtype=np.float32)), dtype=torch.float64)
+        return (-torch.expm1(torch.log_softmax(logits, dim=1).max(dim=1).values)).numpy()
 
     threshold = float(np.percentile(scores(X_val), threshold_perc))
     return _Defense(

@@ -134,7 +134,8 @@ def main(quick=False, out="examples_out"):
                                            name="reconstruction error: clean vs uniform noise")
     axes[1].set_xlabel("reconstruction error (MSE per pixel), log scale")
     for ax, attacked_name in zip(axes, (f"PGD eps={eps}", "uniform noise")):
-        names = {"clean": "clean digits", "attacked": attacked_name, "threshold (flagged above)": "threshold (5 % FPR, flagged above)"}
+        names = {"clean": "clean digits", "attacked": attacked_name,
+                 "threshold (flagged above)": "threshold (5 % FPR, flagged above)"}
         handles, labels = ax.get_legend_handles_labels()
         ax.legend(handles, [names[label] for label in labels])
     fig.tight_layout()

@@ -42,26 +42,33 @@ def _fractions(values):
     return values
 
 
+def _fraction_or_nan(text):
+    value = float(text)  # "nan" where no attacked row was misclassified
+    assert np.isnan(value) or 0.0 <= value <= 1.0, text
+    return value
+
+
 def check_adaptive_attack_evaluation(out):
-    rows = {
-        (kind, eps): _fractions(_row(out, kind, f"{eps:.2f}", n_numbers=4))
-        for kind in ("non-adaptive", "adaptive")
-        for eps in (0.0, 0.1, 0.2)
-    }
-    # eps = 0 is no attack: both settings report the clean digits.
-    assert rows[("non-adaptive", 0.0)] == rows[("adaptive", 0.0)]
-    assert rows[("non-adaptive", 0.0)][0] > 0.8  # the CNN's clean accuracy
-    for kind in ("non-adaptive", "adaptive"):
-        accuracy = [rows[(kind, eps)][0] for eps in (0.0, 0.1, 0.2)]
-        assert accuracy == sorted(accuracy, reverse=True), (kind, accuracy)
-        for eps in (0.1, 0.2):
-            acc, _, _, evaded = rows[(kind, eps)]
-            assert evaded <= 1 - acc + 1e-9  # evading needs a misclassified digit
-    for kind in ("non-adaptive", "adaptive"):
-        auroc, tpr = (float(v) for v in _search(
-            rf"^{kind} PGD eps=0\.1: detection AUROC {NUMBER}, TPR at 5% FPR {NUMBER}", out, re.MULTILINE
-        ).groups())
-        _fractions([auroc, tpr])
+    tuning = {}
+    for loss_type in ("kld", "xent"):
+        _, held_out = _fractions([float(v) for v in _search(
+            rf"^loss_type={loss_type}: contamination=0\.05 \(in-sample\) flags {NUMBER} of the clean test rows; "
+            rf"infer_threshold on held-out rows flags {NUMBER}$", out, re.MULTILINE
+        ).groups()])
+        assert held_out <= 0.25  # the threshold flags 5 % of held-out clean rows
+        tuning_line = f"loss_type={loss_type}: adaptive PGD eps=0.1 evasion on validation rows"
+        tuning[loss_type] = _fractions(_row(out, tuning_line, n_numbers=1))[0]
+    chosen = _search(r"^selected loss_type='(\w+)' \(lowest evasion under the tuning attack\)$", out, re.MULTILINE)[1]
+    assert tuning[chosen] == min(tuning.values())
+    clean_cost = set()
+    for attack in ("non-adaptive PGD", "adaptive PGD (tuning attack)", "AutoAttack (held-out attack)"):
+        line = _search(rf"^{re.escape(attack)}\s+{NUMBER}\s+(\S+)\s+(\S+) \|\s+{NUMBER}\s+{NUMBER}$", out, re.MULTILINE)
+        evasion, tpr, auroc, fpr, clean_accuracy = line.groups()
+        _fractions([float(evasion), float(fpr), float(clean_accuracy)])
+        _fraction_or_nan(tpr), _fraction_or_nan(auroc)
+        clean_cost.add((fpr, clean_accuracy))
+    assert len(clean_cost) == 1  # one fixed threshold, the same clean rows for every attack
+    assert re.findall(r"^failure check \w+\s+(?:ok|FIRED)\s+value \S+$", out, re.MULTILINE)
 
 
 def check_adversarial_ae_detection(out):

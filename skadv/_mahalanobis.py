@@ -80,7 +80,7 @@ class MahalanobisDetector(BaseDetector):
     class_means_ : list of ndarray of shape (n_classes_present, n_layer_features)
         Per layer, the class means of the flattened features.
     covariances_ : list of fitted covariance estimators
-        Per layer, the tied covariance (``precision_`` is its inverse).
+        Per layer, the tied covariance (``get_precision()`` is its inverse).
     layer_mean_, layer_std_ : ndarray of shape (n_layers,)
         Mean and standard deviation of each layer's score over the clean rows.
     model_ : ProtectedModel
@@ -118,7 +118,7 @@ class MahalanobisDetector(BaseDetector):
     _parameter_constraints: ClassVar[dict] = {
         **INFERENCE_ONLY_CONSTRAINTS,
         "layers": [list, tuple],
-        "covariance": [StrOptions(set(_COVARIANCES)), HasMethods(["fit"])],
+        "covariance": [StrOptions(set(_COVARIANCES)), HasMethods(["fit", "get_precision"])],
         "noise_eps": [Interval(numbers.Real, 0, None, closed="left")],
     }
 
@@ -175,7 +175,7 @@ class MahalanobisDetector(BaseDetector):
                 covariance.set_params(assume_centered=True)
             self.class_means_.append(means)
             self.covariances_.append(covariance.fit(centred))
-            eigenvalues, eigenvectors = np.linalg.eigh(covariance.precision_)
+            eigenvalues, eigenvectors = np.linalg.eigh(covariance.get_precision())
             whitening = eigenvectors * np.sqrt(eigenvalues.clip(min=0))
             self._whitened_.append((whitening, means @ whitening))
         self.layer_mean_, self.layer_std_ = np.zeros(len(self.layers_)), np.ones(len(self.layers_))

@@ -141,6 +141,14 @@ def test_mahalanobis_equals_scipy_and_sklearn_distances(covariance):
     np.testing.assert_allclose(det.layer_mean_, layer_scores.mean(axis=0), rtol=1e-6)
 
 
+def test_mahalanobis_classes_come_from_the_classifier_not_y(tiny):
+    X, net = tiny
+    det = MahalanobisDetector(net).fit(X)
+    with_y = MahalanobisDetector(net).fit(X, np.random.RandomState(0).randint(0, 3, len(X)))
+    np.testing.assert_array_equal(with_y.classes_present_, det.classes_present_)
+    np.testing.assert_array_equal(with_y.adversarial_score(X), det.adversarial_score(X))
+
+
 def test_mahalanobis_noise_moves_rows_towards_their_class(tiny):
     X, net = tiny
     plain = MahalanobisDetector(net, layers=("2",)).fit(X)
@@ -189,6 +197,15 @@ def test_squeezing_score_equals_hand_computation():
     median = median_filter(X.reshape(-1, 1, 4, 4), size=(1, 1, 2, 2), mode="reflect").reshape(len(X), -1)
     distances = [np.abs(p - np.exp(_log_softmax(_logits(net, squeezed)))).sum(axis=1) for squeezed in (bits, median)]
     np.testing.assert_allclose(det.adversarial_score(X), np.maximum(*distances), rtol=1e-5, atol=1e-6)
+
+
+def test_squeezing_takes_images_as_nd_arrays(digits):
+    X_train, _, X_test, _ = digits
+    net = digits_mlp(hidden=16)
+    images = FeatureSqueezingDetector(net, squeezers=["median", "bit_depth"]).fit(X_train[:200].reshape(-1, 1, 8, 8))
+    rows = FeatureSqueezingDetector(net, squeezers=["median", "bit_depth"], input_shape=(1, 8, 8)).fit(X_train[:200])
+    assert images.input_shape_ == (1, 8, 8)
+    np.testing.assert_array_equal(images.adversarial_score(X_test.reshape(-1, 1, 8, 8)), rows.adversarial_score(X_test))
 
 
 def test_squeezing_errors_name_the_fix(tiny):

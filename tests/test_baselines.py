@@ -111,6 +111,8 @@ def test_energy_needs_logits(tiny):
     np.testing.assert_allclose(det.adversarial_score(X), -(p * np.log(p)).sum(axis=1), rtol=1e-6)
     with pytest.raises(ValueError, match="gradient"):
         ConfidenceDetector(clf, odin_eps=0.01).fit(X)
+    with pytest.raises(ValueError, match="not differentiable"):
+        PGD(det, eps=0.1, max_iter=1).generate(X[:4])
 
 
 @pytest.mark.parametrize("covariance", ["empirical", "ledoit_wolf"])

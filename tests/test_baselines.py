@@ -250,3 +250,17 @@ def test_joblib_round_trip_and_adaptive_pgd(det, digits):
     x = torch.tensor(X_test[:20]).requires_grad_(True)
     (gradient,) = torch.autograd.grad(det._torch_adversarial_score(x.reshape(20, *det.input_shape_)).sum(), x)
     assert torch.isfinite(gradient).all() and (gradient.abs().sum(dim=1) > 0).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("index", range(3), ids=["confidence", "mahalanobis", "squeezing"])
+def test_cuda_scores_match_cpu(index, digits):
+    X_train, _, X_test, y_test = digits
+    cpu = _baselines()[index].fit(X_train[:300])
+    cuda = _baselines()[index].set_params(device="cuda").fit(X_train[:300])
+    # ODIN's and Lee et al.'s steps take the sign of input gradients: a component near 0
+    # may flip between devices and move that row's score a little.
+    close = np.isclose(cuda.adversarial_score(X_test), cpu.adversarial_score(X_test), rtol=1e-3, atol=1e-3)
+    assert close.mean() >= 0.95
+    X_adv = PGD(cuda, eps=0.1, step_size=0.02, max_iter=3, random_state=0).generate(X_test[:20], y_test[:20])
+    assert np.abs(X_adv - X_test[:20]).max() <= 0.1 + 1e-6

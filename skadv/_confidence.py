@@ -171,7 +171,7 @@ class ConfidenceDetector(BaseDetector):
         if self.score_type == "energy" and (self.model_ is None or self.model_.output != "logits"):
             given = "a scikit-learn classifier" if self.model_ is None else f"model_output={self.model_.output!r}"
             raise ValueError(
-                f"score_type='energy' needs the model's logits, but it returns probabilities ({given}), "
+                f"score_type='energy' needs the model's logits, but it returns normalised scores ({given}), "
                 "whose energy is not the logits' (it is 0 at temperature 1). Pass a torch model returning logits (model_output='logits'), "
                 "or use score_type='msp' or 'entropy'."
             )

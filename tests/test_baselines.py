@@ -98,6 +98,9 @@ def test_energy_needs_logits(tiny):
     softmax_net = torch.nn.Sequential(net, torch.nn.Softmax(dim=1))
     with pytest.raises(ValueError, match="energy' needs the model's logits.*model_output='proba'"):
         ConfidenceDetector(softmax_net, score_type="energy").fit(X)
+    log_softmax_net = torch.nn.Sequential(net, torch.nn.LogSoftmax(dim=1))
+    with pytest.raises(ValueError, match="energy' needs the model's logits.*model_output='log_proba'"):
+        ConfidenceDetector(log_softmax_net, score_type="energy", model_output="log_proba").fit(X)
     y = np.arange(len(X)) % 3
     with pytest.raises(ValueError, match="energy' needs the model's logits.*scikit-learn"):
         ConfidenceDetector(LogisticRegression().fit(X, y), score_type="energy").fit(X)

@@ -16,15 +16,10 @@ from ._layers import forward_capturing, resolve_layers
 _COVARIANCES = {"empirical": EmpiricalCovariance, "ledoit_wolf": LedoitWolf}
 
 
-def _flat_float64(output):
-    # A copy (later in-place operations of the pass must not change it), still differentiable.
-    return output.flatten(1).to(torch.float64, copy=True)
-
-
 class MahalanobisDetector(BaseDetector):
     """Flag inputs whose hidden features lie far from every class of clean data.
 
-    For each captured layer, the flattened features of clean rows are modelled as
+    For each captured layer, the features of clean rows (see ``pooling``) are modelled as
     class-conditional Gaussians with class means ``μ_c`` and one covariance ``Σ`` shared
     by all classes (tied). A row's layer score is its squared Mahalanobis distance to
     the closest class, ``min_c (f - μ_c)ᵀ Σ⁻¹ (f - μ_c)``. Layers are combined without any
@@ -44,6 +39,11 @@ class MahalanobisDetector(BaseDetector):
         or int positions in that list without the root entry (``-2``, the default, is
         the second-to-last module: for an ``nn.Sequential`` MLP the activation before
         the output layer, the penultimate features).
+    pooling : {'mean', 'none'}, default='mean'
+        How a layer's output with more than one axis per row (a channels-first feature
+        map ``(C, H, W)``) becomes a vector: 'mean' averages each channel over its
+        positions, giving ``C`` features, as Lee et al. do; 'none' flattens it (the
+        covariance then has ``(C·H·W)²`` entries). Vectors pass as they are.
     covariance : {'ledoit_wolf', 'empirical'} or scikit-learn covariance estimator, default='ledoit_wolf'
         Estimator of the tied covariance, fitted on the class-centred features with
         ``assume_centered=True``. Lee et al. use the empirical covariance; Ledoit-Wolf
@@ -78,7 +78,7 @@ class MahalanobisDetector(BaseDetector):
     classes_present_ : ndarray of int
         Output indices the classifier predicts on the clean rows: one Gaussian each.
     class_means_ : list of ndarray of shape (n_classes_present, n_layer_features)
-        Per layer, the class means of the flattened features.
+        Per layer, the class means of the (pooled or flattened) features.
     covariances_ : list of fitted covariance estimators
         Per layer, the tied covariance (``get_precision()`` is its inverse).
     layer_mean_, layer_std_ : ndarray of shape (n_layers,)
@@ -118,6 +118,7 @@ class MahalanobisDetector(BaseDetector):
     _parameter_constraints: ClassVar[dict] = {
         **INFERENCE_ONLY_CONSTRAINTS,
         "layers": [list, tuple],
+        "pooling": [StrOptions({"mean", "none"})],
         "covariance": [StrOptions(set(_COVARIANCES)), HasMethods(["fit", "get_precision"])],
         "noise_eps": [Interval(numbers.Real, 0, None, closed="left")],
     }
@@ -127,6 +128,7 @@ class MahalanobisDetector(BaseDetector):
         model=None,
         *,
         layers=(-2,),
+        pooling="mean",
         covariance="ledoit_wolf",
         noise_eps=0.0,
         model_output="auto",
@@ -140,6 +142,7 @@ class MahalanobisDetector(BaseDetector):
     ):
         self.model = model
         self.layers = layers
+        self.pooling = pooling
         self.covariance = covariance
         self.noise_eps = noise_eps
         self.model_output = model_output
@@ -151,9 +154,16 @@ class MahalanobisDetector(BaseDetector):
         self.device = device
         self.random_state = random_state
 
+    def _layer_features(self, output):
+        if self.pooling == "mean" and output.ndim > 2:
+            output = output.flatten(2).mean(dim=2)
+        # A copy (later in-place operations of the pass must not change it), still differentiable.
+        return output.flatten(1).to(torch.float64, copy=True)
+
     def _capture(self, x, need_output=False):
         return forward_capturing(
-            self.model_.net, self.layers_, x, forward=self.model_, transform=_flat_float64, need_output=need_output
+            self.model_.net, self.layers_, x, forward=self.model_, transform=self._layer_features,
+            need_output=need_output,
         )
 
     def _fit_detector(self, X, seed):

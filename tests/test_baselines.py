@@ -146,6 +146,22 @@ def test_mahalanobis_equals_scipy_and_sklearn_distances(covariance):
     np.testing.assert_allclose(det.layer_mean_, layer_scores.mean(axis=0), rtol=1e-6)
 
 
+@pytest.mark.parametrize("pooling", ["mean", "none"])
+def test_mahalanobis_pools_feature_maps_per_channel(pooling, digits):
+    X_train = digits[0]
+    torch.manual_seed(0)
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(108, 10))
+    det = MahalanobisDetector(cnn, layers=["1"], pooling=pooling, covariance="empirical", input_shape=(1, 8, 8))
+    det.fit(X_train[:400])
+    with torch.no_grad():
+        maps = torch.relu(cnn[0](torch.tensor(X_train[:400]).reshape(-1, 1, 8, 8))).double().numpy()
+        labels = cnn(torch.tensor(X_train[:400]).reshape(-1, 1, 8, 8)).argmax(1).numpy()
+    features = maps.mean(axis=(2, 3)) if pooling == "mean" else maps.reshape(400, -1)
+    assert det.class_means_[0].shape[1] == (3 if pooling == "mean" else 108)
+    np.testing.assert_allclose(det.class_means_[0][0], features[labels == det.classes_present_[0]].mean(axis=0),
+                               rtol=1e-6, atol=1e-9)
+
+
 def test_mahalanobis_classes_come_from_the_classifier_not_y(tiny):
     X, net = tiny
     det = MahalanobisDetector(net).fit(X)

@@ -190,5 +190,8 @@ class ConfidenceDetector(BaseDetector):
             return -self.temperature * torch.logsumexp(logits / self.temperature, dim=1)
         log_p = self._tempered_log_proba(x)
         if self.score_type == "msp":
-            return 1 - log_p.max(dim=1).values.exp()
+            # 1 - p_max as the sum of the other probabilities: exact where p_max rounds to 1
+            # (1 - p_max, or -expm1(log p_max), would pile confident rows at exactly 0).
+            others = log_p.scatter(1, log_p.argmax(dim=1, keepdim=True), -torch.inf)
+            return torch.logsumexp(others, dim=1).exp()
         return -(log_p.exp() * log_p).sum(dim=1)

@@ -75,6 +75,18 @@ def test_confidence_scores_equal_hand_computation(tiny, temperature):
         np.testing.assert_allclose(det.threshold_, np.percentile(scores, 95), rtol=1e-6)
 
 
+def test_msp_resolves_confident_rows():
+    # p_max = 1 - 1e-21 rounds to 1 in float64: 1 - p_max would be 0 for both rows.
+    net = torch.nn.Linear(1, 2)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[40.0], [-40.0]]))
+        net.bias.zero_()
+    X = np.array([[0.6], [0.7], [0.0], [0.1]])
+    scores = ConfidenceDetector(net).fit(X).adversarial_score(X)
+    np.testing.assert_allclose(scores[:2], np.exp(-80 * X[:2, 0]), rtol=1e-5)
+    assert scores[0] > scores[1] > 0
+
+
 def test_odin_perturbs_along_the_hand_computed_gradient():
     # Linear model z = W x + b: ∇ₓ log softmax(z/T)_ŷ = (W_ŷ - Σ_k p_k W_k) / T.
     rng = np.random.RandomState(1)

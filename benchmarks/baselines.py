@@ -2,7 +2,8 @@
 
 Workload: load_digits scaled to [0, 1], stratified 70/30 split (seed ``--random-state``);
 the MLP 64-128-10 of ``benchmarks/adversarial_ae.py`` (full-batch Adam, lr 0.01, 100
-steps) trained on the training rows, behind a Flatten so that it takes images too; each
+steps) trained on the training rows, behind a Flatten so that it takes images too (or,
+with ``--model cnn``, ``skadv.datasets.make_digits_classifier``'s CNN); each
 detector fitted on the training rows; non-adaptive L-inf PGD (eps 0.2, 40 steps of 0.01,
 random start) against the classifier on the test rows. Prints one JSON object:
 per detector variant, the detection AUROC of clean test rows vs all attacked rows and vs
@@ -12,7 +13,7 @@ false positives on the clean training rows) and reports the evasion rate (the sh
 attacked rows misclassified and not flagged) of the adaptive and non-adaptive rows. An
 adaptive evasion below the non-adaptive one means the adaptive attack failed.
 
-    python benchmarks/baselines.py [--random-state 0] [--adaptive] [--threads 2]
+    python benchmarks/baselines.py [--model mlp|cnn] [--random-state 0] [--adaptive] [--threads 2]
 """
 
 import argparse
@@ -22,16 +23,15 @@ import time
 import numpy as np
 import torch
 from adversarial_ae import train_classifier
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch import nn
 
 from skadv import ConfidenceDetector, FeatureSqueezingDetector, MahalanobisDetector
 from skadv.attacks import PGD
+from skadv.datasets import load_digits8, make_digits_classifier
 from skadv.metrics import detection_auroc
 
 
-def variants(clf):
+def variants(clf, all_layers):
     """Detector variants by name: defaults first, then settings from the papers."""
     image = {"input_shape": (1, 8, 8)}
     return {
@@ -41,7 +41,7 @@ def variants(clf):
         "odin_T1000_eps0.01": ConfidenceDetector(clf, temperature=1000, odin_eps=0.01),
         "mahalanobis": MahalanobisDetector(clf),
         "mahalanobis_empirical": MahalanobisDetector(clf, covariance="empirical"),
-        "mahalanobis_all_layers": MahalanobisDetector(clf, layers=("1.0", "1.1", "1.2")),
+        "mahalanobis_all_layers": MahalanobisDetector(clf, layers=all_layers),
         "mahalanobis_noise0.01": MahalanobisDetector(clf, noise_eps=0.01),
         "squeezing": FeatureSqueezingDetector(clf, **image),
         **{
@@ -56,6 +56,7 @@ def variants(clf):
 
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--adaptive", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
@@ -63,12 +64,14 @@ def main():
     torch.set_num_threads(args.threads)
     seed = args.random_state
 
-    X, y = load_digits(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(
-        (X / 16.0).astype(np.float32), y, test_size=0.3, stratify=y, random_state=seed
-    )
-    # A Flatten in front: the image squeezers hand it (n, 1, 8, 8) batches.
-    clf = nn.Sequential(nn.Flatten(), train_classifier(X_train, y_train))
+    X_train, X_test, y_train, y_test = load_digits8(test_size=0.3, random_state=seed)
+    if args.model == "mlp":
+        # A Flatten in front: the image squeezers hand it (n, 1, 8, 8) batches.
+        clf = nn.Sequential(nn.Flatten(), train_classifier(X_train, y_train))
+        all_layers = ("1.0", "1.1", "1.2")
+    else:
+        clf = make_digits_classifier(X_train, y_train, random_state=seed).module_
+        all_layers = ("features.1", "features.3", "classifier.2")
     with torch.no_grad():
         clean_accuracy = float((clf(torch.from_numpy(X_test)).argmax(1).numpy() == y_test).mean())
     pgd = {"eps": 0.2, "step_size": 0.01, "max_iter": 40, "random_state": seed}
@@ -77,7 +80,7 @@ def main():
         fooled = clf(torch.from_numpy(X_adv)).argmax(1).numpy() != y_test
 
     results = {}
-    for name, det in variants(clf).items():
+    for name, det in variants(clf, all_layers).items():
         start = time.perf_counter()
         det.fit(X_train)
         fit_s = time.perf_counter() - start
@@ -99,7 +102,7 @@ def main():
     for row in results.values():
         row["auroc_minus_msp"] = round(row["auroc"] - results["msp"]["auroc"], 4)
     print(json.dumps({
-        "workload": "digits MLP 64-128-10, non-adaptive PGD Linf eps=0.2 (40 x 0.01, random start)",
+        "workload": f"digits {args.model}, non-adaptive PGD Linf eps=0.2 (40 x 0.01, random start)",
         "clean_accuracy": clean_accuracy,
         "attack_success": float(fooled.mean()),
         "n_test": len(X_test),

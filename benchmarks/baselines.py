@@ -31,7 +31,7 @@ from skadv.datasets import load_digits8, make_digits_classifier
 from skadv.metrics import detection_auroc
 
 
-def variants(clf, all_layers):
+def variants(clf):
     """Detector variants by name: defaults first, then settings from the papers."""
     image = {"input_shape": (1, 8, 8)}
     return {
@@ -41,7 +41,7 @@ def variants(clf, all_layers):
         "odin_T1000_eps0.01": ConfidenceDetector(clf, temperature=1000, odin_eps=0.01),
         "mahalanobis": MahalanobisDetector(clf),
         "mahalanobis_empirical": MahalanobisDetector(clf, covariance="empirical"),
-        "mahalanobis_all_layers": MahalanobisDetector(clf, layers=all_layers),
+        "mahalanobis_penultimate": MahalanobisDetector(clf, layers=(-2,)),
         "mahalanobis_noise0.01": MahalanobisDetector(clf, noise_eps=0.01),
         "squeezing": FeatureSqueezingDetector(clf, **image),
         **{
@@ -68,10 +68,8 @@ def main():
     if args.model == "mlp":
         # A Flatten in front: the image squeezers hand it (n, 1, 8, 8) batches.
         clf = nn.Sequential(nn.Flatten(), train_classifier(X_train, y_train))
-        all_layers = ("1.0", "1.1", "1.2")
     else:
         clf = make_digits_classifier(X_train, y_train, random_state=seed).module_
-        all_layers = ("features.1", "features.3", "classifier.2")
     with torch.no_grad():
         clean_accuracy = float((clf(torch.from_numpy(X_test)).argmax(1).numpy() == y_test).mean())
     pgd = {"eps": 0.2, "step_size": 0.01, "max_iter": 40, "random_state": seed}
@@ -80,7 +78,7 @@ def main():
         fooled = clf(torch.from_numpy(X_adv)).argmax(1).numpy() != y_test
 
     results = {}
-    for name, det in variants(clf, all_layers).items():
+    for name, det in variants(clf).items():
         start = time.perf_counter()
         det.fit(X_train)
         fit_s = time.perf_counter() - start

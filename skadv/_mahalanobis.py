@@ -34,11 +34,15 @@ class MahalanobisDetector(BaseDetector):
     model : nn.Module or fitted skorch NeuralNetClassifier
         The classifier to protect; copied, never modified. Hidden layers are read from
         it, so it must be a torch network.
-    layers : sequence of str or int, default=(-2,)
+    layers : sequence of str or int, default=None
         Layers whose outputs are modelled: dotted names from ``model.named_modules()``
-        or int positions in that list without the root entry (``-2``, the default, is
-        the second-to-last module: for an ``nn.Sequential`` MLP the activation before
-        the output layer, the penultimate features).
+        or int positions in that list without the root entry (``-2`` is the
+        second-to-last module: for an ``nn.Sequential`` MLP the activation before the
+        output layer, the penultimate features). None takes every leaf module (one
+        without submodules) but the last, the output layer: Lee et al.'s feature
+        ensemble over the whole network. On digits PGD rows (``benchmarks/baselines.py``)
+        it separates far better than the penultimate layer alone (AUROC 0.99 vs 0.68 on
+        a CNN, 0.997 vs 0.973 on an MLP).
     pooling : {'mean', 'none'}, default='mean'
         How a layer's output with more than one axis per row (a channels-first feature
         map ``(C, H, W)``) becomes a vector: 'mean' averages each channel over its
@@ -108,16 +112,16 @@ class MahalanobisDetector(BaseDetector):
     >>> X = X / 16.0
     >>> _ = torch.manual_seed(0)
     >>> net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
-    >>> det = MahalanobisDetector(net, layers=["1"]).fit(X[:1000])
+    >>> det = MahalanobisDetector(net).fit(X[:1000])
     >>> det.layers_
-    ('1',)
+    ('0', '1')
     >>> float((det.predict(X[:1000]) == -1).mean())
     0.05
     """
 
     _parameter_constraints: ClassVar[dict] = {
         **INFERENCE_ONLY_CONSTRAINTS,
-        "layers": [list, tuple],
+        "layers": [list, tuple, None],
         "pooling": [StrOptions({"mean", "none"})],
         "covariance": [StrOptions(set(_COVARIANCES)), HasMethods(["fit", "get_precision"])],
         "noise_eps": [Interval(numbers.Real, 0, None, closed="left")],
@@ -127,7 +131,7 @@ class MahalanobisDetector(BaseDetector):
         self,
         model=None,
         *,
-        layers=(-2,),
+        layers=None,
         pooling="mean",
         covariance="ledoit_wolf",
         noise_eps=0.0,
@@ -167,9 +171,16 @@ class MahalanobisDetector(BaseDetector):
         )
 
     def _fit_detector(self, X, seed):
-        if len(self.layers) == 0:
-            raise ValueError("layers is empty: name at least one layer of the model, e.g. layers=(-2,).")
-        self.layers_ = resolve_layers(self.model_.net, self.layers)
+        layers = self.layers
+        if layers is None:
+            leaves = [name for name, module in self.model_.net.named_modules() if name and not any(module.children())]
+            layers = leaves[:-1] or leaves
+        if len(layers) == 0:
+            raise ValueError(
+                "No layer to read: name at least one layer of the model in layers, e.g. layers=(-2,) "
+                "(with layers=None, the model must have submodules)."
+            )
+        self.layers_ = resolve_layers(self.model_.net, layers)
         with torch.inference_mode():
             batches = [self._capture(self._preprocess(x), need_output=True) for x in self._iter_batches(X)]
         labels = torch.cat([log_proba.argmax(dim=1) for log_proba, _ in batches]).cpu().numpy()

@@ -29,7 +29,7 @@ OVERWRITE_XFAIL = {
         ConfidenceDetector(LazyMLP()),
         ConfidenceDetector(LazyMLP(), score_type="energy", temperature=2.0, odin_eps=0.01),
         # WavyMLP predicts several classes on the checks' data: several Gaussians.
-        MahalanobisDetector(WavyMLP(), layers=(-2, -3)),
+        MahalanobisDetector(WavyMLP()),
         FeatureSqueezingDetector(LazyMLP()),
     ],
     expected_failed_checks=lambda est: OVERWRITE_XFAIL,
@@ -194,8 +194,12 @@ def test_mahalanobis_bad_layers_and_sklearn_model(tiny):
     X, net = tiny
     with pytest.raises(ValueError, match="layers: 'nope' is not among the modules"):
         MahalanobisDetector(net, layers=["nope"]).fit(X)
-    with pytest.raises(ValueError, match="layers is empty"):
+    with pytest.raises(ValueError, match="No layer to read"):
         MahalanobisDetector(net, layers=[]).fit(X)
+    with pytest.raises(ValueError, match="No layer to read"):
+        MahalanobisDetector(torch.nn.Linear(5, 3)).fit(X)
+    # The default: every leaf module but the output layer.
+    assert MahalanobisDetector(net).fit(X).layers_ == ("0", "1", "2")
     clf = LogisticRegression().fit(X, np.arange(len(X)) % 3)
     with pytest.raises(ValueError, match="Unsupported model"):
         MahalanobisDetector(clf).fit(X)

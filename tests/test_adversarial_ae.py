@@ -16,7 +16,7 @@ from torch import nn
 
 from skadv import AdversarialAEDetector
 from skadv._adversarial_ae import AdversarialAELoss, default_autoencoder
-from skadv._distillation import tempered_proba
+from skadv._losses import tempered_proba
 from skadv.attacks import PGD
 
 from _models import LazyMLP, fit_classifier
@@ -165,7 +165,7 @@ def test_temperature_below_one_sharpens():
 def test_one_classifier_pass_per_batch(tiny):
     X, clf, ae, head = tiny
     det = AdversarialAEDetector(
-        clf, ae=ae, hidden_layer_kld={"0": 4, "1": 2}, epochs=1, batch_size=5, random_state=0
+        clf, ae=ae, hidden_layer_kld={"0": 4, "1": 2}, epochs=1, inference_batch_size=5, random_state=0
     ).fit(X)
     calls = []
     handle = det.model_.net.register_forward_hook(lambda module, inputs, output: calls.append(len(output)))

@@ -119,7 +119,7 @@ def test_named_adam_is_torchs_fused_adam():
 def test_kl_divergence_matches_scipy_including_zero_probabilities():
     from scipy.special import rel_entr
 
-    from skadv._distillation import distillation_loss, kl_divergence
+    from skadv._losses import distillation_loss, kl_divergence
 
     rng = np.random.RandomState(0)
     logits_p, logits_q = rng.randn(6, 4) * 3, rng.randn(6, 4) * 3

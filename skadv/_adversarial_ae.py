@@ -6,9 +6,8 @@ import numbers
 import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
-from torch import nn
-
 from skorch.utils import to_tensor
+from torch import nn
 
 from ._base import TrainedDetector
 from ._docs import fill_detector_doc

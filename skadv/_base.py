@@ -613,7 +613,6 @@ class TrainedDetector(BaseDetector):
         Called before :meth:`_build_module`, so it may set attributes the module's
         size depends on (e.g. ``n_classes_``).
         """
-        return None
 
     @abstractmethod
     def _build_module(self, X_model):

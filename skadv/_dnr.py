@@ -23,6 +23,7 @@ from ._base import (
     resolve_device,
     torch_seed,
 )
+from ._docs import fill_torch_estimator_doc
 from ._kernel_svm import OneVsAllSVC, kernel_machine_from
 from ._layers import forward_capturing, resolve_layers
 
@@ -143,6 +144,7 @@ class _LayerFolds:
 # ----------------------------------------------------------------------------- the estimator
 
 
+@fill_torch_estimator_doc
 class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition):
     """Deep Neural Rejection: a classifier that rejects inputs far from what its layers know.
 
@@ -211,16 +213,8 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
     batch_size : int, default=128
         The most rows per forward pass while fitting (reading the layers of the training
         rows), also capped at about 16 MiB of float32-sized input values.
-    inference_batch_size : int, default=None
-        The most rows scored at once by the predicting methods. None scores as many rows
-        at once as the memory budget allows. Either way a batch holds at most about
-        16 MiB of float32-sized values (the input, and the kernel row of every support
-        vector), so scoring memory stays bounded however large this is.
-    input_shape : tuple of int, default=None
-        Shape of one row as the model expects it (e.g. ``(1, 8, 8)``). None uses rows as
-        they are (or the trailing shape of an N-D ``X``).
-    device : str, default='cpu'
-        'cpu', 'cuda', 'cuda:N' or 'auto'.
+%(inference_batch_size)s
+%(input_shape_and_device)s
     random_state : int, RandomState instance or None, default=None
         Seeds the default folds (and lazy layers of the model copy).
 

@@ -1,7 +1,8 @@
 """Docstring blocks written once and substituted into many docstrings.
 
 :func:`docstring_filler` makes the decorator; the attacks fill their shared parameters
-with one (``skadv.attacks._docs``), the detectors with :func:`fill_detector_doc`.
+with one (``skadv.attacks._docs``), the detectors with :func:`fill_detector_doc`, other
+torch estimators with :func:`fill_torch_estimator_doc`.
 """
 
 import inspect
@@ -73,21 +74,26 @@ _TRAINING_PARAMS = """\
     verbose : bool or int, default=False
         Print skorch's epoch table and a progress bar."""
 
-_INPUT_PARAMS = """\
+_INFERENCE_BATCH_SIZE = """\
     inference_batch_size : int, default=None
         The most rows scored at once, apart from the training ``batch_size``. None scores
         as many rows at once as the memory budget allows. Either way a scoring batch holds
-        at most about 16 MiB of input-sized float32 values (the rows times the copies
-        each expands into while scored), so scoring memory stays bounded however large
-        this is.
+        at most about 16 MiB of float32-sized values (each row counted with the copies and
+        intermediate values it expands into while scored), so scoring memory stays
+        bounded however large this is."""
+
+_INPUT_SHAPE_AND_DEVICE = """\
+    input_shape : tuple of int, default=None
+        Shape of one row as the networks expect it (e.g. ``(1, 8, 8)``). None uses rows
+        as they are (or the trailing shape of an N-D ``X``).
+    device : str, default='cpu'
+        'cpu', 'cuda', 'cuda:N' or 'auto'."""
+
+_INPUT_PARAMS = _INFERENCE_BATCH_SIZE + """
     preprocess_fn : callable, default=None
         Tensor → tensor function applied to every batch before the detector's networks
         and the classifier.
-    input_shape : tuple of int, default=None
-        Shape of one row as the models expect it (e.g. ``(1, 8, 8)``). None uses rows as
-        they are (or the trailing shape of an N-D ``X``).
-    device : str, default='cpu'
-        'cpu', 'cuda', 'cuda:N' or 'auto'.
+""" + _INPUT_SHAPE_AND_DEVICE + """
     random_state : int, RandomState instance or None, default=None
         Seeds training and any random draws of the score: equal seeds give
         bit-identical detectors and scores."""
@@ -133,4 +139,10 @@ fill_detector_doc = docstring_filler(
     input_params=_INPUT_PARAMS,
     detector_attributes=_DETECTOR_ATTRIBUTES,
     training_attributes=_TRAINING_ATTRIBUTES,
+)
+
+#: Decorator filling ``%(inference_batch_size)s`` and ``%(input_shape_and_device)s`` in the
+#: docstring of any torch estimator.
+fill_torch_estimator_doc = docstring_filler(
+    inference_batch_size=_INFERENCE_BATCH_SIZE, input_shape_and_device=_INPUT_SHAPE_AND_DEVICE
 )

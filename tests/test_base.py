@@ -285,9 +285,10 @@ def test_shared_parameters_are_documented_once_with_each_class_defaults(cls):
     assert ("predict_proba" in doc.split("encoder_net")[0].split("model :")[1]) is cls._accepts_sklearn_model
 
 
-def test_inference_batch_size_defaults_to_the_memory_budget():
+def test_inference_batch_size_is_apart_from_batch_size_and_memory_bounded():
     X = np.random.RandomState(0).rand(40, 9)
     det = _fitted(X, batch_size=16)
-    assert det._inference_batch_size() == 2**22 // 9 // 8 * 8  # one input-sized row per scored row
+    # one input-sized row per scored row: a cache-sized 2 MiB by default on a CPU, at most the 16 MiB budget
+    assert det._inference_batch_size() == 2**19 // 9 // 8 * 8
     assert det.set_params(inference_batch_size=24)._inference_batch_size() == 24
     assert det.set_params(inference_batch_size=10**9)._inference_batch_size() == 2**22 // 9 // 8 * 8

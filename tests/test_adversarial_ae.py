@@ -12,6 +12,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from skorch.callbacks import Callback
 from torch import nn
 
 from skadv import AdversarialAEDetector
@@ -176,6 +177,22 @@ def test_one_classifier_pass_per_batch(tiny):
         handle.remove()
     # ceil(12 / 5) = 3 batches per call, each padded to 8 rows, input and reconstruction stacked.
     assert calls == [16] * 6
+
+
+def test_training_keeps_the_classifier_in_eval_mode_and_away_from_the_optimizer(tiny):
+    X, _, ae, _ = tiny
+    clf = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.ReLU(), nn.Linear(4, 3))
+    modes = []
+
+    class RecordModes(Callback):
+        def on_batch_end(self, net, **kwargs):
+            modes.append((net.frozen_model.training, net.frozen_model.net[1].training, net.module_.training))
+            assert {id(p) for group in net.optimizer_.param_groups for p in group["params"]} == {
+                id(p) for p in net.module_.parameters()
+            }
+
+    AdversarialAEDetector(clf, ae=ae, epochs=2, batch_size=6, callbacks=[RecordModes()], random_state=0).fit(X)
+    assert modes == [(False, False, True)] * 4
 
 
 def test_adaptive_attack_differentiates_through_detector(tiny):

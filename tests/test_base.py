@@ -9,10 +9,10 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from _models import LazyMLP, digits_mlp
 from sklearn.base import BaseEstimator
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from _models import LazyMLP, digits_mlp
 from skadv import (
     AdversarialAEDetector,
     BaseDetector,

@@ -753,7 +753,8 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
         An unfitted DNR is fitted in :meth:`fit`: on ``(X, y)``, or, without ``y``, on
         the network's own predictions for ``X`` as labels. A fitted one wrapped in
         :class:`sklearn.frozen.FrozenEstimator` is used as is (never modified);
-        :meth:`DeepNeuralRejection.as_detector` builds that.
+        :meth:`DeepNeuralRejection.as_detector` builds that. Scoring runs in the DNR's
+        batches (its ``inference_batch_size``).
     contamination : float in (0, 0.5], default=0.05
         Used only when the DNR has no ``threshold`` (None): ``fit`` then sets
         ``offset_`` to flag this share of the training rows, as the other detectors'

@@ -211,10 +211,10 @@ class TorchEstimatorMixin:
         return x.reshape((n_rows,) + tuple(self.input_shape_)).to(self.device_)
 
     def _iter_batches(self, X, batch_size=None):
-        """``(start, tensor)`` for consecutive batches of ``X`` (:meth:`_inference_batch_size` rows by default)."""
+        """Consecutive batches of ``X`` as tensors, of :meth:`_inference_batch_size` rows unless ``batch_size`` is given."""
         batch_size = self._inference_batch_size() if batch_size is None else batch_size
         for start in range(0, X.shape[0], batch_size):
-            yield start, self._to_tensor(X[start : start + batch_size])
+            yield self._to_tensor(X[start : start + batch_size])
 
     def _inference_values_per_row(self):
         """How many float32-sized values one row expands into while it is scored (roughly).
@@ -582,7 +582,7 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
     def _preprocessed_array(self, X):
         """Training rows after ``preprocess_fn``, as one float32 array in model shape."""
         with torch.inference_mode():
-            parts = [self._preprocess(x).cpu() for _, x in self._iter_batches(X)]
+            parts = [self._preprocess(x).cpu() for x in self._iter_batches(X)]
         return torch.cat(parts).numpy()
 
     def __sklearn_tags__(self):

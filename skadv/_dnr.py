@@ -501,7 +501,8 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
         """
         features = None
         with torch.inference_mode():
-            for start, x in self._iter_batches(X, min(self.batch_size, self._budget_rows())):
+            batch_size = min(self.batch_size, self._budget_rows())
+            for start, x in zip(range(0, X.shape[0], batch_size), self._iter_batches(X, batch_size)):
                 outputs = capture_layers(self.model_.net, self.layer_names_, x)
                 if features is None:
                     features = [np.empty((X.shape[0], o.shape[1]), dtype=np.float32) for o in outputs]

@@ -391,11 +391,6 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
 
     #: True when the score is randomized (attacks then average gradients over draws).
     _stochastic_score = False
-    # Cache-sized default batches (2 MiB) on a CPU: the detectors' small networks are bound by
-    # elementwise passes over their activations, fastest while those stay in the caches
-    # (benchmarks/adversarial_ae.py: 1-4 k rows of 64 features beat 16 k rows by ~20 %).
-    _cpu_default_inference_values = 2**19
-
     # _adaptive_logits returns the classifier's log-probabilities plus a "flagged" logit,
     # so a softmax of it is a confidence (attack traces and their displays rely on this).
     _adaptive_logits_are_log_proba = True
@@ -420,6 +415,11 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
     #: Whether the protected model may be a scikit-learn classifier: True for detectors
     #: whose training and score need no gradient through the classifier.
     _accepts_sklearn_model = False
+
+    # Cache-sized default batches (2 MiB) on a CPU: the detectors' small networks are bound by
+    # elementwise passes over their activations, fastest while those stay in the caches
+    # (benchmarks/adversarial_ae.py: 1-4 k rows of 64 features beat 16 k rows by ~20 %).
+    _cpu_default_inference_values = 2**19
 
     # -- fit ----------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)

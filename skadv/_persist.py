@@ -60,7 +60,7 @@ _DEVICE = "__skadv_device__"
 _MODULE_INTERNALS = frozenset(vars(nn.Module()))
 
 # Module classes of skadv itself are stored by name: every class defined in one of the
-# top-level modules of the skadv package (its estimators' modules, losses, nets, demo),
+# top-level modules of the skadv package (its estimators' modules, losses, nets, datasets' CNN),
 # found by listing the package, so that a module added or split needs no entry here. Module
 # classes defined in skadv's subpackages persist as the user's do: by reference, listed by
 # skops.

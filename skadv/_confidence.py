@@ -7,16 +7,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseDetector
-
-# BaseDetector's parameters that only configure training a network; baselines train none.
-_TRAINING_PARAMETERS = frozenset({"epochs", "lr", "optimizer", "callbacks", "verbose"})
-
-#: Parameter constraints shared by the detectors that train no network.
-INFERENCE_ONLY_CONSTRAINTS = {
-    name: constraint
-    for name, constraint in BaseDetector._parameter_constraints.items()
-    if name not in _TRAINING_PARAMETERS
-}
+from ._docs import fill_detector_doc
 
 
 def input_gradient_sign(objective, x):
@@ -33,6 +24,7 @@ def input_gradient_sign(objective, x):
     return gradient.sign()
 
 
+@fill_detector_doc
 class ConfidenceDetector(BaseDetector):
     """Flag inputs on which the protected classifier is not confident.
 
@@ -62,24 +54,8 @@ class ConfidenceDetector(BaseDetector):
         the confidence of clean rows more than that of abnormal ones. Applied after
         ``preprocess_fn``, in the model's input space. 0 disables it; above 0 the model
         must be a torch network (the step needs its gradient).
-    model_output : {'auto', 'logits', 'proba', 'log_proba'}, default='auto'
-        What a torch ``model`` returns. 'auto' means logits for a module, and for a
-        skorch net probabilities under ``NLLLoss`` (skorch's default), logits otherwise.
-    threshold : float, default=None
-        Explicit threshold on the adversarial score; overrides ``contamination``.
-    contamination : float in (0, 0.5], default=0.05
-        Share of the rows given to ``fit`` flagged; sets ``threshold_`` and ``offset_``.
-    batch_size : int, default=128
-        The most rows scored at once (also capped by a memory budget).
-    preprocess_fn : callable, default=None
-        Tensor → tensor function applied to every batch before the classifier.
-    input_shape : tuple of int, default=None
-        Shape of one row as the model expects it (e.g. ``(1, 8, 8)``).
-    device : str, default='cpu'
-        'cpu', 'cuda', 'cuda:N' or 'auto'.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the initialisation of the model copy's lazy layers, if any (the score is
-        otherwise deterministic).
+%(detector_params)s
+%(input_params)s
 
     Attributes
     ----------
@@ -87,13 +63,7 @@ class ConfidenceDetector(BaseDetector):
         Frozen copy of a torch classifier returning log-probabilities.
     sklearn_model_ : estimator or None
         Copy of a scikit-learn classifier.
-    threshold_ : float
-        Rows whose adversarial score exceeds it are flagged.
-    offset_ : float
-        ``-threshold_``: ``decision_function = score_samples - offset_``.
-    input_shape_ : tuple of int
-    n_features_in_ : int
-    device_ : str
+%(detector_attributes)s
 
     See Also
     --------
@@ -128,7 +98,7 @@ class ConfidenceDetector(BaseDetector):
     """
 
     _parameter_constraints: ClassVar[dict] = {
-        **INFERENCE_ONLY_CONSTRAINTS,
+        **BaseDetector._parameter_constraints,
         "score_type": [StrOptions({"msp", "entropy", "energy"})],
         "temperature": [Interval(numbers.Real, 0, None, closed="neither")],
         "odin_eps": [Interval(numbers.Real, 0, None, closed="left")],
@@ -144,7 +114,7 @@ class ConfidenceDetector(BaseDetector):
         model_output="auto",
         threshold=None,
         contamination=0.05,
-        batch_size=128,
+        inference_batch_size=None,
         preprocess_fn=None,
         input_shape=None,
         device="cpu",
@@ -157,7 +127,7 @@ class ConfidenceDetector(BaseDetector):
         self.model_output = model_output
         self.threshold = threshold
         self.contamination = contamination
-        self.batch_size = batch_size
+        self.inference_batch_size = inference_batch_size
         self.preprocess_fn = preprocess_fn
         self.input_shape = input_shape
         self.device = device

@@ -10,12 +10,14 @@ from sklearn.covariance import EmpiricalCovariance, LedoitWolf
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ._base import BaseDetector
-from ._confidence import INFERENCE_ONLY_CONSTRAINTS, input_gradient_sign
+from ._confidence import input_gradient_sign
+from ._docs import fill_detector_doc
 from ._layers import forward_capturing, resolve_layers
 
 _COVARIANCES = {"empirical": EmpiricalCovariance, "ledoit_wolf": LedoitWolf}
 
 
+@fill_detector_doc
 class MahalanobisDetector(BaseDetector):
     """Flag inputs whose hidden features lie far from every class of clean data.
 
@@ -31,9 +33,7 @@ class MahalanobisDetector(BaseDetector):
 
     Parameters
     ----------
-    model : nn.Module or fitted skorch NeuralNetClassifier
-        The classifier to protect; copied, never modified. Hidden layers are read from
-        it, so it must be a torch network.
+%(model)s
     layers : sequence of str or int, default=None
         Layers whose outputs are modelled: dotted names from ``model.named_modules()``
         or int positions in that list without the root entry (``-2`` is the
@@ -58,22 +58,8 @@ class MahalanobisDetector(BaseDetector):
         their class more than abnormal ones (``d_l`` the layer's distance). Applied after
         ``preprocess_fn``. 0 disables it; each layer then costs one extra forward and
         backward pass.
-    model_output : {'auto', 'logits', 'proba', 'log_proba'}, default='auto'
-        What a torch ``model`` returns (used for the predicted classes).
-    threshold : float, default=None
-        Explicit threshold on the adversarial score; overrides ``contamination``.
-    contamination : float in (0, 0.5], default=0.05
-        Share of the rows given to ``fit`` flagged; sets ``threshold_`` and ``offset_``.
-    batch_size : int, default=128
-        The most rows scored at once (also capped by a memory budget).
-    preprocess_fn : callable, default=None
-        Tensor → tensor function applied to every batch before the classifier.
-    input_shape : tuple of int, default=None
-        Shape of one row as the model expects it (e.g. ``(1, 8, 8)``).
-    device : str, default='cpu'
-        'cpu', 'cuda', 'cuda:N' or 'auto'.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the initialisation of the model copy's lazy layers, if any.
+%(detector_params)s
+%(input_params)s
 
     Attributes
     ----------
@@ -88,11 +74,8 @@ class MahalanobisDetector(BaseDetector):
     layer_mean_, layer_std_ : ndarray of shape (n_layers,)
         Mean and standard deviation of each layer's score over the clean rows.
     model_ : ProtectedModel
-    threshold_ : float
-    offset_ : float
-    input_shape_ : tuple of int
-    n_features_in_ : int
-    device_ : str
+        Frozen copy of the classifier returning log-probabilities.
+%(detector_attributes)s
 
     See Also
     --------
@@ -120,7 +103,7 @@ class MahalanobisDetector(BaseDetector):
     """
 
     _parameter_constraints: ClassVar[dict] = {
-        **INFERENCE_ONLY_CONSTRAINTS,
+        **BaseDetector._parameter_constraints,
         "layers": [list, tuple, None],
         "pooling": [StrOptions({"mean", "none"})],
         "covariance": [StrOptions(set(_COVARIANCES)), HasMethods(["fit", "get_precision"])],
@@ -138,7 +121,7 @@ class MahalanobisDetector(BaseDetector):
         model_output="auto",
         threshold=None,
         contamination=0.05,
-        batch_size=128,
+        inference_batch_size=None,
         preprocess_fn=None,
         input_shape=None,
         device="cpu",
@@ -152,7 +135,7 @@ class MahalanobisDetector(BaseDetector):
         self.model_output = model_output
         self.threshold = threshold
         self.contamination = contamination
-        self.batch_size = batch_size
+        self.inference_batch_size = inference_batch_size
         self.preprocess_fn = preprocess_fn
         self.input_shape = input_shape
         self.device = device

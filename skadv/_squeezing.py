@@ -8,7 +8,7 @@ import torch
 from sklearn.utils._param_validation import Interval
 
 from ._base import BaseDetector
-from ._confidence import INFERENCE_ONLY_CONSTRAINTS
+from ._docs import fill_detector_doc
 
 SQUEEZERS = ("bit_depth", "median")
 _DEFAULT_SQUEEZERS = ("bit_depth",)
@@ -45,6 +45,7 @@ def median_smooth(x, size):
     return windows.kthvalue(size * size // 2 + 1, dim=-1).values
 
 
+@fill_detector_doc
 class FeatureSqueezingDetector(BaseDetector):
     """Flag inputs whose prediction changes when they are squeezed.
 
@@ -55,9 +56,7 @@ class FeatureSqueezingDetector(BaseDetector):
 
     Parameters
     ----------
-    model : nn.Module, fitted skorch NeuralNetClassifier or fitted sklearn classifier
-        The classifier to protect; copied, never modified. A scikit-learn classifier
-        (with ``predict_proba``) can be scored, but not attacked adaptively.
+%(model)s
     squeezers : sequence of {'bit_depth', 'median'}, default=('bit_depth',)
         'bit_depth': rounding to ``2**bit_depth`` levels within ``value_range``.
         'median': median smoothing over ``median_size × median_size`` windows of each
@@ -73,32 +72,16 @@ class FeatureSqueezingDetector(BaseDetector):
         Window side of the 'median' squeezer (Xu et al.: 2).
     value_range : tuple of (float, float), default=(0.0, 1.0)
         Range of the input values for 'bit_depth' (values outside are clipped).
-    model_output : {'auto', 'logits', 'proba', 'log_proba'}, default='auto'
-        What a torch ``model`` returns.
-    threshold : float, default=None
-        Explicit threshold on the adversarial score; overrides ``contamination``.
-    contamination : float in (0, 0.5], default=0.05
-        Share of the rows given to ``fit`` flagged; sets ``threshold_`` and ``offset_``.
-    batch_size : int, default=128
-        The most rows scored at once (also capped by a memory budget).
-    preprocess_fn : callable, default=None
-        Tensor → tensor function applied to every batch; the squeezers act on its output.
-    input_shape : tuple of int, default=None
-        Shape of one row as the model expects it (e.g. ``(1, 8, 8)``).
-    device : str, default='cpu'
-        'cpu', 'cuda', 'cuda:N' or 'auto'.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the initialisation of the model copy's lazy layers, if any.
+%(detector_params)s
+%(input_params)s
 
     Attributes
     ----------
     model_ : ProtectedModel or None
+        Frozen copy of a torch classifier returning log-probabilities.
     sklearn_model_ : estimator or None
-    threshold_ : float
-    offset_ : float
-    input_shape_ : tuple of int
-    n_features_in_ : int
-    device_ : str
+        Copy of a scikit-learn classifier.
+%(detector_attributes)s
 
     See Also
     --------
@@ -136,7 +119,7 @@ class FeatureSqueezingDetector(BaseDetector):
     """
 
     _parameter_constraints: ClassVar[dict] = {
-        **INFERENCE_ONLY_CONSTRAINTS,
+        **BaseDetector._parameter_constraints,
         "squeezers": [list, tuple],
         "bit_depth": [Interval(numbers.Integral, 1, None, closed="left")],
         "median_size": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -156,7 +139,7 @@ class FeatureSqueezingDetector(BaseDetector):
         model_output="auto",
         threshold=None,
         contamination=0.05,
-        batch_size=128,
+        inference_batch_size=None,
         preprocess_fn=None,
         input_shape=None,
         device="cpu",
@@ -170,7 +153,7 @@ class FeatureSqueezingDetector(BaseDetector):
         self.model_output = model_output
         self.threshold = threshold
         self.contamination = contamination
-        self.batch_size = batch_size
+        self.inference_batch_size = inference_batch_size
         self.preprocess_fn = preprocess_fn
         self.input_shape = input_shape
         self.device = device

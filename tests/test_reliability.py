@@ -40,15 +40,21 @@ def test_half_precision_tensors_are_widened_exactly(vae):
     assert refit.n_features_in_ == N_FEATURES
 
 
-def test_batch_size_set_after_fit_is_validated_at_predict_and_bounds_memory(vae):
+def test_inference_batch_size_set_after_fit_is_validated_at_predict_and_bounds_memory(vae):
     expected = vae.score_samples(X_FIT)
     try:
-        vae.set_params(batch_size=1e6)
-        with pytest.raises(InvalidParameterError, match="'batch_size' parameter of VAEDetector must be an int"):
+        vae.set_params(inference_batch_size=1e6)
+        with pytest.raises(
+            InvalidParameterError, match="'inference_batch_size' parameter of VAEDetector must be an int"
+        ):
             vae.score_samples(X_FIT)
-        vae.set_params(batch_size=10**6)
-        # a row expands into 2 * (K + 1) * d values while scored: batches stay within the 2**22 budget
-        assert vae._inference_batch_size() * 2 * (vae.n_samples + 1) * N_FEATURES <= 2**22
+        for inference_batch_size in (10**6, None):
+            vae.set_params(inference_batch_size=inference_batch_size)
+            # a row expands into 2 * (K + 1) * d values while scored: batches stay within the 2**22 budget
+            assert vae._inference_batch_size() * 2 * (vae.n_samples + 1) * N_FEATURES <= 2**22
+            np.testing.assert_array_equal(vae.score_samples(X_FIT), expected)
+        vae.set_params(inference_batch_size=8)
+        assert vae._inference_batch_size() == 8
         np.testing.assert_array_equal(vae.score_samples(X_FIT), expected)
     finally:
-        vae.set_params(batch_size=128)
+        vae.set_params(inference_batch_size=None)

@@ -11,8 +11,11 @@ from torch import nn
 
 from skadv import (
     AdversarialAEDetector,
+    ConfidenceDetector,
     DeepNeuralRejection,
     DNRDetector,
+    FeatureSqueezingDetector,
+    MahalanobisDetector,
     ModelDistillationDetector,
     NystroemOneVsAll,
     OneVsAllSVC,
@@ -36,6 +39,10 @@ INSTANCES = [
     DNRDetector(DeepNeuralRejection(WavyMLP(), layers=["body.2", "body.3"], cv=2, batch_size=32, random_state=0)),
     OneVsAllSVC(),
     NystroemOneVsAll(n_components=20, random_state=0),
+    ConfidenceDetector(LazyMLP()),
+    ConfidenceDetector(LazyMLP(), score_type="energy", temperature=2.0, odin_eps=0.01),
+    MahalanobisDetector(WavyMLP()),  # several predicted classes: several Gaussians
+    FeatureSqueezingDetector(LazyMLP()),
 ]
 
 

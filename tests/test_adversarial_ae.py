@@ -174,7 +174,7 @@ def _hand_training_step(X, clf, ae, *, temperature, w_model, w_recon, kl_clip, o
 @pytest.mark.parametrize("kl_clip", [None, 0.05])
 def test_one_training_step_matches_hand_computation(tiny, optimizer, kl_clip):
     X, clf, ae, _ = tiny
-    params = dict(temperature=0.5, w_model=1.5, w_recon=0.7, kl_clip=kl_clip)
+    params = {"temperature": 0.5, "w_model": 1.5, "w_recon": 0.7, "kl_clip": kl_clip}
     lr = 0.05
     expected_loss, expected_weights, grads = _hand_training_step(X, clf, ae, optimizer=optimizer, lr=lr, **params)
     if kl_clip is not None:  # the clip bites on this batch: it changes the gradient

@@ -13,7 +13,8 @@ alibi-detect's ``AdversarialAE.fit`` in its own environment (``--alibi-python``;
 ``benchmarks/adversarial_ae_alibi.py`` on the same classifier weights, channels last);
 then scoring rows/s of each (``--score-batch`` rows at once). skadv and the bare loop are
 interleaved and the best of ``--repeats`` kept; alibi-detect runs first, alone, once per
-repeat. Prints JSON::
+repeat. ``--flops`` instead counts the floating-point work of both fits (load-independent).
+Prints JSON::
 
     python benchmarks/adversarial_ae_seed.py --alibi-python /path/to/alibi-venv/bin/python
 """
@@ -172,9 +173,26 @@ def main():
     parser.add_argument("--score-batch", type=int, default=256)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--alibi-python", default=None)
+    parser.add_argument("--flops", action="store_true",
+                        help="only count the floating-point work of skadv's fit and the bare loop's (256 images, 1 epoch)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+
+    if args.flops:  # load-independent: what each fit computes, not how fast
+        from torch.utils.flop_counter import FlopCounterMode
+
+        X, _ = seed_images(256)
+        torch.manual_seed(0)
+        classifier = make_classifier().eval()
+        with FlopCounterMode(display=False) as skadv_flops:
+            AdversarialAEDetector(classifier, ae=make_autoencoder(), epochs=1, batch_size=BATCH,
+                                  input_shape=INPUT_SHAPE, random_state=0).fit(X)
+        with FlopCounterMode(display=False) as bare_flops:
+            fit_bare(classifier, X, epochs=1)
+        print(json.dumps({"fit_gflop": {"skadv": round(skadv_flops.get_total_flops() / 1e9, 2),
+                                        "bare_torch": round(bare_flops.get_total_flops() / 1e9, 2)}}))
+        return
 
     X, y = seed_images()
     classifier = train_classifier(X, y)

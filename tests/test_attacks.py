@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from _attack_helpers import accuracy, digits_data, digits_linear, digits_mlp
+from _attack_helpers import SurfaceView, accuracy, digits_data, digits_linear, digits_mlp
 from sklearn.linear_model import LogisticRegression
 
 from skadv import ModelDistillationDetector
@@ -461,23 +461,22 @@ def test_adaptive_trace_reports_reject_confidence(digits, detector):
 
 
 def test_stochastic_detector_gradients_are_averaged_over_eot_samples(digits, detector):
-    import copy
-
     _, (X, y) = digits
-    det = copy.deepcopy(detector)
-    det._stochastic_score = True  # pretend the score is randomized
     calls = []
-    original = det._adaptive_logits
 
-    def counting(x):
-        calls.append(x.shape[0])
-        return original(x)
+    def counting(forward):
+        def wrapped(x):
+            calls.append(x.shape[0])
+            return forward(x)
 
-    det._adaptive_logits = counting
+        return wrapped
+
+    # The surface says the score is randomized: every evaluation is averaged over draws.
+    det = SurfaceView(detector, counting, stochastic=True)
     FGSM(det, eps=0.1, eot_samples=5).generate(X[:10], y[:10])
-    # One probe of the output width, then 5 draws each for the gradient, the loss at
-    # the adversarial point and the final success judgement.
-    assert calls == [1] + [10] * 15
+    # 5 draws each for the gradient, the loss at the adversarial point and the final
+    # success judgement (the surface knows its width: no probe of the output).
+    assert calls == [10] * 15
     calls.clear()
     FGSM(det, eps=0.1, eot_samples=5, adaptive=False).generate(X[:10], y[:10])
     assert calls == []  # the classifier alone is deterministic

@@ -119,7 +119,7 @@ def deployed_predictions(estimator, X, *, input_shape=None, batch_size=256):
     if surface.reject_index is not None and hasattr(estimator, "predict"):
         prediction = np.asarray(estimator.predict(X))
         flagged = prediction == -1
-        if is_classifier(estimator):
+        if hasattr(estimator, "__sklearn_tags__") and is_classifier(estimator):
             # A classifier with a reject option labels the rows it accepts itself.
             labels = prediction
     elif surface.reject_index is not None:

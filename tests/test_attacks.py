@@ -527,7 +527,7 @@ class _SqueezeDetector:
 def test_third_party_detector_is_attacked_adaptively_through_its_attack_surface(digits, mlp):
     (X_train, _), (X, y) = digits
     det = _SqueezeDetector(mlp, X_train)
-    params = dict(eps=0.2, step_size=0.02, max_iter=20, random_state=0)
+    params = {"eps": 0.2, "step_size": 0.02, "max_iter": 20, "random_state": 0}
     result = PGD(det, **params).run(X, y)
     with torch.no_grad():
         wrong = mlp(torch.as_tensor(result.X_adv)).argmax(1).numpy() != y

@@ -457,6 +457,12 @@ def test_infer_threshold_matches_the_detectors_semantics(digits, fitted):
     np.testing.assert_array_equal(detector.predict(X_test) == -1, dnr.predict(X_test) == -1)
     x = torch.as_tensor(X_test[:4]).reshape(-1, 1, 8, 8)
     assert torch.all(detector.attack_surface().forward(x)[:, -1] == detector.offset_)
+    # Both attack surfaces: argmax == K exactly where the estimator rejects.
+    for est in (dnr, detector):
+        surface = est.attack_surface()
+        assert (surface.reject_index, surface.outputs_are_logits) == (len(dnr.classes_), False)
+        decision = surface.scores(X_test).argmax(axis=1)
+        np.testing.assert_array_equal(decision == surface.reject_index, est.predict(X_test) == -1)
 
     for est in (dnr, detector):
         with pytest.warns(UserWarning, match="threshold_perc=0.95 is a percent"):

@@ -221,7 +221,7 @@ def test_security_evaluation_accepts_an_attack_template(digits, mlp):
 
 def test_attack_scorer_equals_manual_auroc(digits, detector):
     _, (X, y) = digits
-    params = dict(eps=0.1, step_size=0.02, max_iter=10, random_state=0)
+    params = {"eps": 0.1, "step_size": 0.02, "max_iter": 10, "random_state": 0}
     scorer = make_attack_scorer(PGD, **params)
     # By hand: the threshold fixed at 5 % FPR on the evaluated clean rows, attacked at that
     # threshold, and the positives are the adversarial examples that fool the classifier.
@@ -255,7 +255,7 @@ def test_attack_scorer_equals_manual_auroc(digits, detector):
 def test_attack_scorer_metric_that_rejecting_everything_cannot_game(digits, detector):
     _, (X, y) = digits
     X, y = X[:100], y[:100]
-    params = dict(eps=0.1, step_size=0.02, max_iter=10, random_state=0)
+    params = {"eps": 0.1, "step_size": 0.02, "max_iter": 10, "random_state": 0}
     reject_all = copy.deepcopy(detector)
     reject_all.threshold_, reject_all.offset_ = -np.inf, np.inf
     assert np.all(reject_all.predict(X) == -1)

@@ -120,7 +120,7 @@ def check_attack_failure(
     the common ways an attack fails silently (masked or vanishing gradients,
     a loss that ignores the detector, no convergence) so that a weak attack
     is not reported as a robust defense. Evasion is measured on the
-    *deployed decision*: against a skadv estimator a row evades when it is
+    *deployed decision*: against a detector (a target with ``attack_surface()``) a row evades when it is
     misclassified and not flagged / rejected (whatever ``attack.adaptive``
     is); against a plain model when it is misclassified. Each check that
     fires issues an :class:`AttackFailureWarning` naming the check and what
@@ -132,7 +132,7 @@ def check_attack_failure(
       box must reach an evasion of at least ``1 - tol`` (value: that evasion);
     - ``"stalled"``: share of the rows the attack fails on whose loss never
       moved during a run (value); fires above ``stalled_tol``;
-    - ``"non_adaptive"`` (adaptive attack on a skadv estimator): the same
+    - ``"non_adaptive"`` (adaptive attack on a detector): the same
       attack with ``adaptive=False`` must not evade more often (value:
       adaptive minus non-adaptive evasion); fires below ``-tol``;
     - ``"monotone"`` (when ``eps_values`` are given): evasion must not drop by

@@ -58,7 +58,7 @@ _DEVICE = "__skadv_device__"
 # training flag): rebuilt on load, stored separately or not at all.
 _MODULE_INTERNALS = frozenset(vars(nn.Module()))
 
-# skadv's modules that define the nn.Module classes its estimators (and its demo) store.
+# skadv's modules that define the nn.Module classes its estimators (and skadv.datasets' CNN) store.
 # Module classes defined elsewhere in skadv persist as the user's do: by reference,
 # listed by skops.
 _SKADV_MODULE_HOMES = (
@@ -68,7 +68,7 @@ _SKADV_MODULE_HOMES = (
     "skadv._distillation",
     "skadv._vae",
     "skadv._kernel_svm",
-    "skadv._demo",
+    "skadv.datasets",
 )
 
 # Same-size integer views for tensors whose dtype numpy lacks (bfloat16, float8, ...).

@@ -5,7 +5,7 @@ import warnings
 from numbers import Real
 
 import numpy as np
-from sklearn.base import is_classifier
+import torch
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import Bunch
@@ -76,13 +76,13 @@ def _attackable_detector(estimator):
 def deployed_predictions(estimator, X, *, input_shape=None, batch_size=256):
     """What a defended classifier outputs for ``X``: the classifier's labels, the system's, and flags.
 
-    One definition of the deployed decision for every estimator: a skadv
-    detector (the protected classifier's label, flagged where ``predict`` is
-    -1), a classifier with a reject option such as
-    :class:`~skadv.DeepNeuralRejection` (its own ``predict``, -1 = rejected),
-    a third-party estimator that implements ``attack_surface()`` only (the
-    argmax of the surface's ``forward``: column ``K`` = flagged), or a plain
-    torch classifier (nothing flagged).
+    One definition of the deployed decision for every estimator, read from its
+    attack surface (``attack_surface()``): ``labels`` is the argmax of the
+    surface's class columns (the protected classifier's label for a skadv
+    detector, the combiner's for :class:`~skadv.DeepNeuralRejection`) and
+    ``flagged`` follows ``predict`` (-1 = flagged / rejected) where the
+    estimator has one, else the surface's flagged column (argmax == K). A plain
+    torch classifier flags nothing.
 
     Parameters
     ----------
@@ -96,9 +96,10 @@ def deployed_predictions(estimator, X, *, input_shape=None, batch_size=256):
     Returns
     -------
     predictions : :class:`~sklearn.utils.Bunch`
-        ``classifier_labels`` (the protected classifier alone, no defense),
-        ``labels`` (the defended system's labels for accepted rows) and
-        ``flagged`` (bool: flagged / rejected), arrays of shape (n_samples,).
+        Arrays of shape (n_samples,): ``classifier_labels`` (the protected
+        classifier alone, no defense), ``labels`` (the defended system's label
+        of each row, flagged or not) and ``flagged`` (bool). A row evades when
+        ``labels != y`` and not ``flagged``.
 
     Examples
     --------
@@ -113,19 +114,21 @@ def deployed_predictions(estimator, X, *, input_shape=None, batch_size=256):
     estimator = _attackable_detector(estimator)
     X = np.asarray(X)
     surface = resolve_attack_surface(estimator, X, input_shape=input_shape)
-    scores = surface.classifier_only().scores(X, batch_size=batch_size)
-    classifier_labels = surface.indices_to_labels(scores.argmax(axis=1))
-    labels, flagged = classifier_labels, np.zeros(X.shape[0], dtype=bool)
-    if surface.reject_index is not None and hasattr(estimator, "predict"):
-        prediction = np.asarray(estimator.predict(X))
-        flagged = prediction == -1
-        if hasattr(estimator, "__sklearn_tags__") and is_classifier(estimator):
-            # A classifier with a reject option labels the rows it accepts itself.
-            labels = prediction
-    elif surface.reject_index is not None:
-        decision = surface.scores(X, batch_size=batch_size).argmax(axis=1)
-        flagged = decision == surface.reject_index
-        labels = np.where(flagged, classifier_labels, surface.indices_to_labels(np.minimum(decision, surface.n_classes - 1)))
+    classifier_labels = surface.indices_to_labels(
+        surface.classifier_only().scores(X, batch_size=batch_size).argmax(axis=1)
+    )
+    if surface.reject_index is None:
+        return Bunch(classifier_labels=classifier_labels, labels=classifier_labels,
+                     flagged=np.zeros(X.shape[0], dtype=bool))
+    # A randomized surface draws from torch's global generator: leave the caller's stream as it was.
+    devices = [surface.device] if surface.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, enabled=surface.stochastic):
+        scores = surface.scores(X, batch_size=batch_size)
+    labels = surface.indices_to_labels(scores[:, : surface.n_classes].argmax(axis=1))
+    if hasattr(estimator, "predict"):
+        flagged = np.asarray(estimator.predict(X)) == -1
+    else:
+        flagged = scores.argmax(axis=1) == surface.reject_index
     return Bunch(classifier_labels=classifier_labels, labels=labels, flagged=flagged)
 
 

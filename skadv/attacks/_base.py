@@ -2,7 +2,8 @@
 
 :class:`BaseAttack` owns everything the individual attacks have in common:
 turning the ``target`` (torch module, fitted skorch net, or any estimator
-implementing ``attack_surface()``) into one differentiable function, converting inputs, batching,
+implementing ``attack_surface()``) into one differentiable function
+(:class:`~skadv.utils.AttackSurface`), converting inputs, batching,
 clipping to the valid box, projecting onto the perturbation ball, averaging
 gradients over random draws (EOT) and recording the per-iteration trace.
 A concrete attack only implements :meth:`BaseAttack._perturb`, which works

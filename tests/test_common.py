@@ -188,14 +188,9 @@ def test_unfitted_raises_not_fitted(name):
 
 
 def _adaptive_forward(est):
-    """The differentiable score an attack follows, and whether it is randomized.
-
-    Through the public attack protocol where the estimator has it, else the older private hook.
-    """
-    if hasattr(est, "attack_surface"):
-        surface = est.attack_surface()
-        return surface.forward, surface.stochastic
-    return est._adaptive_logits, getattr(est, "_stochastic_score", False)
+    """The differentiable score an attack follows (the public attack protocol), and whether it is randomized."""
+    surface = est.attack_surface()
+    return surface.forward, surface.stochastic
 
 
 def _pickle(est):

@@ -18,8 +18,30 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from skadv._demo import _fit_detectors, load_digits_images, train_classifier
+from skadv import (
+    AdversarialAEDetector,
+    DeepNeuralRejection,
+    ModelDistillationDetector,
+    VAEDetector,
+)
 from skadv.attacks import PGD, AttackFailureWarning, AutoAttack
+from skadv.datasets import load_digits8, make_digits_classifier
+
+
+def _fit_detectors(cnn, X_fit, y_fit, X_val, random_state):
+    """The demo's four detectors with its full settings, thresholds at 5 % FPR on held-out clean rows."""
+    common = {"input_shape": (1, 8, 8), "random_state": random_state}
+    detectors = {
+        "AdversarialAE": AdversarialAEDetector(cnn, epochs=30, temperature=0.5, **common).fit(X_fit),
+        "ModelDistillation": ModelDistillationDetector(cnn, epochs=30, **common).fit(X_fit),
+        "VAE": VAEDetector(cnn, epochs=60, **common).fit(X_fit),
+        "DNR": DeepNeuralRejection(
+            cnn, layers=["features.1", "features.4", "classifier.2"], cv=5, n_jobs=1, **common
+        ).fit(X_fit, y_fit),
+    }
+    for det in detectors.values():
+        det.infer_threshold(X_val, threshold_perc=95)
+    return detectors
 
 
 def _deployed_evasion(name, det, net, X_adv, y):
@@ -43,11 +65,11 @@ def main():
 
     start = time.perf_counter()
     torch.manual_seed(seed)
-    X_train, X_test, y_train, y_test = load_digits_images(seed)
+    X_train, X_test, y_train, y_test = load_digits8(test_size=0.3, random_state=seed)
     X_fit, X_val, y_fit, _ = train_test_split(X_train, y_train, test_size=0.2, stratify=y_train, random_state=seed)
-    net = train_classifier(X_fit, y_fit, epochs=25, random_state=seed, verbose=False)
+    net = make_digits_classifier(X_fit, y_fit, epochs=25, random_state=seed)
     cnn = net.module_.eval()
-    detectors = _fit_detectors(cnn, X_fit, y_fit, X_val, quick=False, random_state=seed)
+    detectors = _fit_detectors(cnn, X_fit, y_fit, X_val, random_state=seed)
     setup_s = time.perf_counter() - start
     X_eval, y_eval = X_test[: args.n], y_test[: args.n]
 

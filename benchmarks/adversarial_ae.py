@@ -2,12 +2,14 @@
 
 Fixed digits workload: classifier 64-128-10, autoencoder 64-128-32 / 32-128-64, KL loss,
 20 epochs of Adam (lr 1e-3) in batches of 64 over the 1797 digits, threshold from the
-training scores; then adversarial scores of 100,000 rows in batches of 1024. Prints JSON
+training scores; then adversarial scores of 100,000 rows: skadv at the detector's default
+scoring parameters (``inference_batch_size=None``: as many rows per batch as its memory
+budget allows), the bare loop in batches of 1024 (``--score-batch`` to change). Prints JSON
 with the fit seconds and scoring rows/s of both, and their ratios (skadv / bare for fit
 time, skadv / bare for throughput). Each timing is the best of several interleaved runs
 (the minimum is the timing least disturbed by other load on the machine).
 
-    python benchmarks/adversarial_ae.py [--fit-repeats 3] [--score-repeats 15] [--threads N]
+    python benchmarks/adversarial_ae.py [--fit-repeats 3] [--score-repeats 15] [--score-batch 1024] [--threads N]
 """
 
 import argparse
@@ -62,8 +64,9 @@ def kl_score(classifier, ae, x):
 class BareTorchDetector:
     """The same detector as a hand-written loop: what skadv's overhead is measured against."""
 
-    def __init__(self, classifier):
+    def __init__(self, classifier, score_batch=SCORE_BATCH):
         self.classifier = classifier
+        self.score_batch = score_batch
 
     def fit(self, X):
         torch.manual_seed(0)
@@ -87,7 +90,7 @@ class BareTorchDetector:
         x_all = torch.from_numpy(X)
         with torch.inference_mode():
             return torch.cat(
-                [kl_score(self.classifier_, self.ae_, x) for x in x_all.split(SCORE_BATCH)]
+                [kl_score(self.classifier_, self.ae_, x) for x in x_all.split(self.score_batch)]
             ).double().numpy()
 
 
@@ -104,6 +107,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fit-repeats", type=int, default=3)
     parser.add_argument("--score-repeats", type=int, default=15)
+    parser.add_argument("--score-batch", type=int, default=SCORE_BATCH, help="the bare loop's scoring batch")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:
@@ -126,7 +130,7 @@ def main():
         ).fit(X)
 
     def fit_bare():
-        return BareTorchDetector(classifier).fit(X)
+        return BareTorchDetector(classifier, args.score_batch).fit(X)
 
     # Interleave the two so that load on a shared machine hits both alike.
     skadv_fit, bare_fit = [], []
@@ -136,7 +140,7 @@ def main():
     skadv_fit_s, detector = min(skadv_fit, key=lambda r: r[0])
     bare_fit_s, bare = min(bare_fit, key=lambda r: r[0])
 
-    detector.set_params(batch_size=SCORE_BATCH)  # inference batch size
+    # Scored at the detector's default inference_batch_size (None): no set_params here.
     skadv_score, bare_score = [], []
     for _ in range(args.score_repeats):
         skadv_score.append(best_time(lambda: detector.adversarial_score(X_score), 1))
@@ -153,13 +157,13 @@ def main():
             "epochs": EPOCHS,
             "train_batch_size": TRAIN_BATCH,
             "score_rows": N_SCORE,
-            "score_batch_size": SCORE_BATCH,
+            "score_batch_size": {"skadv": detector._inference_batch_size(), "bare_torch": args.score_batch},
         },
         "skadv": {"fit_seconds": round(skadv_fit_s, 4), "score_rows_per_second": round(N_SCORE / skadv_score_s)},
         "bare_torch": {"fit_seconds": round(bare_fit_s, 4), "score_rows_per_second": round(N_SCORE / bare_score_s)},
         "fit_time_ratio": round(skadv_fit_s / bare_fit_s, 3),
         "score_throughput_ratio": round(bare_score_s / skadv_score_s, 3),
-        "targets": {"fit_time_ratio_max": 1.5, "score_throughput_ratio_min": 0.8},
+        "targets": {"fit_time_ratio_max": 1.5, "score_throughput_ratio_min": 0.9},
         "mean_training_score": {
             "skadv": round(float(scores[: len(X)].mean()), 5),
             "bare_torch": round(float(bare_scores[: len(X)].mean()), 5),

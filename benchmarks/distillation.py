@@ -61,7 +61,7 @@ def skadv_run(X, X_score, model):
     start = time.perf_counter()
     det.fit(X)
     fit_s = time.perf_counter() - start
-    det.set_params(batch_size=SCORE_BATCH)
+    det.set_params(inference_batch_size=SCORE_BATCH)
     start = time.perf_counter()
     det.adversarial_score(X_score)
     score_s = time.perf_counter() - start

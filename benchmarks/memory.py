@@ -2,11 +2,12 @@
 
 Each detector is fitted on load_digits and then scores 1e6 rows (float32, 256 MB) in a fresh
 subprocess; the figure is the growth of the process's peak resident memory during scoring.
-skadv's promise: inference batches hold at most ``batch_size`` rows and at most what fits a
-fixed memory budget, so the growth stays far below the input's size whatever ``batch_size`` is
-(the 8 MB of float64 scores are included). ``--batch-size`` is set after fitting.
+skadv's promise: inference batches hold at most ``inference_batch_size`` rows and at most
+what fits a fixed memory budget, so the growth stays far below the input's size whatever
+``inference_batch_size`` is (the 8 MB of float64 scores are included). ``--inference-batch-size``
+is set after fitting; without it the estimators' default (None: as many rows as the budget allows).
 
-    python benchmarks/memory.py [--rows 1000000] [--batch-size 1024]
+    python benchmarks/memory.py [--rows 1000000] [--inference-batch-size N]
 """
 
 import argparse
@@ -58,8 +59,8 @@ def _peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def measure(name, rows, batch_size):
-    est = _fitted(name).set_params(batch_size=batch_size)
+def measure(name, rows, inference_batch_size):
+    est = _fitted(name).set_params(inference_batch_size=inference_batch_size)
     X = np.resize(_digits()[0], (rows, 64))
     before = _peak_mb()
     getattr(est, METHODS.get(name, "score_samples"))(X)
@@ -70,11 +71,11 @@ def measure(name, rows, batch_size):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--inference-batch-size", type=int, default=None)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.rows, args.batch_size)))
+        print(json.dumps(measure(args.one, args.rows, args.inference_batch_size)))
         return
     import skadv
 
@@ -82,11 +83,13 @@ def main():
     for name in DETECTORS:
         if not hasattr(skadv, name):
             continue
-        command = [sys.executable, __file__, "--one", name, "--rows", str(args.rows), "--batch-size", str(args.batch_size)]
+        command = [sys.executable, __file__, "--one", name, "--rows", str(args.rows)]
+        if args.inference_batch_size is not None:
+            command += ["--inference-batch-size", str(args.inference_batch_size)]
         out = subprocess.run(command,
                              capture_output=True, text=True, check=True)
         results[name] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(json.dumps({"benchmark": "scoring_memory", "rows": args.rows, "batch_size": args.batch_size,
+    print(json.dumps({"benchmark": "scoring_memory", "rows": args.rows, "inference_batch_size": args.inference_batch_size,
                       "results": results}, indent=2))
 
 

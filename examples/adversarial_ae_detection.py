@@ -33,8 +33,8 @@ import torch  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from skadv import AdversarialAEDetector  # noqa: E402
-from skadv._demo import load_digits_images, train_classifier  # noqa: E402
 from skadv.attacks import FGSM, PGD  # noqa: E402
+from skadv.datasets import load_digits8, make_digits_classifier  # noqa: E402
 from skadv.metrics import accuracy_with_rejection, detection_auroc, tpr_at_fpr  # noqa: E402
 from skadv.plotting import ScoreHistogramDisplay  # noqa: E402
 
@@ -48,11 +48,11 @@ VARIANTS = {
 def main(quick=False, out="examples_out"):
     start = time.perf_counter()
     os.makedirs(out, exist_ok=True)
-    X_train, X_test, y_train, y_test = load_digits_images()
+    X_train, X_test, y_train, y_test = load_digits8(test_size=0.3, random_state=0)
     X_fit, X_val, y_fit, _ = train_test_split(X_train, y_train, test_size=0.2, stratify=y_train, random_state=0)
     if quick:
         X_test, y_test = X_test[:120], y_test[:120]
-    net = train_classifier(X_fit, y_fit, epochs=6 if quick else 25, verbose=False)
+    net = make_digits_classifier(X_fit, y_fit, epochs=6 if quick else 25, random_state=0)
     cnn = net.module_.eval()
 
     def predict(X):

@@ -32,8 +32,8 @@ from distributed import Client, LocalCluster
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from skadv import ModelDistillationDetector
-from skadv._demo import load_digits_images, train_classifier
 from skadv.attacks import PGD
+from skadv.datasets import load_digits8, make_digits_classifier
 from skadv.metrics import make_attack_scorer
 
 
@@ -50,8 +50,8 @@ def make_search(cnn, quick, n_jobs=None):
 def main(quick=False, out="examples_out"):
     start = time.perf_counter()
     os.makedirs(out, exist_ok=True)
-    X_train, X_test, y_train, y_test = load_digits_images()
-    net = train_classifier(X_train, y_train, epochs=5 if quick else 20, verbose=False)
+    X_train, X_test, y_train, y_test = load_digits8(test_size=0.3, random_state=0)
+    net = make_digits_classifier(X_train, y_train, epochs=5 if quick else 20, random_state=0)
     cnn = net.module_
     X_search, y_search = (X_train[:400], y_train[:400]) if quick else (X_train, y_train)
 

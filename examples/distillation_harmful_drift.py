@@ -22,15 +22,15 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from skadv import ModelDistillationDetector  # noqa: E402
-from skadv._demo import load_digits_images, train_classifier  # noqa: E402
 from skadv.corruptions import CORRUPTIONS, corrupt  # noqa: E402
+from skadv.datasets import load_digits8, make_digits_classifier  # noqa: E402
 from skadv.metrics import harmfulness, ks_drift_test  # noqa: E402
 
 
 def main(quick=False, out="examples_out"):
     os.makedirs(out, exist_ok=True)
-    X_train, X_test, y_train, y_test = load_digits_images()
-    net = train_classifier(X_train, y_train, epochs=5 if quick else 20, verbose=False)
+    X_train, X_test, y_train, y_test = load_digits8(test_size=0.3, random_state=0)
+    net = make_digits_classifier(X_train, y_train, epochs=5 if quick else 20, random_state=0)
     cnn = net.module_.eval()
 
     def predict(X):

@@ -28,8 +28,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from skadv._demo import load_digits_images, train_classifier  # noqa: E402
 from skadv.attacks import FGSM, PGD  # noqa: E402
+from skadv.datasets import load_digits8, make_digits_classifier  # noqa: E402
 from skadv.metrics import security_evaluation  # noqa: E402
 from skadv.plotting import SecurityEvaluationDisplay  # noqa: E402
 
@@ -37,10 +37,10 @@ from skadv.plotting import SecurityEvaluationDisplay  # noqa: E402
 def main(quick=False, out="examples_out"):
     start = time.perf_counter()
     os.makedirs(out, exist_ok=True)
-    X_train, X_test, y_train, y_test = load_digits_images()
+    X_train, X_test, y_train, y_test = load_digits8(test_size=0.3, random_state=0)
     if quick:
         X_test, y_test = X_test[:150], y_test[:150]
-    net = train_classifier(X_train, y_train, epochs=5 if quick else 20, verbose=False)
+    net = make_digits_classifier(X_train, y_train, epochs=5 if quick else 20, random_state=0)
 
     def predict(X):
         return net.predict(X.reshape(-1, 1, 8, 8))

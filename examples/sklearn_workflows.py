@@ -29,8 +29,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from skadv import ModelDistillationDetector
-from skadv._demo import load_digits_images, train_classifier
 from skadv.attacks import PGD
+from skadv.datasets import load_digits8, make_digits_classifier
 from skadv.metrics import detection_auroc, make_attack_scorer
 
 
@@ -55,8 +55,8 @@ def print_search(search):
 def main(quick=False, out="examples_out"):
     start = time.perf_counter()
     os.makedirs(out, exist_ok=True)
-    X_train, X_test, y_train, y_test = load_digits_images()
-    net = train_classifier(X_train, y_train, epochs=5 if quick else 20, verbose=False)
+    X_train, X_test, y_train, y_test = load_digits8(test_size=0.3, random_state=0)
+    net = make_digits_classifier(X_train, y_train, epochs=5 if quick else 20, random_state=0)
     cnn = net.module_
 
     # 1. Pipeline: sanitise, then detect. The detector learns from clean rows; y is ignored.

@@ -29,8 +29,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from skadv import VAEDetector, calibration_analysis  # noqa: E402
-from skadv._demo import load_digits_images, train_classifier  # noqa: E402
 from skadv.attacks import PGD  # noqa: E402
+from skadv.datasets import load_digits8, make_digits_classifier  # noqa: E402
 from skadv.metrics import detection_auroc, tpr_at_fpr  # noqa: E402
 from skadv.plotting import (  # noqa: E402
     DistinctLabelsDisplay,
@@ -42,10 +42,10 @@ from skadv.plotting import (  # noqa: E402
 def main(quick=False, out="examples_out"):
     start = time.perf_counter()
     os.makedirs(out, exist_ok=True)
-    X_train, X_test, y_train, y_test = load_digits_images()
+    X_train, X_test, y_train, y_test = load_digits8(test_size=0.3, random_state=0)
     if quick:
         X_test, y_test = X_test[:200], y_test[:200]
-    net = train_classifier(X_train, y_train, epochs=5 if quick else 20, verbose=False)
+    net = make_digits_classifier(X_train, y_train, epochs=5 if quick else 20, random_state=0)
     det = VAEDetector(net.module_, input_shape=(1, 8, 8), latent_dim=8, n_samples=10,
                       epochs=20 if quick else 100, random_state=0).fit(X_train)
     print(f"VAEDetector fitted on {len(X_train)} clean digits (K={det.n_samples} reconstructions per input, "
@@ -134,7 +134,8 @@ def main(quick=False, out="examples_out"):
                                            name="reconstruction error: clean vs uniform noise")
     axes[1].set_xlabel("reconstruction error (MSE per pixel), log scale")
     for ax, attacked_name in zip(axes, (f"PGD eps={eps}", "uniform noise")):
-        names = {"clean": "clean digits", "attacked": attacked_name, "threshold": "threshold (5 % FPR)"}
+        names = {"clean": "clean digits", "attacked": attacked_name,
+                 "threshold (flagged above)": "threshold (5 % FPR, flagged above)"}
         handles, labels = ax.get_legend_handles_labels()
         ax.legend(handles, [names[label] for label in labels])
     fig.tight_layout()

@@ -5,19 +5,25 @@ import warnings
 from . import compat, corruptions, datasets, utils
 from ._adversarial_ae import AdversarialAEDetector
 from ._base import BaseDetector, InconsistentVersionWarning
+from ._confidence import ConfidenceDetector
 from ._distillation import ModelDistillationDetector
 from ._dnr import DeepNeuralRejection, DNRDetector
 from ._kernel_svm import NystroemOneVsAll, OneVsAllSVC
+from ._mahalanobis import MahalanobisDetector
 from ._model import ProtectedModel
+from ._squeezing import FeatureSqueezingDetector
 from ._vae import VAEDetector, calibration_analysis
 from ._version import __version__
 
 __all__ = [
     "AdversarialAEDetector",
     "BaseDetector",
+    "ConfidenceDetector",
     "DNRDetector",
     "DeepNeuralRejection",
+    "FeatureSqueezingDetector",
     "InconsistentVersionWarning",
+    "MahalanobisDetector",
     "ModelDistillationDetector",
     "NystroemOneVsAll",
     "OneVsAllSVC",

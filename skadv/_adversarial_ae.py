@@ -6,11 +6,14 @@ import numbers
 import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
+from skorch.utils import to_tensor
 from torch import nn
 
-from ._base import BaseDetector, NetWithFrozenModel, TrainingNet
-from ._distillation import distillation_loss, kl_divergence, tempered_log_proba
+from ._base import TrainedDetector
+from ._docs import fill_detector_doc
 from ._layers import forward_capturing, resolve_layers
+from ._losses import distillation_loss, kl_divergence, tempered_log_proba
+from ._skorch import NetWithFrozenModel, TrainingNet
 
 # ----------------------------------------------------------------------------- loss and score
 
@@ -153,28 +156,19 @@ def default_autoencoder(input_shape):
     return nn.Sequential(nn.Sequential(*encoder), nn.Sequential(*decoder))
 
 
-def _make_adversarial_ae_net_class():
-    from skorch.utils import to_tensor
+class AdversarialAENet(NetWithFrozenModel, TrainingNet):
+    """skorch net training the autoencoder (and heads) against the frozen classifier."""
 
-    class AdversarialAENet(NetWithFrozenModel, TrainingNet):
-        """skorch net training the autoencoder (and heads) against the frozen classifier."""
-
-        def _set_training(self, training=True):
-            # Only the trained module changes mode; the frozen classifier stays in eval
-            # (toggling it twice per batch is a measurable share of a small model's step).
-            self.module_.train(training)
-
-        def get_loss(self, y_pred, y_true, X=None, training=False):
-            x = to_tensor(X, device=self.device)
-            return self.criterion_(x, y_pred, self.frozen_model_, self.module_.heads)
-
-    return AdversarialAENet
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        x = to_tensor(X, device=self.device)
+        return self.criterion_(x, y_pred, self.frozen_model, self.module_.heads)
 
 
 # ----------------------------------------------------------------------------- the detector
 
 
-class AdversarialAEDetector(BaseDetector):
+@fill_detector_doc
+class AdversarialAEDetector(TrainedDetector):
     """Detect and correct adversarial inputs with an autoencoder matched to the classifier.
 
     An autoencoder ``AE`` is trained on clean data, with the protected classifier ``M``
@@ -202,10 +196,7 @@ class AdversarialAEDetector(BaseDetector):
 
     Parameters
     ----------
-    model : nn.Module or fitted skorch NeuralNetClassifier
-        The classifier to protect; gradients flow through it, so a scikit-learn
-        classifier is not accepted. It is copied, never modified. Wrap a skorch net in
-        ``sklearn.frozen.FrozenEstimator`` to keep it fitted through ``clone()``.
+%(model)s
     encoder_net, decoder_net : nn.Module, default=None
         Encoder and decoder of the autoencoder, chained as ``decoder_net(encoder_net(x))``;
         give both or neither.
@@ -239,37 +230,9 @@ class AdversarialAEDetector(BaseDetector):
         Weight of the scaled reconstruction error in the training loss.
     data_type : {'image', 'tabular', 'time-series'}, default=None
         Describes the data (kept as metadata, as in alibi-detect).
-    model_output : {'auto', 'logits', 'proba', 'log_proba'}, default='auto'
-        What ``model`` returns. 'auto' means logits for a module, and for a skorch net
-        probabilities under ``NLLLoss`` (skorch's default), logits otherwise.
-    threshold : float, default=None
-        Explicit threshold on the adversarial score; overrides ``contamination``.
-    contamination : float in (0, 0.5], default=0.05
-        Share of training rows flagged; sets ``threshold_`` and ``offset_``.
-    epochs : int, default=20
-    batch_size : int, default=128
-        Training batch size, and the most rows scored at once. Scoring batches are also
-        capped at about 16 MiB of input-sized float32 values (the rows times the copies
-        each expands into while scored), so scoring memory stays bounded however large
-        this is.
-    lr : float, default=1e-3
-    optimizer : {'adam', 'adamw', 'sgd', 'rmsprop'} or torch optimizer class, default='adam'
-        Named 'adam', 'adamw' and 'sgd' run torch's fused implementation (``fused=True``);
-        a class is used with its own defaults.
-    callbacks : list of skorch callbacks, default=None
-        Extra skorch callbacks (copied before use), e.g. ``EarlyStopping`` on ``train_loss``.
-    verbose : bool or int, default=False
-        Print skorch's epoch table and a progress bar.
-    preprocess_fn : callable, default=None
-        Tensor → tensor function applied to every batch before the autoencoder and the
-        classifier.
-    input_shape : tuple of int, default=None
-        Shape of one row as the models expect it (e.g. ``(1, 8, 8)``). None uses rows as
-        they are (or the trailing shape of an N-D ``X``).
-    device : str, default='cpu'
-        'cpu', 'cuda', 'cuda:N' or 'auto'.
-    random_state : int, RandomState instance or None, default=None
-        Seeds training: equal seeds give bit-identical detectors.
+%(detector_params)s
+%(training_params)s
+%(input_params)s
 
     Attributes
     ----------
@@ -284,15 +247,9 @@ class AdversarialAEDetector(BaseDetector):
     model_ : ProtectedModel
         Frozen copy of the classifier returning log-probabilities.
     n_classes_ : int
-    history_ : list of dict
-        skorch's training history.
-    threshold_ : float
-        Rows whose adversarial score exceeds it are flagged.
-    offset_ : float
-        ``-threshold_``: ``decision_function = score_samples - offset_``.
-    input_shape_ : tuple of int
-    n_features_in_ : int
-    device_ : str
+        Number of classes of the classifier.
+%(training_attributes)s
+%(detector_attributes)s
 
     See Also
     --------
@@ -334,7 +291,7 @@ class AdversarialAEDetector(BaseDetector):
     """
 
     _parameter_constraints = {
-        **BaseDetector._parameter_constraints,
+        **TrainedDetector._parameter_constraints,
         "encoder_net": [nn.Module, None],
         "decoder_net": [nn.Module, None],
         "ae": [nn.Module, None],
@@ -370,6 +327,7 @@ class AdversarialAEDetector(BaseDetector):
         optimizer="adam",
         callbacks=None,
         verbose=False,
+        inference_batch_size=None,
         preprocess_fn=None,
         input_shape=None,
         device="cpu",
@@ -395,11 +353,11 @@ class AdversarialAEDetector(BaseDetector):
         self.optimizer = optimizer
         self.callbacks = callbacks
         self.verbose = verbose
+        self.inference_batch_size = inference_batch_size
         self.preprocess_fn = preprocess_fn
         self.input_shape = input_shape
         self.device = device
         self.random_state = random_state
-
 
     # -- training -----------------------------------------------------------
     def _build_autoencoder(self):
@@ -447,10 +405,9 @@ class AdversarialAEDetector(BaseDetector):
             heads.append(head)
         return nn.ModuleList(heads)
 
-    def _fit_detector(self, X, seed):
-        if self.model_ is None:
-            raise ValueError("AdversarialAEDetector needs a torch classifier (gradients flow through it).")
-        X_model = self._preprocessed_array(X)
+    _net_class = AdversarialAENet
+
+    def _build_module(self, X_model):
         x_sample = torch.from_numpy(X_model[:1]).to(self.device_)
         ae = self._build_autoencoder().to(self.device_)
         heads = self._build_heads(x_sample)
@@ -461,22 +418,22 @@ class AdversarialAEDetector(BaseDetector):
                     f"The autoencoder maps rows of shape {tuple(x_sample.shape[1:])} to "
                     f"{tuple(ae(x_sample).shape[1:])}; it must reproduce the input shape."
                 )
-        net = self._make_net(
-            AutoencoderWithHeads(ae, heads),
-            seed,
-            net_cls=_make_adversarial_ae_net_class(),
-            frozen_model=self.model_,
-            criterion=AdversarialAELoss,
-            criterion__temperature=self.temperature,
-            criterion__w_model=self.w_model,
-            criterion__w_recon=self.w_recon,
-            criterion__w_model_hl=self.w_model_hl_,
-            criterion__hidden_layers=self.hidden_layers_,
-        )
-        net.fit(X_model, None)
-        self.ae_ = net.module_.ae.eval()
-        self.hidden_heads_ = net.module_.heads.eval()
-        self.history_ = [dict(epoch) for epoch in net.history]
+        return AutoencoderWithHeads(ae, heads)
+
+    def _net_options(self):
+        return {
+            "frozen_model": self.model_,
+            "criterion": AdversarialAELoss,
+            "criterion__temperature": self.temperature,
+            "criterion__w_model": self.w_model,
+            "criterion__w_recon": self.w_recon,
+            "criterion__w_model_hl": self.w_model_hl_,
+            "criterion__hidden_layers": self.hidden_layers_,
+        }
+
+    def _store_trained_module(self, module):
+        self.ae_ = module.ae
+        self.hidden_heads_ = module.heads
 
     # -- scoring ------------------------------------------------------------
     def _inference_values_per_row(self):

@@ -13,10 +13,8 @@ import contextlib
 import copy
 import functools
 import numbers
-import signal
-import threading
 import warnings
-from abc import abstractmethod
+from abc import ABCMeta, abstractmethod
 
 import numpy as np
 import torch
@@ -28,11 +26,11 @@ from sklearn.utils._param_validation import (
     validate_parameter_constraints,
 )
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch import NeuralNet
 from torch import nn
 
 from ._model import MODEL_OUTPUTS, adapt_model
 from ._persist import decode_state, encode_state
+from ._skorch import TensorBatches, TrainingNet, optimizer_options, resolve_optimizer
 from ._version import __version__
 
 
@@ -41,33 +39,6 @@ class InconsistentVersionWarning(UserWarning):
 
 
 # ----------------------------------------------------------------------------- helpers
-
-# Optimizers by name: a string default keeps the estimator free of torch types (skops trusts it).
-_OPTIMIZERS = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "sgd": torch.optim.SGD,
-    "rmsprop": torch.optim.RMSprop,
-}
-
-
-# Named optimizers torch implements as one fused kernel per step (CPU and CUDA): several
-# times faster than the default per-tensor loop on the small networks detectors train.
-_FUSED_OPTIMIZERS = {"adam", "adamw", "sgd"}
-
-
-def resolve_optimizer(optimizer):
-    """Map an optimizer name to its torch class; classes pass through."""
-    return _OPTIMIZERS[optimizer] if isinstance(optimizer, str) else optimizer
-
-
-def optimizer_options(optimizer):
-    """skorch ``optimizer__*`` arguments for an optimizer name or class."""
-    if isinstance(optimizer, str) and optimizer in _FUSED_OPTIMIZERS:
-        return {"optimizer__fused": True}
-    return {}
-
-
 
 @contextlib.contextmanager
 def torch_seed(seed, device="cpu"):
@@ -102,7 +73,7 @@ def resolve_device(device, fitting=True):
 _ROW_BLOCK = 8
 
 # Inference batches hold at most this many float32-sized values (16 MiB), counting each row
-# as the copies it expands into while scored, whatever ``batch_size`` says.
+# as the copies it expands into while scored, whatever ``inference_batch_size`` says.
 _INFERENCE_BUDGET = 2**22
 
 
@@ -171,14 +142,20 @@ def check_threshold_perc(threshold_perc):
 class TorchEstimatorMixin:
     """Input handling, batching, device, seeding and persistence for torch-backed estimators.
 
-    Subclasses declare ``model``, ``input_shape``, ``batch_size``, ``device`` and
-    ``random_state`` parameters.
+    Subclasses declare ``model``, ``input_shape``, ``inference_batch_size``, ``device``
+    and ``random_state`` parameters (and ``batch_size`` where they train or read their
+    training rows in batches).
     """
+
+    #: Float32-sized values a batch holds on a CPU when ``inference_batch_size`` is None
+    #: (on CUDA: the whole budget).
+    _cpu_default_inference_values = _INFERENCE_BUDGET
 
     _torch_parameter_constraints = {
         "model": "no_validation",
         "input_shape": [tuple, list, None],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "inference_batch_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "device": [str],
         "random_state": ["random_state"],
     }
@@ -233,8 +210,9 @@ class TorchEstimatorMixin:
         x = torch.from_numpy(array)
         return x.reshape((n_rows,) + tuple(self.input_shape_)).to(self.device_)
 
-    def _iter_batches(self, X):
-        batch_size = self._inference_batch_size()
+    def _iter_batches(self, X, batch_size=None):
+        """Consecutive batches of ``X`` as tensors, of :meth:`_inference_batch_size` rows unless ``batch_size`` is given."""
+        batch_size = self._inference_batch_size() if batch_size is None else batch_size
         for start in range(0, X.shape[0], batch_size):
             yield self._to_tensor(X[start : start + batch_size])
 
@@ -247,24 +225,35 @@ class TorchEstimatorMixin:
         return self.n_features_in_
 
     def _inference_batch_size(self):
-        """Rows per inference batch: ``batch_size``, capped so that a batch stays within the memory budget.
+        """Rows per inference batch: ``inference_batch_size``, capped so that a batch stays within the memory budget.
 
-        ``batch_size`` is validated here with the same constraint as in ``fit``, since it
+        None (the default, and the value for an estimator without the parameter) takes
+        as many rows as fill the budget on CUDA, and ``_cpu_default_inference_values``
+        on a CPU.
+        The parameter is validated here with the same constraint as in ``fit``, since it
         may have been changed with ``set_params`` after fitting.
         """
+        requested = getattr(self, "inference_batch_size", None)
         validate_parameter_constraints(
-            {"batch_size": TorchEstimatorMixin._torch_parameter_constraints["batch_size"]},
-            {"batch_size": self.batch_size},
+            {"inference_batch_size": TorchEstimatorMixin._torch_parameter_constraints["inference_batch_size"]},
+            {"inference_batch_size": requested},
             caller_name=type(self).__name__,
         )
-        budget_rows = _INFERENCE_BUDGET // max(1, int(self._inference_values_per_row()))
-        return int(min(self.batch_size, max(_ROW_BLOCK, budget_rows // _ROW_BLOCK * _ROW_BLOCK)))
+        if requested is None:
+            on_cuda = str(getattr(self, "device_", "cpu")).startswith("cuda")
+            return self._budget_rows(_INFERENCE_BUDGET if on_cuda else self._cpu_default_inference_values)
+        return int(min(requested, self._budget_rows()))
+
+    def _budget_rows(self, values=_INFERENCE_BUDGET):
+        """The most rows (a multiple of 8) whose scoring holds at most ``values`` float32-sized values."""
+        budget_rows = values // max(1, int(self._inference_values_per_row()))
+        return max(_ROW_BLOCK, budget_rows // _ROW_BLOCK * _ROW_BLOCK)
 
     def _batched(self, fn, X):
         """Apply ``fn`` (tensor batch → tensor) to ``X`` in batches under inference mode; numpy float64.
 
         Batches hold :meth:`_inference_batch_size` rows, so memory stays bounded however
-        large ``batch_size`` is. Each batch is zero-padded to a multiple of 8 rows: CPU
+        large ``inference_batch_size`` is. Each batch is zero-padded to a multiple of 8 rows: CPU
         matrix kernels treat remainder rows differently, so without padding a row's
         float32 score would depend on how many rows were scored with it. Results go
         straight into one preallocated array: keeping a list of small per-batch arrays
@@ -381,12 +370,23 @@ class OffsetOutlierMixin(OutlierMixin):
         return np.where(self.score_samples(X) >= self.offset_, 1, -1)
 
 
-class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator):
+class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metaclass=ABCMeta):
     """Base class of skadv's adversarial detectors (outlier-detector contract).
 
-    Subclasses implement ``_fit_detector(X)`` (X validated, 2-D float) and
-    ``_score_tensor(x)`` (x preprocessed, shaped ``(n, *input_shape_)``) returning the
-    adversarial score per row, higher = more adversarial.
+    ``fit``, the threshold, the scores, ``predict``, ``detect`` and persistence are
+    written here once. A detector implements two hooks:
+
+    * ``_fit_detector(self, X, seed)``: learn from the validated training rows ``X``
+      (2-D float; ``model_``, ``device_`` and ``input_shape_`` are set, the torch RNG is
+      seeded with ``seed``), storing fitted attributes on ``self``;
+    * ``_score_tensor(self, x)``: the adversarial score ``(n,)`` of a preprocessed batch
+      shaped ``(n, *input_shape_)``, higher = more adversarial, differentiable.
+
+    and declares its parameters in ``__init__`` and ``_parameter_constraints``, and
+    ``_accepts_sklearn_model`` when it needs no gradient through the protected model.
+    Detectors that train a torch module use :class:`TrainedDetector`, which writes
+    ``_fit_detector`` once. The shared parameters are documented by
+    :func:`~skadv._docs.fill_detector_doc`.
     """
 
     #: True when the score is randomized (attacks then average gradients over draws).
@@ -401,17 +401,12 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator):
         "threshold": [numbers.Real, None],
         "contamination": [Interval(numbers.Real, 0, 0.5, closed="right")],
         "preprocess_fn": [callable, None],
-        "epochs": [Interval(numbers.Integral, 1, None, closed="left")],
-        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
-        "optimizer": [StrOptions({"adam", "adamw", "sgd", "rmsprop"}), type],
-        "callbacks": [list, tuple, None],
-        "verbose": ["verbose"],
     }
 
     # -- subclass hooks -----------------------------------------------------
     @abstractmethod
     def _fit_detector(self, X, seed):
-        """Train the detector's networks on validated rows ``X``."""
+        """Learn from the validated training rows ``X`` under the torch seed ``seed``."""
 
     @abstractmethod
     def _score_tensor(self, x):
@@ -420,6 +415,11 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator):
     #: Whether the protected model may be a scikit-learn classifier: True for detectors
     #: whose training and score need no gradient through the classifier.
     _accepts_sklearn_model = False
+
+    # Cache-sized default batches (2 MiB) on a CPU: the detectors' small networks are bound by
+    # elementwise passes over their activations, fastest while those stay in the caches
+    # (benchmarks/adversarial_ae.py: 1-4 k rows of 64 features beat 16 k rows by ~20 %).
+    _cpu_default_inference_values = 2**19
 
     # -- fit ----------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -579,15 +579,89 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator):
             instance_score=score,
         )
 
+    def _preprocessed_array(self, X):
+        """Training rows after ``preprocess_fn``, as one float32 array in model shape."""
+        with torch.inference_mode():
+            parts = [self._preprocess(x).cpu() for x in self._iter_batches(X)]
+        return torch.cat(parts).numpy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+class TrainedDetector(BaseDetector):
+    """Base of the detectors that train a torch module on the clean rows, through skorch.
+
+    ``_fit_detector`` is written here once: the training rows pass through
+    ``preprocess_fn`` (:meth:`_preprocessed_array`); :meth:`_training_targets` gives the
+    targets of the training rows, :meth:`_build_module` the module to train; a skorch net
+    of class ``_net_class``, configured from the shared training parameters (``epochs``,
+    ``batch_size``, ``lr``, ``optimizer``, ``callbacks``, ``verbose``, the fit seed) and
+    :meth:`_net_options` (the criterion), fits it; :meth:`_store_trained_module` keeps
+    the trained module (in evaluation mode) and ``history_`` skorch's history. A
+    subclass implements :meth:`_build_module`, :meth:`_store_trained_module` and
+    ``_score_tensor``, and usually :meth:`_net_options`.
+    """
+
+    _parameter_constraints = {
+        **BaseDetector._parameter_constraints,
+        "epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "optimizer": [StrOptions({"adam", "adamw", "sgd", "rmsprop"}), type],
+        "callbacks": [list, tuple, None],
+        "verbose": ["verbose"],
+    }
+
+    #: The skorch net class that trains the module: a :class:`~skadv._skorch.TrainingNet`
+    #: (subclass one whose ``get_loss`` needs the input batch, as unsupervised losses do).
+    _net_class = TrainingNet
+
+    # -- subclass hooks -----------------------------------------------------
+    def _training_targets(self, X_model):
+        """Targets ``y`` of the training rows for the net's criterion; None (the default) when unsupervised.
+
+        Called before :meth:`_build_module`, so it may set attributes the module's
+        size depends on (e.g. ``n_classes_``).
+        """
+
+    @abstractmethod
+    def _build_module(self, X_model):
+        """The torch module to train, built from the preprocessed training rows ``X_model``.
+
+        ``X_model`` is a float32 array shaped ``(n, ...)`` as the networks see it (after
+        ``preprocess_fn``). The module may stay on the CPU (skorch moves it to
+        ``device_``). Validate the user's networks here, and set the fitted attributes
+        that describe them.
+        """
+
+    def _net_options(self):
+        """Keyword arguments of the skorch net beyond the training parameters (criterion, ...)."""
+        return {}
+
+    @abstractmethod
+    def _store_trained_module(self, module):
+        """Keep the trained ``module`` (in evaluation mode) as fitted attributes."""
+
+    # -- training -----------------------------------------------------------
+    def _fit_detector(self, X, seed):
+        X_model = self._preprocessed_array(X)
+        targets = self._training_targets(X_model)
+        net = self._make_net(self._build_module(X_model), seed, **self._net_options())
+        net.fit(X_model, targets)
+        self.history_ = [dict(epoch) for epoch in net.history]
+        self._store_trained_module(net.module_.eval())
+
     # -- training through skorch --------------------------------------------
-    def _make_net(self, module, seed, net_cls=None, **kwargs):
+    def _make_net(self, module, seed, **kwargs):
         """A skorch net configured from the estimator's training parameters."""
         from skorch.callbacks import ProgressBar
 
         callbacks = copy.deepcopy(list(self.callbacks or []))
         if self.verbose:
             callbacks.append(("progress_bar", ProgressBar()))
-        return (net_cls or TrainingNet)(
+        return self._net_class(
             module=module,
             optimizer=resolve_optimizer(self.optimizer),
             **optimizer_options(self.optimizer),
@@ -603,133 +677,3 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator):
             verbose=int(self.verbose),
             **kwargs,
         )
-
-    def _preprocessed_array(self, X):
-        """Training rows after ``preprocess_fn``, as one float32 array in model shape."""
-        with torch.inference_mode():
-            parts = [self._preprocess(x).cpu() for x in self._iter_batches(X)]
-        return torch.cat(parts).numpy()
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags
-
-
-@contextlib.contextmanager
-def _flagging_sigint(net):
-    """While training in the main thread, record on ``net`` that SIGINT (Ctrl-C) arrived.
-
-    The previous Python handler still runs (and raises KeyboardInterrupt as usual); the
-    flag only tells a user's Ctrl-C apart from a callback raising KeyboardInterrupt.
-    """
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or not callable(previous):
-        yield
-        return
-
-    def handler(signum, frame):
-        net._sigint_received = True
-        previous(signum, frame)
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-class TrainingNet(NeuralNet):
-    """skorch ``NeuralNet`` whose training raises when interrupted instead of returning quietly.
-
-    skorch treats every KeyboardInterrupt during training as "stop here": it swallows
-    it and ``fit`` returns normally with whatever the network learnt so far. skadv's
-    detectors would then be fitted, thresholds included, on an under-trained network.
-    Here a KeyboardInterrupt a callback raises at the end of an epoch is still a request
-    to stop (skorch's ``EarlyStopping`` works that way) and training ends normally; any
-    other one — Ctrl-C (seen through SIGINT in the main thread) or one raised mid-epoch —
-    is re-raised by ``fit`` once skorch's ``on_train_end`` callbacks have run.
-    """
-
-    def notify(self, method_name, **cb_kwargs):
-        try:
-            super().notify(method_name, **cb_kwargs)
-        except KeyboardInterrupt:
-            if method_name == "on_epoch_end" and not getattr(self, "_sigint_received", False):
-                self._stop_requested = True
-            raise
-
-    def fit_loop(self, *args, **kwargs):
-        try:
-            return super().fit_loop(*args, **kwargs)
-        except KeyboardInterrupt:
-            self._interrupted = not getattr(self, "_stop_requested", False)
-            raise
-
-    def partial_fit(self, *args, **kwargs):
-        self._sigint_received = self._stop_requested = self._interrupted = False
-        with _flagging_sigint(self):
-            super().partial_fit(*args, **kwargs)
-        if self._interrupted:
-            raise KeyboardInterrupt("Training was interrupted; the estimator is left as it was before fit.")
-        return self
-
-
-class TensorBatches:
-    """skorch training iterator that slices whole batches out of in-memory tensors.
-
-    skorch's default ``DataLoader`` fetches rows one by one and collates them, which costs
-    more than a training step of the small networks detectors train. Same contract:
-    seeded shuffling through ``generator``, last (short) batch kept, ``batch_size=-1``
-    for one batch.
-    """
-
-    def __init__(self, dataset, batch_size=128, shuffle=False, generator=None):
-        self.X = torch.as_tensor(dataset.X)
-        y = getattr(dataset, "y", None)
-        self.y = None if y is None else torch.as_tensor(y)
-        self.batch_size = len(self.X) if batch_size == -1 else batch_size
-        self.shuffle = shuffle
-        self.generator = generator
-
-    def __len__(self):
-        return -(-len(self.X) // self.batch_size)
-
-    def __iter__(self):
-        if self.shuffle:
-            batches = torch.randperm(len(self.X), generator=self.generator).split(self.batch_size)
-        else:
-            batches = (slice(i, i + self.batch_size) for i in range(0, len(self.X), self.batch_size))
-        for rows in batches:
-            yield self.X[rows], None if self.y is None else self.y[rows]
-
-
-class NetWithFrozenModel:
-    """Mixin for skorch nets that carry the frozen classifier next to the trained module.
-
-    The classifier is created in ``initialize_module`` as ``frozen_model_`` (so skorch
-    moves it with the net), stays in eval mode, and is never given to the optimizer.
-    """
-
-    def __init__(self, *args, frozen_model, **kwargs):
-        # skorch inspects module-valued attributes in __init__: set ours first.
-        self.frozen_model = frozen_model
-        super().__init__(*args, **kwargs)
-
-    def initialize_module(self):
-        super().initialize_module()
-        self.frozen_model_ = self.frozen_model.to(self.device)
-        self._training_mode = None
-        return self
-
-    def _set_training(self, training=True):
-        # skorch calls this on every batch; walking both module trees each time costs a
-        # noticeable share of a small network's step, so only act on a change of mode.
-        if getattr(self, "_training_mode", None) == training:
-            return
-        super()._set_training(training)
-        self.frozen_model_.eval()
-        self._training_mode = training
-
-    def get_all_learnable_params(self):
-        yield from self.module_.named_parameters()

@@ -1,113 +1,222 @@
-"""The end-to-end demo on ``load_digits`` behind ``python -m skadv demo``."""
+"""The end-to-end demo on the 8x8 digits behind ``python -m skadv demo``.
+
+Protocol: every detector's threshold is fixed on held-out clean rows (5 % false
+positives there) before any attack; each detector is then measured on other
+clean rows (its false-positive rate and clean accuracy with rejection, the cost
+of deploying it) and on attacked rows at that threshold: the evasion rate
+(misclassified and not flagged), the share of successful adversarial examples it
+flags (TPR) and their AUROC. The adaptive attack is the AutoAttack ensemble,
+checked with the indicators of attack failure.
+"""
 
 import os
 import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
+from sklearn.base import is_classifier
 from sklearn.model_selection import train_test_split
-from torch import nn
 
-
-class DigitsCNN(nn.Module):
-    """Small CNN for 8×8 digits: conv(16) → conv(32) → linear(64) → 10 logits."""
-
-    def __init__(self, n_classes=10):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        )
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, n_classes))
-
-    def forward(self, x):
-        return self.classifier(self.features(x))
-
-
-def load_digits_images(random_state=0):
-    """Digits scaled to [0, 1] as rows of 64 values, split 70 / 30 stratified."""
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float32)
-    return train_test_split(X, y, test_size=0.3, stratify=y, random_state=random_state)
-
-
-def train_classifier(X, y, epochs, random_state=0, verbose=True):
-    """Train :class:`DigitsCNN` through skorch on rows reshaped to (1, 8, 8)."""
-    from skorch import NeuralNetClassifier
-
-    torch.manual_seed(random_state)
-    net = NeuralNetClassifier(
-        DigitsCNN, criterion=nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=2e-3,
-        max_epochs=epochs, batch_size=64, train_split=None, iterator_train__shuffle=True,
-        verbose=int(verbose),
-    )
-    net.fit(X.reshape(-1, 1, 8, 8), y.astype(np.int64))
-    return net
+# Settings of the full run and of --quick. The adaptive rows dominate the run time:
+# AutoAttack and the failure checks run on the first n_adaptive / n_check test rows.
+_SETTINGS = {
+    False: {
+        "classifier_epochs": 25, "ae_epochs": 30, "distillation_epochs": 30, "vae_epochs": 60, "dnr_cv": 5,
+        "n_eval": None, "pgd_steps": 40, "pgd_step": 0.01,
+        "n_adaptive": 200, "auto_iter": 50, "auto_square": 300, "eot": 4, "n_check": 40,
+        "sec_eps": [0.0, 0.05, 0.1, 0.2, 0.3], "n_sec": 100, "sec_steps": 20, "sec_step": 0.025,
+        "trace_iter": 60,
+    },
+    True: {
+        "classifier_epochs": 8, "ae_epochs": 5, "distillation_epochs": 8, "vae_epochs": 15, "dnr_cv": 3,
+        "n_eval": 100, "pgd_steps": 10, "pgd_step": 0.05,
+        "n_adaptive": 40, "auto_iter": 10, "auto_square": 50, "eot": 2, "n_check": 15,
+        "sec_eps": [0.0, 0.1, 0.2], "n_sec": 30, "sec_steps": 10, "sec_step": 0.05,
+        "trace_iter": 30,
+    },
+}
+_DNR_LAYERS = ["features.1", "features.4", "classifier.2"]
 
 
 def _section(title):
     print(f"\n== {title} " + "=" * max(0, 66 - len(title)), flush=True)
 
 
-def _fit_detectors(cnn, X_fit, y_fit, X_val, quick, random_state):
-    """The four detectors, fitted on clean data, thresholds at 5 % FPR on clean validation rows."""
-    from . import AdversarialAEDetector, DeepNeuralRejection, ModelDistillationDetector, VAEDetector
+@dataclass
+class _Defense:
+    """What the evaluation needs of a defended classifier, detectors and baseline alike.
+
+    ``scores``: adversarial scores (higher = more adversarial); ``flagged``: rows
+    flagged / rejected at the fixed threshold; ``labels``: the deployed
+    classifier's labels (DNR's own, the CNN's otherwise); ``threshold`` on the
+    ``scores`` scale; ``estimator``: what adaptive attacks target (None: the
+    baseline, not attackable adaptively).
+    """
+
+    scores: Callable
+    flagged: Callable
+    labels: Callable
+    threshold: float
+    estimator: object = None
+
+
+def _detector_defense(det, predict_classifier):
+    from .metrics import adversarial_scores, detection_threshold
+
+    def labels(X):
+        if is_classifier(det):  # DNR labels the rows itself: its best class, rejected or not
+            return det.classes_[np.asarray(det.decision_function(X))[:, :-1].argmax(axis=1)]
+        return predict_classifier(X)
+
+    return _Defense(
+        scores=lambda X: adversarial_scores(det, X),
+        flagged=lambda X: np.asarray(det.predict(X)) == -1,
+        labels=labels,
+        threshold=detection_threshold(det),
+        estimator=det,
+    )
+
+
+def _max_softmax_baseline(net, X_val, threshold_perc=95):
+    """Baseline: 1 - the classifier's max-softmax probability (MSP; Hendrycks & Gimpel 2017) as the score.
+
+    Thresholded like the detectors: ``threshold_perc`` % of the held-out clean rows ``X_val`` pass.
+    """
+
+    def scores(X):
+        # 1 - p_max as -expm1(log p_max) from float64 logits: 1 - predict_proba's float32 maximum
+        # rounds to 0 on confident rows, which would pile them at 0 and rule out a log axis.
+        logits = torch.as_tensor(net.forward(np.asarray(X, dtype=np.float32)), dtype=torch.float64)
+        return (-torch.expm1(torch.log_softmax(logits, dim=1).max(dim=1).values)).numpy()
+
+    threshold = float(np.percentile(scores(X_val), threshold_perc))
+    return _Defense(
+        scores=scores,
+        flagged=lambda X: scores(X) > threshold,
+        labels=lambda X: net.predict(np.asarray(X, dtype=np.float32)),
+        threshold=threshold,
+    )
+
+
+def _fit_detectors(cnn, X_fit, y_fit, X_val, settings, random_state):
+    """The four detectors, fitted on clean data; thresholds at 5 % FPR on held-out clean rows ``X_val``."""
+    from . import (
+        AdversarialAEDetector,
+        DeepNeuralRejection,
+        ModelDistillationDetector,
+        VAEDetector,
+    )
 
     common = {"input_shape": (1, 8, 8), "random_state": random_state}
     detectors = {
-        "AdversarialAE": AdversarialAEDetector(cnn, epochs=5 if quick else 30, temperature=0.5, **common),
-        "ModelDistillation": ModelDistillationDetector(cnn, epochs=8 if quick else 30, **common),
-        "VAE": VAEDetector(cnn, epochs=15 if quick else 60, **common),
-        "DNR": DeepNeuralRejection(
-            cnn, layers=["features.1", "features.4", "classifier.2"], cv=3 if quick else 5, n_jobs=1, **common
-        ),
+        "AdversarialAE": AdversarialAEDetector(cnn, epochs=settings["ae_epochs"], temperature=0.5, **common),
+        "ModelDistillation": ModelDistillationDetector(cnn, epochs=settings["distillation_epochs"], **common),
+        "VAE": VAEDetector(cnn, epochs=settings["vae_epochs"], **common),
+        "DNR": DeepNeuralRejection(cnn, layers=_DNR_LAYERS, cv=settings["dnr_cv"], n_jobs=1, **common),
     }
     for name, det in detectors.items():
         start = time.perf_counter()
-        det.fit(X_fit, y_fit) if name == "DNR" else det.fit(X_fit)
-        det.infer_threshold(X_val, threshold_perc=95)  # the same call, and meaning, for every detector
+        det.fit(X_fit, y_fit)  # detectors ignore y; DNR trains its SVMs on it
+        # Not contamination (in-sample, on the training rows): held-out clean rows, the same call for all.
+        det.infer_threshold(X_val, threshold_perc=95)
         print(f"{name:18s} fitted in {time.perf_counter() - start:5.1f} s", flush=True)
     return detectors
 
 
-def _evaluate(det, X_clean, X_adv, y, predict_classifier):
-    from .metrics import (
-        accuracy_with_rejection,
-        adversarial_scores,
-        detection_auroc,
-        tpr_at_fpr,
+def _clean_row(defense, X, y):
+    from .metrics import accuracy_with_rejection
+
+    flagged = defense.flagged(X)
+    return {
+        "fpr": float(flagged.mean()),
+        "clean_acc_rej": accuracy_with_rejection(y, defense.labels(X), rejected=flagged),
+    }
+
+
+def _attack_row(defense, clean_scores, X_adv, y):
+    """Evasion, TPR and AUROC at the fixed threshold; positives: the successful adversarial examples."""
+    from .metrics import detection_auroc
+
+    wrong = defense.labels(X_adv) != y
+    flagged = defense.flagged(X_adv)
+    successful = defense.scores(X_adv)[wrong]
+    return {
+        "evasion": float(np.mean(wrong & ~flagged)),
+        "tpr": float(flagged[wrong].mean()) if wrong.any() else np.nan,
+        "auroc": detection_auroc(clean_scores, successful) if wrong.any() else np.nan,
+        "n_successful": int(wrong.sum()),
+    }
+
+
+def _adaptive_attack(det, X, y, settings, random_state):
+    """AutoAttack on classifier + detector, and the attack-failure checks of that attack.
+
+    The ensemble reports the "stalled" and "black_box" checks of its own run;
+    :func:`~skadv.attacks.check_attack_failure` adds "unbounded" and
+    "non_adaptive" on the first ``n_check`` rows (Square is in the ensemble already).
+    """
+    from .attacks import AttackFailureWarning, AutoAttack, check_attack_failure
+
+    attack = AutoAttack(
+        det, eps=0.2, max_iter=settings["auto_iter"], square_max_iter=settings["auto_square"],
+        eot_samples=settings["eot"], random_state=random_state,
+    )
+    with warnings.catch_warnings():
+        # The verdicts are printed with the table; no warning text in between.
+        warnings.simplefilter("ignore", AttackFailureWarning)
+        result = attack.run(X, y)
+        n_check = settings["n_check"]
+        report = check_attack_failure(attack, X[:n_check], y[:n_check], black_box=None, max_samples=n_check)
+    checks = {**report.checks, **result.checks}
+    return result.X_adv, checks
+
+
+def _print_table(clean, rows):
+    _section("results at the fixed thresholds (5 % FPR on held-out clean validation rows)")
+    header = (f"{'detector':18s} {'clean FPR':>9s} {'clean acc':>9s} | {'attack':24s} {'evasion':>7s} "
+              f"{'TPR':>6s} {'AUROC':>6s}  failure checks")
+    print(header)
+    print("-" * len(header))
+    last = None
+    for name, attack_name, r, checks in rows:
+        c = clean[name]
+        lead = f"{name:18s} {c['fpr']:9.3f} {c['clean_acc_rej']:9.3f}" if name != last else " " * 38
+        last = name
+        verdict = "" if checks is None else (", ".join(n for n, ch in checks.items() if ch.fired) + " FIRED"
+                                             if any(ch.fired for ch in checks.values()) else "none fired")
+        print(f"{lead} | {attack_name:24s} {r['evasion']:7.3f} {r['tpr']:6.3f} {r['auroc']:6.3f}  {verdict}")
+    print(
+        "clean FPR: share of clean test rows flagged; clean acc: clean accuracy with rejection (a flagged clean\n"
+        "row is an error): the cost of deploying the detector. evasion: share of attacked rows misclassified and\n"
+        "not flagged (the attacker's success; lower is better). TPR: share of the successful adversarial examples\n"
+        "(attacked rows misclassified) that are flagged; AUROC: those against the clean rows. Non-adaptive\n"
+        "attacks target the classifier alone; adaptive ones classifier and detector together (AutoAttack:\n"
+        "APGD-CE, APGD-margin on the K+1 scores, two-phase, orthogonal PGD, Square). MSP (the classifier's\n"
+        "max-softmax probability) is the baseline every detector must beat; it is not attacked adaptively here."
     )
 
-    clean_scores, adv_scores = adversarial_scores(det, X_clean), adversarial_scores(det, X_adv)
-    pred_adv = predict_classifier(X_adv)
-    if hasattr(det, "compute_threshold"):  # DNR classifies accepted rows itself; -1 = rejected
-        with_detection = accuracy_with_rejection(y, det.predict(X_adv), attacked=True)
-    else:
-        with_detection = accuracy_with_rejection(y, pred_adv, rejected=det.predict(X_adv) == -1, attacked=True)
-    row = {
-        "auroc": detection_auroc(clean_scores, adv_scores),
-        "tpr5": tpr_at_fpr(clean_scores, adv_scores, fpr=0.05),
-        "no_defense": float(np.mean(pred_adv == y)),
-        "with_detection": with_detection,
-        "corrected": float(np.mean(det.correct(X_adv).corrected == y)) if hasattr(det, "correct") else None,
-    }
-    return row
+
+def _print_checks(checks_by_detector):
+    for name, checks in checks_by_detector.items():
+        for check_name, check in checks.items():
+            value = check.value if isinstance(check.value, (int, float)) else float("nan")
+            state = "FIRED" if check.fired else "ok"
+            print(f"{name:18s} {check_name:13s} {state:5s} value {value:7.3f}")
+            if check.fired:
+                print(f"{'':18s} {check.message}")
 
 
-def run_demo(out_dir="skadv_demo", quick=False, random_state=0):
-    """Train a classifier on digits, attack it, and evaluate skadv's four detectors.
-
-    Prints one table (detection AUROC, TPR at 5 % FPR, accuracy without defense, with
-    detection and corrected) for non-adaptive and adaptive attacks, and writes PNG figures
-    into ``out_dir``.
-    """
+def _figures(out_dir, defenses, detectors, X_eval, y_eval, X_pgd, settings, random_state):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .attacks import FGSM, PGD, PGDLineSearch
+    from .attacks import PGD, PGDLineSearch
+    from .metrics import security_evaluation
     from .plotting import (
         AttackTraceDisplay,
         DistinctLabelsDisplay,
@@ -115,106 +224,121 @@ def run_demo(out_dir="skadv_demo", quick=False, random_state=0):
         SecurityEvaluationDisplay,
     )
 
-    start = time.perf_counter()
-    os.makedirs(out_dir, exist_ok=True)
-    torch.manual_seed(random_state)
-    X_train, X_test, y_train, y_test = load_digits_images(random_state)
-    X_fit, X_val, y_fit, _ = train_test_split(X_train, y_train, test_size=0.2, stratify=y_train,
-                                              random_state=random_state)
-    n_eval = 100 if quick else len(X_test)
-    X_eval, y_eval = X_test[:n_eval], y_test[:n_eval]
-    pgd_steps = 10 if quick else 40
-    pgd_step = 0.05 if quick else 0.01  # quick: Madry's 2.5 * eps / steps; full: 40 steps of 0.01
-
-    _section(f"classifier: small CNN on load_digits, trained through skorch ({len(X_fit)} rows)")
-    net = train_classifier(X_fit, y_fit, epochs=8 if quick else 25, random_state=random_state)
-    cnn = net.module_.eval()
-
-    def predict_classifier(X):
-        return net.predict(np.asarray(X, dtype=np.float32).reshape(-1, 1, 8, 8))
-
-    print(f"clean test accuracy: {np.mean(predict_classifier(X_test) == y_test):.3f}")
-
-    _section("detectors: fit on clean data, threshold at 5 % false positives on clean validation rows")
-    detectors = _fit_detectors(cnn, X_fit, y_fit, X_val, quick, random_state)
-
-    _section(f"attacks on {n_eval} test digits")
-    shape = {"input_shape": (1, 8, 8)}
-    attacks = {
-        "FGSM eps=0.1": FGSM(cnn, eps=0.1, **shape).generate(X_eval, y_eval),
-        "PGD eps=0.2": PGD(cnn, eps=0.2, step_size=pgd_step, max_iter=pgd_steps, random_state=random_state,
-                           **shape).generate(X_eval, y_eval),
-    }
-    for name, X_adv in attacks.items():
-        print(f"{name:14s} classifier accuracy {np.mean(predict_classifier(X_adv) == y_eval):.3f}")
-
-    rows = []
-    for det_name, det in detectors.items():
-        runs = dict(attacks)
-        # Adaptive: the attack sees classifier and detector together (Carlini & Wagner 2017).
-        runs["PGD eps=0.2 adaptive"] = PGD(det, eps=0.2, step_size=pgd_step, max_iter=pgd_steps,
-                                           random_state=random_state, eot_samples=2 if quick else 4
-                                           ).generate(X_eval, y_eval)
-        for attack_name, X_adv in runs.items():
-            rows.append((det_name, attack_name, _evaluate(det, X_eval, X_adv, y_eval, predict_classifier)))
-        print(f"{det_name:18s} evaluated ({time.perf_counter() - start:5.0f} s so far)", flush=True)
-
-    _section("results (positives: all attacked inputs; thresholds fixed before attacking)")
-    header = f"{'detector':18s} {'attack':22s} {'AUROC':>6s} {'TPR@5%':>7s} {'no def.':>8s} {'w/ det.':>8s} {'corr.':>6s}"
-    print(header)
-    print("-" * len(header))
-    for det_name, attack_name, r in rows:
-        corrected = "" if r["corrected"] is None else f"{r['corrected']:.3f}"
-        print(f"{det_name:18s} {attack_name:22s} {r['auroc']:6.3f} {r['tpr5']:7.3f} {r['no_defense']:8.3f} "
-              f"{r['with_detection']:8.3f} {corrected:>6s}")
-    print("no def.: classifier accuracy on attacked inputs; w/ det.: attacked input defended if flagged or "
-          "classified correctly;\ncorr.: accuracy of the detector's correct() (reconstruction's label where flagged)")
-
-    _section("figures")
     written = []
 
-    def save(fig, filename):
+    def save(fig, filename, **layout):
         path = os.path.join(out_dir, filename)
-        fig.tight_layout()
+        fig.tight_layout(**layout)
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
 
-    fig, axes = plt.subplots(1, len(detectors), figsize=(4.2 * len(detectors), 3.4))
-    for ax, (det_name, det) in zip(axes, detectors.items()):
-        # Each detector's own threshold, on the plotted scale; log axes for scores piled up near 0.
-        ScoreHistogramDisplay.from_estimator(
-            det, X_eval, attacks["PGD eps=0.2"], name=det_name, log_scale="auto", ax=ax
-        )
-    fig.suptitle("Adversarial scores: clean vs PGD eps=0.2 (non-adaptive)")
+    fig, axes = plt.subplots(1, len(defenses), figsize=(4.0 * len(defenses), 3.6))
+    for ax, (name, defense) in zip(axes, defenses.items()):
+        if defense.estimator is None:
+            ScoreHistogramDisplay.from_predictions(
+                defense.scores(X_eval), defense.scores(X_pgd), threshold=defense.threshold, name=name,
+                score_name="1 - max softmax probability", log_scale="auto", ax=ax,
+            )
+        else:
+            # Each detector's own threshold on its own scale; log axes for scores piled up near 0.
+            ScoreHistogramDisplay.from_estimator(defense.estimator, X_eval, X_pgd, name=name, log_scale="auto", ax=ax)
+    fig.suptitle("Scores of clean test digits vs PGD eps=0.2 (non-adaptive); dashed: the fixed threshold")
     save(fig, "score_histograms.png")
 
-    eps_values = [0.0, 0.1, 0.2] if quick else [0.0, 0.05, 0.1, 0.15, 0.2, 0.3]
-    n_sec = 40 if quick else 200
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, det_name in zip(axes, ("AdversarialAE", "ModelDistillation")):
-        SecurityEvaluationDisplay.from_estimator(
-            detectors[det_name], PGD, X_eval[:n_sec], y_eval[:n_sec], eps_values, name=det_name, ax=ax,
-            step_size=pgd_step, max_iter=pgd_steps, random_state=random_state,
+    n_sec = settings["n_sec"]
+    fig, axes = plt.subplots(1, len(detectors), figsize=(3.6 * len(detectors), 3.6), sharey=True)
+    for ax, (name, det) in zip(axes, detectors.items()):
+        result = security_evaluation(
+            det, PGD, X_eval[:n_sec], y_eval[:n_sec], settings["sec_eps"], step_size=settings["sec_step"],
+            max_iter=settings["sec_steps"], eot_samples=settings["eot"], random_state=random_state,
         )
-        ax.set_title(f"{det_name}: adaptive PGD")
-    save(fig, "security_evaluation.png")
+        SecurityEvaluationDisplay.from_evaluation(result, ax=ax, legend=False)
+        ax.set_title(name)
+    # One legend for all panels, in its own band below them: it covers no curve.
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, frameon=False)
+    fig.suptitle(f"Security evaluation: adaptive PGD ({settings['sec_steps']} steps), {n_sec} test digits")
+    save(fig, "security_evaluation.png", rect=(0, 0.08, 1, 1))
 
-    dnr = detectors["DNR"]
     trace = AttackTraceDisplay.from_attack(
-        PGDLineSearch(dnr, eps=2.0, max_iter=30 if quick else 60), X_eval, y_eval, sample_index=0,
-        image_shape=(8, 8),
+        PGDLineSearch(detectors["DNR"], eps=2.0, max_iter=settings["trace_iter"]), X_eval, y_eval,
+        sample_index=0, image_shape=(8, 8), predict=detectors["DNR"].predict,
     )
     trace.figure_.suptitle("Adaptive PGD with line search against DNR (one digit)")
     save(trace.figure_, "attack_trace_dnr.png")
 
     vae_display = DistinctLabelsDisplay.from_estimator(
-        detectors["VAE"], X_eval, attacks["PGD eps=0.2"], names=("clean", "PGD eps=0.2")
+        detectors["VAE"], X_eval, X_pgd, names=("clean", "PGD eps=0.2")
     )
     vae_display.ax_.set_title("VAE: distinct labels over sampled reconstructions")
     save(vae_display.figure_, "vae_distinct_labels.png")
+    return written
 
-    for path in written:
+
+def run_demo(out_dir="skadv_demo", quick=False, random_state=0):
+    """Train a classifier on digits, fit skadv's four detectors and a baseline, attack, and evaluate.
+
+    Prints one table (held-out clean FPR and clean accuracy with rejection; per
+    attack the evasion rate, TPR and AUROC at the fixed threshold, and the
+    attack-failure checks of the adaptive attack) and writes PNG figures into
+    ``out_dir``. Returns the table's rows ``(detector, attack, metrics, checks)``.
+    """
+    from .attacks import FGSM, PGD
+    from .datasets import load_digits8, make_digits_classifier
+
+    settings = _SETTINGS[bool(quick)]
+    start = time.perf_counter()
+    os.makedirs(out_dir, exist_ok=True)
+    X_train, X_test, y_train, y_test = load_digits8(test_size=0.3, random_state=random_state)
+    # X_val: held-out clean rows that fix every threshold; X_test: clean rows of the evaluation.
+    X_fit, X_val, y_fit, _ = train_test_split(X_train, y_train, test_size=0.2, stratify=y_train,
+                                              random_state=random_state)
+    X_eval, y_eval = X_test[: settings["n_eval"]], y_test[: settings["n_eval"]]
+
+    _section(f"classifier: small CNN on the 8x8 digits, trained through skorch ({len(X_fit)} rows)")
+    net = make_digits_classifier(X_fit, y_fit, epochs=settings["classifier_epochs"], random_state=random_state,
+                                 verbose=True)
+    cnn = net.module_
+    print(f"clean test accuracy: {np.mean(net.predict(X_test) == y_test):.3f}")
+
+    _section(f"detectors: fit on {len(X_fit)} clean rows, thresholds on {len(X_val)} held-out clean rows")
+    detectors = _fit_detectors(cnn, X_fit, y_fit, X_val, settings, random_state)
+    defenses = {"MSP (baseline)": _max_softmax_baseline(net, X_val)}
+    defenses.update({name: _detector_defense(det, net.predict) for name, det in detectors.items()})
+
+    _section(f"non-adaptive attacks on {len(X_eval)} test digits (the classifier alone)")
+    shape = {"input_shape": (1, 8, 8)}
+    attacks = {
+        "FGSM eps=0.1": FGSM(cnn, eps=0.1, **shape).generate(X_eval, y_eval),
+        "PGD eps=0.2": PGD(cnn, eps=0.2, step_size=settings["pgd_step"], max_iter=settings["pgd_steps"],
+                           random_state=random_state, **shape).generate(X_eval, y_eval),
+    }
+    for name, X_adv in attacks.items():
+        print(f"{name:14s} classifier accuracy {np.mean(net.predict(X_adv) == y_eval):.3f}")
+
+    clean, rows, checks_by_detector = {}, [], {}
+    n_adaptive = min(settings["n_adaptive"], len(X_eval))
+    for name, defense in defenses.items():
+        clean_scores = defense.scores(X_eval)
+        clean[name] = _clean_row(defense, X_eval, y_eval)
+        for attack_name, X_adv in attacks.items():
+            rows.append((name, attack_name, _attack_row(defense, clean_scores, X_adv, y_eval), None))
+        if defense.estimator is None:
+            continue
+        X_adv, checks = _adaptive_attack(defense.estimator, X_eval[:n_adaptive], y_eval[:n_adaptive], settings,
+                                         random_state)
+        checks_by_detector[name] = checks
+        row = _attack_row(defense, clean_scores, X_adv, y_eval[:n_adaptive])
+        rows.append((name, f"AutoAttack eps=0.2 ({n_adaptive})", row, checks))
+        print(f"{name:18s} attacked adaptively ({time.perf_counter() - start:5.0f} s so far)", flush=True)
+
+    _print_table(clean, rows)
+    _section("attack-failure checks of the adaptive attack (Pintor et al. 2022)")
+    _print_checks(checks_by_detector)
+
+    _section("figures")
+    for path in _figures(out_dir, defenses, detectors, X_eval, y_eval, attacks["PGD eps=0.2"], settings,
+                         random_state):
         print(path)
     print(f"\nfinished in {time.perf_counter() - start:.0f} s")
     return rows

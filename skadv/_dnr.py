@@ -10,6 +10,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import KFold, check_cv
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_y, check_is_fitted
 from torch import nn
@@ -22,6 +23,7 @@ from ._base import (
     resolve_device,
     torch_seed,
 )
+from ._docs import fill_torch_estimator_doc
 from ._kernel_svm import OneVsAllSVC, kernel_machine_from
 from ._layers import forward_capturing, resolve_layers
 
@@ -142,7 +144,8 @@ class _LayerFolds:
 # ----------------------------------------------------------------------------- the estimator
 
 
-class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
+@fill_torch_estimator_doc
+class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition):
     """Deep Neural Rejection: a classifier that rejects inputs far from what its layers know.
 
     The protected network's chosen hidden layers are read with forward hooks. On each
@@ -210,13 +213,10 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         time, so ``set_params`` switches it without refitting; the combiner always runs
         in float64.
     batch_size : int, default=128
-        The most rows per forward pass. Batches are also capped at about 16 MiB of
-        float32-sized values (the input, and the kernel row of every support vector).
-    input_shape : tuple of int, default=None
-        Shape of one row as the model expects it (e.g. ``(1, 8, 8)``). None uses rows as
-        they are (or the trailing shape of an N-D ``X``).
-    device : str, default='cpu'
-        'cpu', 'cuda', 'cuda:N' or 'auto'.
+        The most rows per forward pass while fitting (reading the layers of the training
+        rows), also capped at about 16 MiB of float32-sized input values.
+%(inference_batch_size)s
+%(input_shape_and_device)s
     random_state : int, RandomState instance or None, default=None
         Seeds the default folds (and lazy layers of the model copy).
 
@@ -309,6 +309,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         n_jobs=None,
         kernel_dtype="float64",
         batch_size=128,
+        inference_batch_size=None,
         input_shape=None,
         device="cpu",
         random_state=None,
@@ -322,13 +323,15 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.kernel_dtype = kernel_dtype
         self.batch_size = batch_size
+        self.inference_batch_size = inference_batch_size
         self.input_shape = input_shape
         self.device = device
         self.random_state = random_state
 
     # -- parameters: per-layer estimators route like Pipeline steps -------------
-    def _layer_pairs(self):
-        """The ``(name, estimator)`` entries of ``layers`` (never raises: used by get_params)."""
+    @property
+    def _named_layer_classifiers(self):
+        """The ``(name, estimator)`` entries of ``layers``, as a list (never raises: used by get_params)."""
         try:
             return [
                 (entry[0], entry[1])
@@ -337,6 +340,17 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
             ]
         except TypeError:
             return []
+
+    @_named_layer_classifiers.setter
+    def _named_layer_classifiers(self, pairs):
+        # Written back into ``layers`` in place, its other entries and its type kept.
+        replacements = dict(pairs)
+        self.layers = type(self.layers)(
+            (entry[0], replacements[entry[0]])
+            if isinstance(entry, (tuple, list)) and len(entry) == 2 and isinstance(entry[0], str)
+            else entry
+            for entry in self.layers
+        )
 
     def get_params(self, deep=True):
         """Parameters of this estimator and, with ``deep``, of its per-layer classifiers.
@@ -351,14 +365,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         -------
         params : dict
         """
-        params = super().get_params(deep=deep)
-        if deep:
-            for name, estimator in self._layer_pairs():
-                params[name] = estimator
-                if hasattr(estimator, "get_params") and not isinstance(estimator, type):
-                    for key, value in estimator.get_params(deep=True).items():
-                        params[f"{name}__{key}"] = value
-        return params
+        return self._get_params("_named_layer_classifiers", deep=deep)
 
     def set_params(self, **params):
         """Set parameters, including per-layer classifiers by layer name.
@@ -375,19 +382,9 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         -------
         self : object
         """
-        if "layers" in params:
+        if "layers" in params:  # first, so that the names below are the new layers'
             self.layers = params.pop("layers")
-        names = {name for name, _ in self._layer_pairs()}
-        replacements = {key: params.pop(key) for key in list(params) if key in names}
-        if replacements:
-            self.layers = type(self.layers)(
-                (entry[0], replacements[entry[0]])
-                if isinstance(entry, (tuple, list)) and len(entry) == 2 and entry[0] in replacements
-                else entry
-                for entry in self.layers
-            )
-        super().set_params(**params)
-        return self
+        return self._set_params("_named_layer_classifiers", **params)
 
     def _layer_specs(self):
         """Validated ``[(name, unfitted estimator template)]``."""
@@ -506,7 +503,8 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseEstimator):
         """
         features = None
         with torch.inference_mode():
-            for start, x in zip(range(0, X.shape[0], self.batch_size), self._iter_batches(X)):
+            batch_size = min(self.batch_size, self._budget_rows())
+            for start, x in zip(range(0, X.shape[0], batch_size), self._iter_batches(X, batch_size)):
                 outputs = capture_layers(self.model_.net, self.layer_names_, x)
                 if features is None:
                     features = [np.empty((X.shape[0], o.shape[1]), dtype=np.float32) for o in outputs]
@@ -758,7 +756,8 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
         An unfitted DNR is fitted in :meth:`fit`: on ``(X, y)``, or, without ``y``, on
         the network's own predictions for ``X`` as labels. A fitted one wrapped in
         :class:`sklearn.frozen.FrozenEstimator` is used as is (never modified);
-        :meth:`DeepNeuralRejection.as_detector` builds that.
+        :meth:`DeepNeuralRejection.as_detector` builds that. Scoring runs in the DNR's
+        batches (its ``inference_batch_size``).
     contamination : float in (0, 0.5], default=0.05
         Used only when the DNR has no ``threshold`` (None): ``fit`` then sets
         ``offset_`` to flag this share of the training rows, as the other detectors'

@@ -28,6 +28,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
+from ._base import _is_fitted_attribute
+
 # Float64 values per block of rows in squared_distances (128 MB): bounds its temporaries.
 _BLOCK_VALUES = 2**24
 
@@ -235,7 +237,7 @@ class _KernelExpansionMixin:
         fits = self._fold_fits(X, y_encoded, len(classes), [(np.arange(X.shape[0]), None)])
         results = Parallel(n_jobs=getattr(self, "n_jobs", None), prefer="threads")(fits.tasks())
         ((fitted, _),) = fits.collect(iter(results))
-        self.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_") and not k.startswith("_")})
+        self.__dict__.update({k: v for k, v in vars(fitted).items() if _is_fitted_attribute(k)})
         self.classes_ = classes
         return self
 

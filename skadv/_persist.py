@@ -33,6 +33,7 @@ user's module are not persisted.
 
 import functools
 import importlib
+import pkgutil
 import sys
 
 import numpy as np
@@ -58,18 +59,19 @@ _DEVICE = "__skadv_device__"
 # training flag): rebuilt on load, stored separately or not at all.
 _MODULE_INTERNALS = frozenset(vars(nn.Module()))
 
-# skadv's modules that define the nn.Module classes its estimators (and its demo) store.
-# Module classes defined elsewhere in skadv persist as the user's do: by reference,
-# listed by skops.
-_SKADV_MODULE_HOMES = (
-    "skadv._base",
-    "skadv._model",
-    "skadv._adversarial_ae",
-    "skadv._distillation",
-    "skadv._vae",
-    "skadv._kernel_svm",
-    "skadv._demo",
-)
+# Module classes of skadv itself are stored by name: every class defined in one of the
+# top-level modules of the skadv package (its estimators' modules, losses, nets, datasets' CNN),
+# found by listing the package, so that a module added or split needs no entry here. Module
+# classes defined in skadv's subpackages persist as the user's do: by reference, listed by
+# skops.
+def _skadv_module_homes():
+    package = sys.modules[__package__]
+    return tuple(
+        f"{__package__}.{info.name}"
+        for info in pkgutil.iter_modules(package.__path__)
+        if not info.ispkg and info.name != "__main__"
+    )
+
 
 # Same-size integer views for tensors whose dtype numpy lacks (bfloat16, float8, ...).
 _BITS_DTYPES = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
@@ -93,7 +95,7 @@ def _subclasses_in(namespace, base, module_name=None):
 def _allowed_classes():
     """The classes a file may name by string: ``{"module:qualname": class}``."""
     classes = [nn.Module, *_subclasses_in(nn, nn.Module), *_subclasses_in(torch.optim, torch.optim.Optimizer)]
-    for name in _SKADV_MODULE_HOMES:
+    for name in _skadv_module_homes():
         classes += _subclasses_in(importlib.import_module(name), nn.Module, name)
     return {_class_key(cls): cls for cls in classes}
 

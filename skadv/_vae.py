@@ -10,7 +10,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import nn
 
-from ._base import BaseDetector, TrainingNet
+from ._base import TrainedDetector
+from ._docs import fill_detector_doc
+from ._skorch import TrainingNet
 from .metrics import loss_by_confidence
 
 # ----------------------------------------------------------------------------- the VAE
@@ -176,7 +178,8 @@ def _reconstruction_error(x, samples):
 # ----------------------------------------------------------------------------- the detector
 
 
-class VAEDetector(BaseDetector):
+@fill_detector_doc
+class VAEDetector(TrainedDetector):
     """Flag adversarial inputs by the classifier's inconsistency over VAE reconstructions.
 
     A variational autoencoder (VAE) is trained on clean data through skorch, on the
@@ -219,11 +222,7 @@ class VAEDetector(BaseDetector):
 
     Parameters
     ----------
-    model : nn.Module, fitted skorch NeuralNetClassifier or fitted sklearn classifier
-        The classifier to protect. It is not needed to train the VAE; a scikit-learn
-        classifier with ``predict_proba`` works for scoring but gives no gradients to
-        adaptive attacks. It is copied, never modified. Wrap a skorch net in
-        ``sklearn.frozen.FrozenEstimator`` to keep it fitted through ``clone()``.
+%(model)s
     encoder_net : nn.Module, default=None
         Maps a batch shaped ``(n, *input_shape)`` to ``(n, 2 * latent_dim)``: posterior
         means, then log-variances. None builds an MLP sized from the data.
@@ -242,37 +241,9 @@ class VAEDetector(BaseDetector):
         that name for a method.)
     consistency : {'kl', 'disagreement'}, default='kl'
         Which smooth consistency measure ``score_type='consistency'`` uses.
-    model_output : {'auto', 'logits', 'proba', 'log_proba'}, default='auto'
-        What a torch ``model`` returns. 'auto' means logits for a module, and for a skorch
-        net probabilities under ``NLLLoss`` (skorch's default), logits otherwise.
-    threshold : float, default=None
-        Explicit threshold on the adversarial score; overrides ``contamination``.
-    contamination : float in (0, 0.5], default=0.05
-        Share of training rows flagged; sets ``threshold_`` and ``offset_``.
-    epochs : int, default=50
-    batch_size : int, default=128
-        Training batch size, and the most rows scored at once. Scoring batches are also
-        capped at about 16 MiB of input-sized float32 values (the rows times the copies
-        each expands into while scored), so scoring memory stays bounded however large
-        this is.
-    lr : float, default=1e-3
-    optimizer : {'adam', 'adamw', 'sgd', 'rmsprop'} or torch optimizer class, default='adam'
-        Named 'adam', 'adamw' and 'sgd' run torch's fused implementation (``fused=True``);
-        a class is used with its own defaults.
-    callbacks : list of skorch callbacks, default=None
-        Extra skorch callbacks (copied before use).
-    verbose : bool or int, default=False
-        Print skorch's epoch table and a progress bar.
-    preprocess_fn : callable, default=None
-        Tensor → tensor function applied to every batch before the VAE and the classifier.
-    input_shape : tuple of int, default=None
-        Shape of one row as the models expect it (e.g. ``(1, 8, 8)``). None uses rows as
-        they are (or the trailing shape of an N-D ``X``).
-    device : str, default='cpu'
-        'cpu', 'cuda', 'cuda:N' or 'auto'.
-    random_state : int, RandomState instance or None, default=None
-        Seeds training and the latent draws used for scoring: equal seeds give
-        bit-identical VAEs and scores.
+%(detector_params)s
+%(training_params)s
+%(input_params)s
 
     Attributes
     ----------
@@ -287,15 +258,8 @@ class VAEDetector(BaseDetector):
     score_scales_ : ndarray of shape (2,)
         Mean consistency and reconstruction scores of the training rows (the scales of
         ``score_type='combined'``).
-    history_ : list of dict
-        skorch's training history.
-    threshold_ : float
-        Rows whose adversarial score exceeds it are flagged.
-    offset_ : float
-        ``-threshold_``: ``decision_function = score_samples - offset_``.
-    input_shape_ : tuple of int
-    n_features_in_ : int
-    device_ : str
+%(training_attributes)s
+%(detector_attributes)s
 
     See Also
     --------
@@ -327,9 +291,10 @@ class VAEDetector(BaseDetector):
     """
 
     _stochastic_score = True
+    _accepts_sklearn_model = True
 
     _parameter_constraints = {
-        **BaseDetector._parameter_constraints,
+        **TrainedDetector._parameter_constraints,
         "encoder_net": [nn.Module, None],
         "decoder_net": [nn.Module, None],
         "latent_dim": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -359,6 +324,7 @@ class VAEDetector(BaseDetector):
         optimizer="adam",
         callbacks=None,
         verbose=False,
+        inference_batch_size=None,
         preprocess_fn=None,
         input_shape=None,
         device="cpu",
@@ -381,30 +347,29 @@ class VAEDetector(BaseDetector):
         self.optimizer = optimizer
         self.callbacks = callbacks
         self.verbose = verbose
+        self.inference_batch_size = inference_batch_size
         self.preprocess_fn = preprocess_fn
         self.input_shape = input_shape
         self.device = device
         self.random_state = random_state
 
-    _accepts_sklearn_model = True
+    _net_class = VAENet
 
-    def _fit_detector(self, X, seed):
+    def _build_module(self, X_model):
         if (self.encoder_net is None) != (self.decoder_net is None):
             raise ValueError("Pass both encoder_net and decoder_net, or neither (for the default VAE).")
-        X_model = self._preprocessed_array(X)
         if self.encoder_net is None:
-            vae = default_vae(X_model.shape[1:], self.latent_dim)
-        else:
-            vae = VAE(
-                copy.deepcopy(self.encoder_net),
-                copy.deepcopy(self.decoder_net),
-                self.latent_dim,
-                X_model.shape[1:],
-            )
-        net = self._make_net(vae, seed, net_cls=VAENet, criterion=ELBOLoss, criterion__beta=self.beta)
-        net.fit(X_model, None)
-        self.vae_ = net.module_.eval()
-        self.history_ = [dict(epoch) for epoch in net.history]
+            return default_vae(X_model.shape[1:], self.latent_dim)
+        return VAE(copy.deepcopy(self.encoder_net), copy.deepcopy(self.decoder_net), self.latent_dim, X_model.shape[1:])
+
+    def _net_options(self):
+        return {"criterion": ELBOLoss, "criterion__beta": self.beta}
+
+    def _store_trained_module(self, module):
+        self.vae_ = module
+
+    def _fit_detector(self, X, seed):
+        super()._fit_detector(X, seed)
         # Drawn from the (seeded) global generator, so it follows random_state.
         self.sampling_seed_ = int(torch.randint(np.iinfo(np.int32).max, ()).item())
         # Always set, so that set_params(score_type="combined") works without refitting.

@@ -12,11 +12,12 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from skorch.callbacks import Callback
 from torch import nn
 
 from skadv import AdversarialAEDetector
 from skadv._adversarial_ae import AdversarialAELoss, default_autoencoder
-from skadv._distillation import tempered_proba
+from skadv._losses import tempered_proba
 from skadv.attacks import PGD
 
 from _models import LazyMLP, fit_classifier
@@ -165,7 +166,7 @@ def test_temperature_below_one_sharpens():
 def test_one_classifier_pass_per_batch(tiny):
     X, clf, ae, head = tiny
     det = AdversarialAEDetector(
-        clf, ae=ae, hidden_layer_kld={"0": 4, "1": 2}, epochs=1, batch_size=5, random_state=0
+        clf, ae=ae, hidden_layer_kld={"0": 4, "1": 2}, epochs=1, inference_batch_size=5, random_state=0
     ).fit(X)
     calls = []
     handle = det.model_.net.register_forward_hook(lambda module, inputs, output: calls.append(len(output)))
@@ -176,6 +177,22 @@ def test_one_classifier_pass_per_batch(tiny):
         handle.remove()
     # ceil(12 / 5) = 3 batches per call, each padded to 8 rows, input and reconstruction stacked.
     assert calls == [16] * 6
+
+
+def test_training_keeps_the_classifier_in_eval_mode_and_away_from_the_optimizer(tiny):
+    X, _, ae, _ = tiny
+    clf = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.ReLU(), nn.Linear(4, 3))
+    modes = []
+
+    class RecordModes(Callback):
+        def on_batch_end(self, net, **kwargs):
+            modes.append((net.frozen_model.training, net.frozen_model.net[1].training, net.module_.training))
+            assert {id(p) for group in net.optimizer_.param_groups for p in group["params"]} == {
+                id(p) for p in net.module_.parameters()
+            }
+
+    AdversarialAEDetector(clf, ae=ae, epochs=2, batch_size=6, callbacks=[RecordModes()], random_state=0).fit(X)
+    assert modes == [(False, False, True)] * 4
 
 
 def test_adaptive_attack_differentiates_through_detector(tiny):

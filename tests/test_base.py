@@ -1,5 +1,6 @@
 """The shared base: persistence, device handling, version checks."""
 
+import inspect
 import io
 import pickle
 import warnings
@@ -8,11 +9,18 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from sklearn.base import BaseEstimator
-
 from _models import LazyMLP, digits_mlp
-from skadv import InconsistentVersionWarning, ModelDistillationDetector
-from skadv._base import OffsetOutlierMixin
+from sklearn.base import BaseEstimator
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skadv import (
+    AdversarialAEDetector,
+    BaseDetector,
+    InconsistentVersionWarning,
+    ModelDistillationDetector,
+    VAEDetector,
+)
+from skadv._base import OffsetOutlierMixin, TrainedDetector
 from skadv._persist import module_from_state, module_to_state
 
 
@@ -119,7 +127,7 @@ def test_named_adam_is_torchs_fused_adam():
 def test_kl_divergence_matches_scipy_including_zero_probabilities():
     from scipy.special import rel_entr
 
-    from skadv._distillation import distillation_loss, kl_divergence
+    from skadv._losses import distillation_loss, kl_divergence
 
     rng = np.random.RandomState(0)
     logits_p, logits_q = rng.randn(6, 4) * 3, rng.randn(6, 4) * 3
@@ -182,3 +190,105 @@ def test_log_proba_output_with_zero_probabilities_gives_finite_scores():
     assert torch.isfinite(log_proba).all()
     det = ModelDistillationDetector(LogProba(), model_output="log_proba", epochs=2, random_state=0).fit(x.numpy())
     assert np.isfinite(det.adversarial_score(x.numpy())).all()
+
+
+# ----------------------------------------------------------------------------- the detector template
+
+
+class _MinLogProba(BaseDetector):
+    """A detector that trains nothing: the two hooks alone (score: minus the top log-probability)."""
+
+    def __init__(self, model=None, *, model_output="auto", threshold=None, contamination=0.05,
+                 inference_batch_size=None, preprocess_fn=None, input_shape=None, device="cpu", random_state=None):
+        self.model, self.model_output, self.threshold = model, model_output, threshold
+        self.contamination, self.inference_batch_size, self.preprocess_fn = contamination, inference_batch_size, preprocess_fn
+        self.input_shape, self.device, self.random_state = input_shape, device, random_state
+
+    def _fit_detector(self, X, seed):
+        pass
+
+    def _score_tensor(self, x):
+        return -self._model_log_proba(x).max(dim=1).values
+
+
+class _LinearStudent(TrainedDetector):
+    """The template's trained hooks: a linear student of the classifier's labels; score its cross-entropy."""
+
+    def __init__(self, model=None, *, model_output="auto", threshold=None, contamination=0.05, epochs=2,
+                 batch_size=16, lr=1e-2, optimizer="adam", callbacks=None, verbose=False, inference_batch_size=None,
+                 preprocess_fn=None, input_shape=None, device="cpu", random_state=None):
+        self.model, self.model_output, self.threshold, self.contamination = model, model_output, threshold, contamination
+        self.epochs, self.batch_size, self.lr, self.optimizer = epochs, batch_size, lr, optimizer
+        self.callbacks, self.verbose, self.inference_batch_size = callbacks, verbose, inference_batch_size
+        self.preprocess_fn, self.input_shape, self.device, self.random_state = preprocess_fn, input_shape, device, random_state
+
+    def _training_targets(self, X_model):
+        with torch.inference_mode():
+            log_proba = self.model_(torch.from_numpy(X_model).to(self.device_)).cpu()
+        self.n_classes_ = log_proba.shape[1]
+        return log_proba.argmax(dim=1).numpy()
+
+    def _build_module(self, X_model):
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(int(np.prod(X_model.shape[1:])), self.n_classes_))
+
+    def _net_options(self):
+        return {"criterion": torch.nn.CrossEntropyLoss}
+
+    def _store_trained_module(self, module):
+        self.student_ = module
+
+    def _score_tensor(self, x):
+        labels = self._model_log_proba(x).argmax(dim=1, keepdim=True)
+        return -torch.log_softmax(self.student_(x), dim=1).gather(1, labels)[:, 0]
+
+
+@parametrize_with_checks(
+    [_MinLogProba(LazyMLP()), _LinearStudent(LazyMLP(), random_state=0)],
+    expected_failed_checks=lambda est: {
+        "check_estimators_overwrite_params": "joblib hashes of an nn.Module parameter and its deep copy differ"
+    },
+)
+def test_a_detector_implementing_only_the_hooks_passes_the_common_checks(estimator, check):
+    check(estimator)
+
+
+def test_the_trained_template_trains_its_module_and_keeps_the_history():
+    X = np.random.RandomState(0).rand(64, 6).astype(np.float32)
+    clf = digits_mlp(6, 3, 8)
+    det = _LinearStudent(clf, epochs=30, random_state=0).fit(X)
+    assert len(det.history_) == 30 and det.history_[-1]["train_loss"] < det.history_[0]["train_loss"]
+    assert not det.student_.training
+    agreement = (det.student_(torch.from_numpy(X)).argmax(1) == clf(torch.from_numpy(X)).argmax(1)).float().mean()
+    assert agreement > 0.8
+    np.testing.assert_array_equal(det.adversarial_score(X), _LinearStudent(clf, epochs=30, random_state=0).fit(X).adversarial_score(X))
+    assert float((det.predict(X) == -1).mean()) == pytest.approx(0.05, abs=1 / 64)
+
+
+def test_a_detector_missing_a_hook_cannot_be_instantiated():
+    class NoScore(BaseDetector):
+        def _fit_detector(self, X, seed):
+            pass
+
+    with pytest.raises(TypeError, match="abstract method.*_score_tensor"):
+        NoScore()
+
+
+@pytest.mark.parametrize("cls", [AdversarialAEDetector, ModelDistillationDetector, VAEDetector])
+def test_shared_parameters_are_documented_once_with_each_class_defaults(cls):
+    doc = cls.__doc__
+    assert "%(" not in doc
+    defaults = {name: p.default for name, p in inspect.signature(cls).parameters.items()}
+    for name in defaults:  # every parameter is documented
+        assert f"\n    {name} : " in doc or f"\n    {name}, " in doc or f", {name} : " in doc, name
+    assert f"    epochs : int, default={defaults['epochs']}\n" in doc
+    assert "    inference_batch_size : int, default=None\n" in doc
+    assert ("predict_proba" in doc.split("encoder_net")[0].split("model :")[1]) is cls._accepts_sklearn_model
+
+
+def test_inference_batch_size_is_apart_from_batch_size_and_memory_bounded():
+    X = np.random.RandomState(0).rand(40, 9)
+    det = _fitted(X, batch_size=16)
+    # one input-sized row per scored row: a cache-sized 2 MiB by default on a CPU, at most the 16 MiB budget
+    assert det._inference_batch_size() == 2**19 // 9 // 8 * 8
+    assert det.set_params(inference_batch_size=24)._inference_batch_size() == 24
+    assert det.set_params(inference_batch_size=10**9)._inference_batch_size() == 2**22 // 9 // 8 * 8

@@ -1,12 +1,19 @@
 """Tests of skadv.datasets."""
 
+import sys
+
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
 from torch.nn import functional as F
 
-from skadv.datasets import load_digits28
+from skadv.datasets import (
+    DigitsCNN,
+    load_digits8,
+    load_digits28,
+    make_digits_classifier,
+)
 
 
 def test_without_transformations_rows_are_the_upscaled_framed_digits():
@@ -46,3 +53,71 @@ def test_bad_parameters():
         load_digits28(0)
     with pytest.raises(ValueError, match="noise"):
         load_digits28(5, noise=-1)
+
+
+# ----------------------------------------------------------------------------- the 8x8 digits and their CNN
+
+
+def test_load_digits8_is_sklearn_digits_over_16_and_splits_stratified():
+    X, y = load_digits8()
+    digits, labels = load_digits(return_X_y=True)
+    np.testing.assert_array_equal(X, (digits / 16.0).astype(np.float32))
+    np.testing.assert_array_equal(y, labels)
+    assert X.dtype == np.float32 and y.dtype == np.int64
+    X_train, X_test, _, y_test = load_digits8(test_size=0.3, random_state=0)
+    assert (len(X_train), len(X_test)) == (1257, 540)
+    # Stratified: every class keeps its share (to one row).
+    np.testing.assert_allclose(np.bincount(y_test) / 540, np.bincount(labels) / 1797, atol=1 / 540 + 1e-9)
+    np.testing.assert_array_equal(load_digits8(test_size=0.3, random_state=0)[1], X_test)
+    with pytest.raises(ValueError, match="test_size"):
+        load_digits8(test_size=1.5)
+
+
+@pytest.fixture(scope="module")
+def small_digits():
+    X, y = load_digits8()
+    return X[:300], y[:300]
+
+
+def test_make_digits_classifier_is_deterministic_and_leaves_the_global_generator(small_digits):
+    X, y = small_digits
+    state = torch.random.get_rng_state()
+    first = make_digits_classifier(X, y, epochs=2, random_state=0)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    second = make_digits_classifier(X, y, epochs=2, random_state=0)
+    other = make_digits_classifier(X, y, epochs=2, random_state=1)
+    for name, weight in first.module_.state_dict().items():
+        assert torch.equal(weight, second.module_.state_dict()[name]), name
+    assert not torch.equal(first.module_.classifier[3].weight, other.module_.classifier[3].weight)
+    assert isinstance(first.module_, DigitsCNN) and not first.module_.training
+    # Rows and images give the same predictions; the history has the epochs.
+    np.testing.assert_array_equal(first.predict(X), first.predict(X.reshape(-1, 1, 8, 8)))
+    assert len(first.history) == 2
+
+
+def test_digits_cnn_takes_28x28_rows_and_rejects_odd_sizes():
+    cnn = DigitsCNN(image_size=28)
+    assert cnn(torch.zeros(2, 784)).shape == (2, 10)
+    assert cnn.classifier[1].in_features == 32 * 14 * 14
+    with pytest.raises(ValueError, match="image_size"):
+        DigitsCNN(image_size=7)
+    with pytest.raises(ValueError, match="square grey images"):
+        make_digits_classifier(np.zeros((10, 60), dtype=np.float32), np.arange(10))
+
+
+def test_epoch_log_has_no_colour_codes_when_redirected(small_digits, capsys):
+    X, y = small_digits
+    make_digits_classifier(X[:100], y[:100], epochs=2, random_state=0, verbose=True)
+    out = capsys.readouterr().out  # captured: not a terminal
+    assert "train_loss" in out and len(out.strip().splitlines()) == 4  # header, rule, two epochs
+    assert "\x1b" not in out
+    make_digits_classifier(X[:100], y[:100], epochs=1, random_state=0)
+    assert capsys.readouterr().out == ""  # quiet by default
+
+
+def test_epoch_log_keeps_colour_codes_on_a_terminal(monkeypatch, capsys):
+    from skadv import datasets
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    datasets._print_epoch_log("\x1b[36m0.5\x1b[0m")
+    assert capsys.readouterr().out == "\x1b[36m0.5\x1b[0m\n"

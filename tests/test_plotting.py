@@ -6,16 +6,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from _attack_helpers import digits_data, digits_mlp  # noqa: E402
-from sklearn.metrics import RocCurveDisplay  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from _attack_helpers import digits_data, digits_mlp
+from sklearn.metrics import RocCurveDisplay
 
-from skadv import DeepNeuralRejection, ModelDistillationDetector  # noqa: E402
-from skadv.attacks import PGD, PGDLineSearch  # noqa: E402
-from skadv.metrics import detection_auroc, security_evaluation  # noqa: E402
-from skadv.plotting import (  # noqa: E402
+from skadv import DeepNeuralRejection, ModelDistillationDetector
+from skadv.attacks import PGD, PGDLineSearch
+from skadv.metrics import detection_auroc, security_evaluation
+from skadv.plotting import (
     AttackTraceDisplay,
     DistinctLabelsDisplay,
     ReconstructionCalibrationDisplay,
@@ -227,6 +227,33 @@ def test_security_evaluation_display_draws_the_given_curves_under_the_legend():
         SecurityEvaluationDisplay(eps, [0.9, 0.5, 0.1])  # keyword-only
 
 
+def test_security_evaluation_display_evasion_curve_and_shared_legend():
+    eps = [0.0, 0.1, 0.3]
+    result = {
+        "eps_values": eps, "accuracy": [0.95, 0.4, 0.05], "detection_rate": [0.05, 0.3, 0.2],
+        "accuracy_with_rejection": [0.9, 0.7, 0.25], "evasion_rate": [0.0, 0.3, 0.75],
+    }
+    fig, axes = plt.subplots(1, 2)
+    for ax in axes:
+        disp = SecurityEvaluationDisplay.from_evaluation(result, ax=ax, legend=False)
+        # No legend on the panel: nothing covers a curve, and the rates keep the whole axis.
+        assert ax.get_legend() is None and ax.get_ylim() == (-0.02, 1.02)
+    np.testing.assert_allclose(disp.lines_["evasion_rate"].get_ydata(), [0.0, 0.3, 0.75])
+    handles, labels = axes[0].get_legend_handles_labels()
+    assert labels == ["accuracy (no defense)", "accuracy with rejection", "detection rate", "evasion rate"]
+    # The demo's figure legend: one band below the panels, outside every axes.
+    legend = fig.legend(handles, labels, loc="lower center", ncol=4)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.canvas.draw()
+    legend_box = legend.get_window_extent()
+    assert all(legend_box.y1 <= ax.get_window_extent().y0 for ax in axes)
+    plt.close(fig)
+    # The default draws a legend per axes, above the curves.
+    disp = SecurityEvaluationDisplay.from_evaluation(result, name="det")
+    assert disp.ax_.get_legend() is not None and _legend_bottom_in_data(disp.ax_) > 1.02
+    plt.close(disp.figure_)
+
+
 def test_score_histogram_auto_log_scale_and_legend():
     clean = np.array([1e-4, 2e-4, 1.5e-3, 0.015, 0.02])
     attacked = np.array([0.05, 0.5, 1.0])
@@ -248,24 +275,65 @@ def test_score_histogram_auto_log_scale_and_legend():
         ScoreHistogramDisplay.from_predictions(clean, attacked, log_scale="yes")
 
 
-def test_score_histogram_of_dnr_draws_its_threshold_on_the_plotted_scale(setup, dnr):
-    _, _, X, _, X_adv = setup
+def test_score_histogram_of_dnr_draws_its_threshold_with_the_sign_it_has_everywhere(setup, dnr):
+    _, _, X, y, X_adv = setup
     disp = ScoreHistogramDisplay.from_estimator(dnr, X, X_adv, density=False, bins=15)
-    # DNR has no adversarial_score: the axis is minus its best class score, so its reject threshold
-    # (on the class score, reject below) is drawn at minus its value.
-    scores_clean, scores_attacked = -dnr.score_samples(X), -dnr.score_samples(X_adv)
+    # DNR has no adversarial_score: the axis is its score_samples (best class score), rejected below
+    # its threshold, which is drawn at the value of its `threshold` parameter, not at minus it.
+    scores_clean, scores_attacked = dnr.score_samples(X), dnr.score_samples(X_adv)
     np.testing.assert_allclose(disp.scores_clean, scores_clean)
     np.testing.assert_allclose(disp.hist_attacked_[0], np.histogram(scores_attacked, bins=disp.hist_attacked_[1])[0])
     threshold = disp.threshold_line_.get_xdata()[0]
-    assert threshold == pytest.approx(-dnr.threshold)
+    assert threshold == pytest.approx(dnr.threshold)
+    assert disp.flagged_above is False and disp.threshold_line_.get_label() == "threshold (flagged below)"
     for X_part, scores in [(X, scores_clean), (X_adv, scores_attacked)]:
-        np.testing.assert_array_equal(scores > threshold, dnr.predict(X_part) == -1)
+        np.testing.assert_array_equal(scores < threshold, dnr.predict(X_part) == -1)
     assert "score_samples" in disp.ax_.get_xlabel()
     plt.close(disp.figure_)
     # Its detector view flags the same rows at the same threshold.
     disp = ScoreHistogramDisplay.from_estimator(dnr.as_detector(), X, X_adv)
-    assert disp.threshold_line_.get_xdata()[0] == pytest.approx(-dnr.threshold)
+    assert disp.threshold_line_.get_xdata()[0] == pytest.approx(dnr.threshold)
     plt.close(disp.figure_)
+    # The attack trace's class scores draw the same threshold at the same value.
+    trace = AttackTraceDisplay.from_attack(PGDLineSearch(dnr, eps=1.0, max_iter=3), X, y, sample_index=0)
+    reject_line = trace.axes_[1].get_lines()[2]
+    np.testing.assert_allclose(reject_line.get_ydata(), threshold)
+    plt.close(trace.figure_)
+    # A detector's adversarial score is flagged above its threshold.
+    det_disp = ScoreHistogramDisplay.from_estimator(setup[1], X, X_adv)
+    assert det_disp.flagged_above and det_disp.threshold_line_.get_label() == "threshold (flagged above)"
+    assert det_disp.threshold_line_.get_xdata()[0] == pytest.approx(setup[1].threshold_)
+    plt.close(det_disp.figure_)
+
+
+def test_attack_trace_images_carry_true_and_predicted_labels(setup, dnr):
+    _, _, X, y, _ = setup
+    attack = PGDLineSearch(dnr, eps=2.0, max_iter=10)
+    disp = AttackTraceDisplay.from_attack(attack, X, y, sample_index=4, predict=dnr.predict)
+    x_adv = disp.x_adversarial[None]
+    predicted = dnr.predict(X[4:5])[0]
+    predicted_adv = dnr.predict(x_adv)[0]
+    original_title, adversarial_title = disp.axes_[2].get_title(), disp.axes_[3].get_title()
+    assert f"true: {y[4]}" in original_title and f"predicted: {predicted}" in original_title
+    expected = "predicted: rejected" if predicted_adv == -1 else f"predicted: {predicted_adv}"
+    assert expected in adversarial_title and "true:" not in adversarial_title
+    plt.close(disp.figure_)
+    # Given labels; -1 reads "rejected"; without labels the titles are the panel names.
+    disp = AttackTraceDisplay(
+        trace=_trace_of(dnr, X, y), x_original=X[0], x_adversarial=X[0], y_true=7, y_pred=7, y_pred_adversarial=-1
+    ).plot()
+    assert disp.axes_[2].get_title() == "original\ntrue: 7\npredicted: 7"
+    assert disp.axes_[3].get_title() == "adversarial\npredicted: rejected"
+    plt.close(disp.figure_)
+    disp = AttackTraceDisplay(trace=_trace_of(dnr, X, y), x_original=X[0], x_adversarial=X[0]).plot()
+    assert [disp.axes_[2].get_title(), disp.axes_[3].get_title()] == ["original", "adversarial"]
+    plt.close(disp.figure_)
+
+
+def _trace_of(target, X, y):
+    attack = PGD(target, eps=0.1, max_iter=2, random_state=0, trace=True)
+    attack.generate(X[:1], y[:1])
+    return attack.trace_
 
 
 def test_distinct_labels_display_bars():

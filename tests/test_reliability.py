@@ -416,19 +416,25 @@ def test_half_precision_tensors_are_widened_exactly(fitted):
     assert refit.n_features_in_ == N_FEATURES
 
 
-def test_batch_size_set_after_fit_is_validated_at_predict_and_bounds_memory(fitted):
+def test_inference_batch_size_set_after_fit_is_validated_at_predict_and_bounds_memory(fitted):
     est = fitted["VAEDetector"]
     expected = est.score_samples(X_FIT)
     try:
-        est.set_params(batch_size=1e6)
-        with pytest.raises(InvalidParameterError, match="'batch_size' parameter of VAEDetector must be an int"):
+        est.set_params(inference_batch_size=1e6)
+        with pytest.raises(
+            InvalidParameterError, match="'inference_batch_size' parameter of VAEDetector must be an int"
+        ):
             est.score_samples(X_FIT)
-        est.set_params(batch_size=10**6)
-        # a row expands into 2 * (K + 1) * d values while scored: batches stay within the 2**22 budget
-        assert est._inference_batch_size() * 2 * (est.n_samples + 1) * N_FEATURES <= 2**22
+        for inference_batch_size in (10**6, None):
+            est.set_params(inference_batch_size=inference_batch_size)
+            # a row expands into 2 * (K + 1) * d values while scored: batches stay within the 2**22 budget
+            assert est._inference_batch_size() * 2 * (est.n_samples + 1) * N_FEATURES <= 2**22
+            np.testing.assert_array_equal(est.score_samples(X_FIT), expected)
+        est.set_params(inference_batch_size=8)
+        assert est._inference_batch_size() == 8
         np.testing.assert_array_equal(est.score_samples(X_FIT), expected)
     finally:
-        est.set_params(batch_size=128)
+        est.set_params(inference_batch_size=None)
 
 
 @pytest.mark.parametrize("name", sorted(TRAINED))

@@ -1,5 +1,7 @@
 """Parameter documentation shared by every attack's docstring."""
 
+from .._docs import docstring_filler
+
 _COMMON_PARAMS = """\
     targeted : bool, default=False
         If True, ``y`` passed to :meth:`generate` holds target labels and the
@@ -67,9 +69,5 @@ _TRACE_ATTRIBUTE = """\
         softmax is near-uniform)."""
 
 
-def fill_doc(cls):
-    """Insert the shared parameter blocks into ``cls``'s docstring."""
-    cls.__doc__ = cls.__doc__.replace("%(common_params)s", _COMMON_PARAMS).replace(
-        "%(trace_attribute)s", _TRACE_ATTRIBUTE
-    )
-    return cls
+#: Decorator inserting ``%(common_params)s`` and ``%(trace_attribute)s`` into an attack's docstring.
+fill_doc = docstring_filler(common_params=_COMMON_PARAMS, trace_attribute=_TRACE_ATTRIBUTE)

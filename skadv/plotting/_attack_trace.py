@@ -57,6 +57,14 @@ class AttackTraceDisplay(_DisplayMixin):
         near-uniform, so its curves would stay flat while the attack works.
         Traces without raw scores (recorded before they existed) always show
         confidences under ``"auto"``.
+    y_true : object, default=None
+        True label of the input, shown in the original image's title.
+    y_pred, y_pred_adversarial : object, default=None
+        Labels predicted for the original and the adversarial input, shown in
+        the images' titles; ``reject_label`` is shown as "rejected".
+    reject_label : object, default=-1
+        The label that means "rejected" (DeepNeuralRejection's, and the
+        detectors' ``predict`` output for a flagged row).
 
     Attributes
     ----------
@@ -95,6 +103,10 @@ class AttackTraceDisplay(_DisplayMixin):
         clip_values=(0, 1),
         attack_name=None,
         quantity="auto",
+        y_true=None,
+        y_pred=None,
+        y_pred_adversarial=None,
+        reject_label=-1,
     ):
         self.trace = trace
         self.sample_index = sample_index
@@ -104,6 +116,10 @@ class AttackTraceDisplay(_DisplayMixin):
         self.clip_values = clip_values
         self.attack_name = attack_name
         self.quantity = quantity
+        self.y_true = y_true
+        self.y_pred = y_pred
+        self.y_pred_adversarial = y_pred_adversarial
+        self.reject_label = reject_label
 
     def _resolve_quantity(self):
         has_scores = "true_score" in self.trace
@@ -165,17 +181,29 @@ class AttackTraceDisplay(_DisplayMixin):
 
         if show_images:
             vmin, vmax = self.clip_values if self.clip_values is not None else (None, None)
-            for a, x, title in [(axes[2], self.x_original, "original"), (axes[3], self.x_adversarial, "adversarial")]:
+            panels = [
+                (axes[2], self.x_original, "original", self.y_true, self.y_pred),
+                (axes[3], self.x_adversarial, "adversarial", None, self.y_pred_adversarial),
+            ]
+            for a, x, title, true, predicted in panels:
                 a.imshow(_as_image(x, self.image_shape), cmap="gray", vmin=vmin, vmax=vmax)
-                a.set_title(title)
+                a.set_title("\n".join([title, *self._label_lines(true, predicted)]))
                 a.set_xticks([])
                 a.set_yticks([])
         self.axes_ = axes
         self.figure_ = figure
         return self
 
+    def _label_lines(self, true, predicted):
+        lines = [] if true is None else [f"true: {true}"]
+        if predicted is not None:
+            lines.append("predicted: rejected" if predicted == self.reject_label else f"predicted: {predicted}")
+        return lines
+
     @classmethod
-    def from_attack(cls, attack, X, y=None, *, sample_index=0, image_shape=None, quantity="auto", ax=None):
+    def from_attack(
+        cls, attack, X, y=None, *, sample_index=0, image_shape=None, quantity="auto", predict=None, ax=None
+    ):
         """Attack one input of ``X`` with tracing on and plot its trace.
 
         The attack is not modified: a copy with ``trace=True`` attacks
@@ -194,6 +222,11 @@ class AttackTraceDisplay(_DisplayMixin):
             See the class parameters; defaults to the attack's ``input_shape``.
         quantity : {"auto", "confidence", "score"}, default="auto"
             What the second panel shows; see the class parameters.
+        predict : callable, default=None
+            Maps rows to labels (e.g. a classifier's or DeepNeuralRejection's
+            ``predict``, -1 for rejected); the original's and the adversarial's
+            predicted labels are then shown in the images' titles, next to the
+            true label ``y[sample_index]``.
         ax : sequence of 4 matplotlib Axes, default=None
 
         Returns
@@ -210,6 +243,9 @@ class AttackTraceDisplay(_DisplayMixin):
         x = X[sample_index : sample_index + 1]
         y_one = None if y is None else np.asarray(y)[sample_index : sample_index + 1]
         x_adv = traced.generate(x, y_one)
+        y_pred = y_pred_adversarial = None
+        if predict is not None:
+            y_pred, y_pred_adversarial = (np.asarray(predict(rows))[0].item() for rows in (x, x_adv))
         return cls(
             trace=traced.trace_,
             sample_index=0,
@@ -219,6 +255,9 @@ class AttackTraceDisplay(_DisplayMixin):
             clip_values=attack.clip_values,
             attack_name=type(attack).__name__,
             quantity=quantity,
+            y_true=None if y_one is None else y_one[0].item(),
+            y_pred=y_pred,
+            y_pred_adversarial=y_pred_adversarial,
         ).plot(ax=ax)
 
     @classmethod
@@ -236,7 +275,7 @@ class AttackTraceDisplay(_DisplayMixin):
         ax : sequence of 4 matplotlib Axes, default=None
         **kwargs : dict
             Further constructor parameters (``clip_values``, ``attack_name``,
-            ``quantity``).
+            ``quantity``, ``y_true``, ``y_pred``, ``y_pred_adversarial``).
 
         Returns
         -------

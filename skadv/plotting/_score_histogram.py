@@ -20,6 +20,11 @@ class ScoreHistogramDisplay(_DisplayMixin):
         Adversarial scores of attacked inputs.
     threshold : float, default=None
         Detection threshold on the same scale, drawn as a vertical line.
+    flagged_above : bool, default=True
+        Which side of the threshold is flagged: above for adversarial scores
+        (higher = more adversarial), below for ``score_samples`` (higher = more
+        normal, e.g. :class:`~skadv.DeepNeuralRejection`'s best class score,
+        rejected below its ``threshold``). Named in the threshold's legend entry.
     estimator_name : str, default=None
         Shown in the title.
     score_name : str, default="adversarial score"
@@ -49,11 +54,19 @@ class ScoreHistogramDisplay(_DisplayMixin):
     """
 
     def __init__(
-        self, *, scores_clean, scores_attacked, threshold=None, estimator_name=None, score_name="adversarial score"
+        self,
+        *,
+        scores_clean,
+        scores_attacked,
+        threshold=None,
+        flagged_above=True,
+        estimator_name=None,
+        score_name="adversarial score",
     ):
         self.scores_clean = scores_clean
         self.scores_attacked = scores_attacked
         self.threshold = threshold
+        self.flagged_above = flagged_above
         self.estimator_name = estimator_name
         self.score_name = score_name
 
@@ -124,7 +137,10 @@ class ScoreHistogramDisplay(_DisplayMixin):
         self.hist_clean_, self.hist_attacked_ = hists
         self.threshold_line_ = None
         if self.threshold is not None:
-            self.threshold_line_ = ax.axvline(self.threshold, color="k", linestyle="--", label="threshold")
+            side = "above" if self.flagged_above else "below"
+            self.threshold_line_ = ax.axvline(
+                self.threshold, color="k", linestyle="--", label=f"threshold (flagged {side})"
+            )
         ax.set_xlabel(self.score_name)
         if not density:
             ax.set_ylabel("count")
@@ -145,6 +161,7 @@ class ScoreHistogramDisplay(_DisplayMixin):
         scores_attacked,
         *,
         threshold=None,
+        flagged_above=True,
         name=None,
         score_name="adversarial score",
         ax=None,
@@ -155,9 +172,12 @@ class ScoreHistogramDisplay(_DisplayMixin):
         Parameters
         ----------
         scores_clean, scores_attacked : array-like
-            Adversarial scores (higher = more adversarial).
+            Scores of clean and attacked inputs, e.g. adversarial scores
+            (higher = more adversarial).
         threshold : float, default=None
             On the scores' scale (e.g. :func:`~skadv.metrics.detection_threshold`).
+        flagged_above : bool, default=True
+            Whether rows scoring above ``threshold`` are flagged (False: below).
         name : str, default=None
         score_name : str, default="adversarial score"
             Label of the x axis.
@@ -175,6 +195,7 @@ class ScoreHistogramDisplay(_DisplayMixin):
             scores_clean=scores_clean,
             scores_attacked=scores_attacked,
             threshold=threshold,
+            flagged_above=flagged_above,
             estimator_name=name,
             score_name=score_name,
         )
@@ -184,10 +205,14 @@ class ScoreHistogramDisplay(_DisplayMixin):
     def from_estimator(cls, estimator, X_clean, X_attacked, *, name=None, ax=None, **kwargs):
         """Score clean and attacked inputs with a fitted detector and plot them.
 
-        The scores are :func:`~skadv.metrics.adversarial_scores` (a detector's
-        ``adversarial_score``, else minus its ``score_samples``, e.g. for
-        :class:`~skadv.DeepNeuralRejection`), and the threshold drawn is
-        :func:`~skadv.metrics.detection_threshold`, on the same scale.
+        A detector with ``adversarial_score`` (each skadv detector) is plotted
+        on that scale with :func:`~skadv.metrics.detection_threshold`, rows
+        above it flagged. Any other estimator (e.g.
+        :class:`~skadv.DeepNeuralRejection`, whose ``score_samples`` is its best
+        class score) is plotted on its ``score_samples``, rows below the
+        threshold flagged: DNR's threshold is then drawn at its ``threshold``
+        parameter, with the sign it has in every other figure (the class
+        scores of :class:`AttackTraceDisplay`) and in ``set_params``.
 
         Parameters
         ----------
@@ -205,13 +230,19 @@ class ScoreHistogramDisplay(_DisplayMixin):
         display : ScoreHistogramDisplay
         """
         cls._check_matplotlib_support("from_estimator")
-        score_name = "adversarial score"
-        if not hasattr(estimator, "adversarial_score"):
-            score_name += " (\N{MINUS SIGN}score_samples)"
+        threshold = detection_threshold(estimator)
+        if hasattr(estimator, "adversarial_score"):
+            flagged_above, score_name = True, "adversarial score"
+            scores = [adversarial_scores(estimator, X) for X in (X_clean, X_attacked)]
+        else:
+            # adversarial_scores is minus score_samples here, and the threshold with it.
+            flagged_above, score_name = False, "score_samples (higher = more normal)"
+            scores = [-adversarial_scores(estimator, X) for X in (X_clean, X_attacked)]
+            threshold = None if threshold is None else -threshold
         return cls.from_predictions(
-            adversarial_scores(estimator, X_clean),
-            adversarial_scores(estimator, X_attacked),
-            threshold=detection_threshold(estimator),
+            *scores,
+            threshold=threshold,
+            flagged_above=flagged_above,
             name=name or type(estimator).__name__,
             score_name=score_name,
             ax=ax,

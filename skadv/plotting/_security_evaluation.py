@@ -23,6 +23,9 @@ class SecurityEvaluationDisplay(_DisplayMixin):
     accuracy_with_rejection : ndarray of shape (n_eps,), default=None
         Accuracy of the defended system (see
         :func:`~skadv.metrics.accuracy_with_rejection`).
+    evasion_rate : ndarray of shape (n_eps,), default=None
+        Share of inputs misclassified and not flagged: the attacker's success
+        against the defended system.
     estimator_name : str, default=None
         Name shown in the legend.
     attack_name : str, default=None
@@ -55,6 +58,7 @@ class SecurityEvaluationDisplay(_DisplayMixin):
         accuracy,
         detection_rate=None,
         accuracy_with_rejection=None,
+        evasion_rate=None,
         estimator_name=None,
         attack_name=None,
     ):
@@ -62,10 +66,11 @@ class SecurityEvaluationDisplay(_DisplayMixin):
         self.accuracy = accuracy
         self.detection_rate = detection_rate
         self.accuracy_with_rejection = accuracy_with_rejection
+        self.evasion_rate = evasion_rate
         self.estimator_name = estimator_name
         self.attack_name = attack_name
 
-    def plot(self, ax=None, *, name=None, **kwargs):
+    def plot(self, ax=None, *, name=None, legend=True, **kwargs):
         """Draw the curves, with the legend above them.
 
         Parameters
@@ -74,6 +79,10 @@ class SecurityEvaluationDisplay(_DisplayMixin):
             Axes to draw on; None creates a figure.
         name : str, default=None
             Overrides ``estimator_name`` in the legend.
+        legend : bool, default=True
+            Draw the legend in a band above the curves. False draws none, e.g.
+            for one figure legend shared by several panels
+            (``figure.legend(*ax.get_legend_handles_labels())``).
         **kwargs : dict
             Passed to every ``ax.plot`` call.
 
@@ -88,6 +97,7 @@ class SecurityEvaluationDisplay(_DisplayMixin):
             ("accuracy", self.accuracy, "accuracy (no defense)", "o-"),
             ("accuracy_with_rejection", self.accuracy_with_rejection, "accuracy with rejection", "s-"),
             ("detection_rate", self.detection_rate, "detection rate", "^--"),
+            ("evasion_rate", self.evasion_rate, "evasion rate", "v:"),
         ]
         self.lines_ = {}
         for key, values, label, style in curves:
@@ -99,8 +109,11 @@ class SecurityEvaluationDisplay(_DisplayMixin):
         ax.grid(True, alpha=0.3)
         if self.attack_name:
             ax.set_title(f"Security evaluation ({self.attack_name})")
-        # Rates start near 1 at eps=0, where a legend in the corner would hide them.
-        _legend_above_data(ax, -0.02, 1.02)
+        if legend:
+            # Rates start near 1 at eps=0, where a legend in the corner would hide them.
+            _legend_above_data(ax, -0.02, 1.02)
+        else:
+            ax.set_ylim(-0.02, 1.02)
         ax.set_yticks(np.linspace(0.0, 1.0, 6))
         self.ax_, self.figure_ = ax, figure
         return self
@@ -132,6 +145,7 @@ class SecurityEvaluationDisplay(_DisplayMixin):
             accuracy=result["accuracy"],
             detection_rate=result.get("detection_rate"),
             accuracy_with_rejection=result.get("accuracy_with_rejection"),
+            evasion_rate=result.get("evasion_rate"),
             estimator_name=name,
             attack_name=attack,
         )
@@ -139,7 +153,8 @@ class SecurityEvaluationDisplay(_DisplayMixin):
 
     @classmethod
     def from_estimator(
-        cls, estimator, attack_cls, X, y, eps_values, *, adaptive=True, name=None, ax=None, **attack_params
+        cls, estimator, attack_cls, X, y, eps_values, *, adaptive=True, name=None, ax=None, legend=True,
+        **attack_params,
     ):
         """Run :func:`~skadv.metrics.security_evaluation` and plot it.
 
@@ -154,6 +169,8 @@ class SecurityEvaluationDisplay(_DisplayMixin):
         name : str, default=None
             Legend name; defaults to the estimator's class name.
         ax : matplotlib Axes, default=None
+        legend : bool, default=True
+            Draw the legend (see :meth:`plot`).
         **attack_params : dict
             Passed to the attack.
 
@@ -163,4 +180,4 @@ class SecurityEvaluationDisplay(_DisplayMixin):
         """
         cls._check_matplotlib_support("from_estimator")
         result = security_evaluation(estimator, attack_cls, X, y, eps_values, adaptive=adaptive, **attack_params)
-        return cls.from_evaluation(result, name=name or type(estimator).__name__, ax=ax)
+        return cls.from_evaluation(result, name=name or type(estimator).__name__, ax=ax, legend=legend)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.base import is_classifier
 from sklearn.model_selection import train_test_split
 
 # Settings of the full run and of --quick. The adaptive rows dominate the run time:
@@ -63,18 +62,14 @@ class _Defense:
     estimator: object = None
 
 
-def _detector_defense(det, predict_classifier):
-    from .metrics import adversarial_scores, detection_threshold
-
-    def labels(X):
-        if is_classifier(det):  # DNR labels the rows itself: its best class, rejected or not
-            return det.classes_[np.asarray(det.decision_function(X))[:, :-1].argmax(axis=1)]
-        return predict_classifier(X)
+def _detector_defense(det):
+    from .metrics import adversarial_scores, deployed_predictions, detection_threshold
 
     return _Defense(
         scores=lambda X: adversarial_scores(det, X),
         flagged=lambda X: np.asarray(det.predict(X)) == -1,
-        labels=labels,
+        # The deployed system's label of each row, flagged or not (DNR's own, the CNN's for the detectors).
+        labels=lambda X: deployed_predictions(det, X).labels,
         threshold=detection_threshold(det),
         estimator=det,
     )
@@ -304,7 +299,7 @@ def run_demo(out_dir="skadv_demo", quick=False, random_state=0):
     _section(f"detectors: fit on {len(X_fit)} clean rows, thresholds on {len(X_val)} held-out clean rows")
     detectors = _fit_detectors(cnn, X_fit, y_fit, X_val, settings, random_state)
     defenses = {"MSP (baseline)": _max_softmax_baseline(net, X_val)}
-    defenses.update({name: _detector_defense(det, net.predict) for name, det in detectors.items()})
+    defenses.update({name: _detector_defense(det) for name, det in detectors.items()})
 
     _section(f"non-adaptive attacks on {len(X_eval)} test digits (the classifier alone)")
     shape = {"input_shape": (1, 8, 8)}

@@ -2,9 +2,8 @@
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-
 from _models import fit_classifier
+from sklearn.datasets import load_digits
 
 
 def digits_data(n_train=1000, n_test=200):
@@ -38,3 +37,21 @@ def digits_linear(X, y, seed=0):
 def accuracy(module, X, y):
     with torch.no_grad():
         return float((module(torch.as_tensor(X, dtype=torch.float32)).argmax(1).numpy() == y).mean())
+
+
+class SurfaceView:
+    """An estimator seen only through ``attack_surface()`` (not a skadv class), with its forward wrapped.
+
+    ``wrap(forward)`` returns the new forward; ``changes`` replace further fields of the surface.
+    Tests use it to mask or count the adaptive forward of a fitted detector.
+    """
+
+    def __init__(self, estimator, wrap=None, **changes):
+        self.estimator, self.wrap, self.changes = estimator, wrap, changes
+
+    def attack_surface(self):
+        import dataclasses
+
+        surface = self.estimator.attack_surface()
+        forward = surface.forward if self.wrap is None else self.wrap(surface.forward)
+        return dataclasses.replace(surface, forward=forward, **self.changes)

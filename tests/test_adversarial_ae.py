@@ -1,5 +1,6 @@
 """Tests of AdversarialAEDetector."""
 
+import copy
 import io
 import pickle
 
@@ -136,6 +137,58 @@ def test_loss_and_score_match_formula(tiny):
     x = torch.from_numpy(X)
     loss = criterion(x, ae(x), det.model_, nn.ModuleList([nn.Sequential(nn.Flatten(), head)]))
     assert float(loss.detach()) == pytest.approx(expected_loss, abs=1e-6)
+
+
+def _hand_training_step(X, clf, ae, *, temperature, w_model, w_recon, kl_clip, optimizer, lr):
+    """Loss at the given weights and the weights after one step, in float64 torch.
+
+    The documented loss ``w_model · mean KL(M(x)_T ‖ M(x')) + w_recon · s · mean((x − x')²)``
+    (``s`` a constant of the batch; both distributions clipped to ``[kl_clip, 1]`` when
+    given), its gradient by autograd, then the optimizer's update written out.
+    """
+    x = torch.from_numpy(X).double()
+    clf = copy.deepcopy(clf).double()
+    params = [p.detach().double().clone().requires_grad_(True) for p in ae.parameters()]
+    A1, c1, A2, c2 = params
+    x_rec = torch.tanh(x @ A1.T + c1) @ A2.T + c2
+    p = torch.softmax(torch.log_softmax(clf(x), dim=1).detach() / temperature, dim=1)
+    q = torch.softmax(clf(x_rec), dim=1)
+    if kl_clip is not None:
+        p, q = p.clamp(kl_clip, 1), q.clamp(kl_clip, 1)
+    kl = (p * (p.log() - q.log())).sum(dim=1)
+    squared_error = (x - x_rec) ** 2
+    scale = kl.detach().std(correction=0) / (squared_error.detach().std(correction=0) + 1e-10)
+    loss = w_model * kl.mean() + w_recon * scale * squared_error.mean()
+    grads = torch.autograd.grad(loss, params)
+    if optimizer == "sgd":
+        updated = [w - lr * g for w, g in zip(params, grads)]
+    else:  # Adam's first step: m = (1 − β1) g, v = (1 − β2) g², bias-corrected
+        beta1, beta2, eps = 0.9, 0.999, 1e-8
+        updated = [
+            w - lr * ((1 - beta1) * g / (1 - beta1)) / (((1 - beta2) * g**2 / (1 - beta2)).sqrt() + eps)
+            for w, g in zip(params, grads)
+        ]
+    return float(loss.detach()), [u.detach().numpy() for u in updated], [g.numpy() for g in grads]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("kl_clip", [None, 0.05])
+def test_one_training_step_matches_hand_computation(tiny, optimizer, kl_clip):
+    X, clf, ae, _ = tiny
+    params = {"temperature": 0.5, "w_model": 1.5, "w_recon": 0.7, "kl_clip": kl_clip}
+    lr = 0.05
+    expected_loss, expected_weights, grads = _hand_training_step(X, clf, ae, optimizer=optimizer, lr=lr, **params)
+    if kl_clip is not None:  # the clip bites on this batch: it changes the gradient
+        unclipped = _hand_training_step(X, clf, ae, optimizer="sgd", lr=lr, **{**params, "kl_clip": None})[2]
+        assert not np.allclose(grads[0], unclipped[0], atol=1e-6)
+    det = AdversarialAEDetector(
+        clf, ae=ae, epochs=1, batch_size=len(X), optimizer=optimizer, lr=lr, random_state=0, **params
+    ).fit(X)
+    assert det.history_[0]["train_loss"] == pytest.approx(expected_loss, rel=1e-5)
+    for trained, expected, grad in zip(det.ae_.parameters(), expected_weights, grads):
+        # Adam's first step is ±lr wherever |g| ≫ eps: compare where the sign is unambiguous.
+        settled = np.abs(grad) > 1e-5
+        np.testing.assert_allclose(_np(trained)[settled], expected[settled], rtol=1e-4, atol=1e-6)
 
 
 def test_int_layer_index_is_the_named_layer(tiny):

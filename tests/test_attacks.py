@@ -5,12 +5,21 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from _attack_helpers import accuracy, digits_data, digits_linear, digits_mlp
+from _attack_helpers import (
+    SurfaceView,
+    accuracy,
+    digits_data,
+    digits_linear,
+    digits_mlp,
+)
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 
 from skadv import ModelDistillationDetector
 from skadv.attacks import FGSM, PGD, CarliniWagnerL2, PGDLineSearch
 from skadv.attacks._base import BaseAttack
+from skadv.metrics import security_evaluation
+from skadv.utils import AttackSurface
 
 
 @pytest.fixture(scope="module")
@@ -461,23 +470,103 @@ def test_adaptive_trace_reports_reject_confidence(digits, detector):
 
 
 def test_stochastic_detector_gradients_are_averaged_over_eot_samples(digits, detector):
-    import copy
-
     _, (X, y) = digits
-    det = copy.deepcopy(detector)
-    det._stochastic_score = True  # pretend the score is randomized
     calls = []
-    original = det._adaptive_logits
 
-    def counting(x):
-        calls.append(x.shape[0])
-        return original(x)
+    def counting(forward):
+        def wrapped(x):
+            calls.append(x.shape[0])
+            return forward(x)
 
-    det._adaptive_logits = counting
+        return wrapped
+
+    # The surface says the score is randomized: every evaluation is averaged over draws.
+    det = SurfaceView(detector, counting, stochastic=True)
     FGSM(det, eps=0.1, eot_samples=5).generate(X[:10], y[:10])
-    # One probe of the output width, then 5 draws each for the gradient, the loss at
-    # the adversarial point and the final success judgement.
-    assert calls == [1] + [10] * 15
+    # 5 draws each for the gradient, the loss at the adversarial point and the final
+    # success judgement (the surface knows its width: no probe of the output).
+    assert calls == [10] * 15
     calls.clear()
     FGSM(det, eps=0.1, eot_samples=5, adaptive=False).generate(X[:10], y[:10])
     assert calls == []  # the classifier alone is deterministic
+
+
+class _SqueezeDetector:
+    """A third-party detector (no skadv base class), feature-squeezing style.
+
+    It flags rows whose class probabilities change much when the image is blurred
+    (3x3 mean filter), and takes part in skadv's attacks by implementing the attack
+    protocol alone.
+    """
+
+    def __init__(self, model, X_clean, flag_share=0.05):
+        self.model = model
+        with torch.no_grad():
+            scores = self._score(torch.as_tensor(X_clean)).numpy()
+        self.threshold = float(np.quantile(scores, 1 - flag_share))
+
+    def _score(self, x):
+        blurred = torch.nn.functional.avg_pool2d(x.reshape(-1, 1, 8, 8), 3, stride=1, padding=1).reshape(x.shape)
+        return (torch.softmax(self.model(x), dim=1) - torch.softmax(self.model(blurred), dim=1)).abs().sum(dim=1)
+
+    def predict(self, X):
+        with torch.no_grad():
+            return np.where(self._score(torch.as_tensor(X)).numpy() > self.threshold, -1, 1)
+
+    def attack_surface(self):
+        def forward(x):
+            logits = self.model(x)
+            flagged = logits.max(dim=1).values + self._score(x) - self.threshold
+            return torch.cat([logits, flagged[:, None]], dim=1)
+
+        return AttackSurface(
+            forward=forward, classifier=self.model, n_classes=10, reject_index=10, device=torch.device("cpu")
+        )
+
+
+def test_third_party_detector_is_attacked_adaptively_through_its_attack_surface(digits, mlp):
+    (X_train, _), (X, y) = digits
+    det = _SqueezeDetector(mlp, X_train)
+    params = {"eps": 0.2, "step_size": 0.02, "max_iter": 20, "random_state": 0}
+    result = PGD(det, **params).run(X, y)
+    with torch.no_grad():
+        wrong = mlp(torch.as_tensor(result.X_adv)).argmax(1).numpy() != y
+    flagged = det.predict(result.X_adv) == -1
+    # Success is judged on the deployed decision: misclassified and not flagged.
+    np.testing.assert_array_equal(result.success, wrong & ~flagged)
+    # The non-adaptive attack ignores the detector, and gets flagged far more often.
+    plain = PGD(det, adaptive=False, **params).generate(X, y)
+    with torch.no_grad():
+        plain_wrong = mlp(torch.as_tensor(plain)).argmax(1).numpy() != y
+    plain_flagged = det.predict(plain) == -1
+    assert flagged.mean() < plain_flagged.mean() - 0.1
+    assert np.mean(wrong & ~flagged) > np.mean(plain_wrong & ~plain_flagged) + 0.1
+    # Metrics use the same protocol.
+    res = security_evaluation(det, PGD, X, y, [0.0, 0.2], failure_checks=False, step_size=0.02, max_iter=20,
+                              random_state=0)
+    assert res.adaptive is True and res.evasion_rate[1] == pytest.approx(np.mean(wrong & ~flagged))
+
+
+def test_attack_surface_contract(digits, detector):
+    _, (X, _) = digits
+    surface = detector.attack_surface()
+    assert isinstance(surface, AttackSurface)
+    assert (surface.n_classes, surface.reject_index, surface.stochastic, surface.outputs_are_logits) == (10, 10, False, True)
+    scores = surface.scores(X)
+    # argmax == K exactly where the detector flags.
+    np.testing.assert_array_equal(scores.argmax(1) == 10, detector.predict(X) == -1)
+    with torch.no_grad():
+        np.testing.assert_allclose(scores[:, :10], detector.model_(torch.as_tensor(X)).numpy(), rtol=1e-6)
+    plain = surface.classifier_only()
+    assert plain.reject_index is None and plain.scores(X).shape == (len(X), 10)
+    with pytest.raises(NotFittedError):
+        ModelDistillationDetector(torch.nn.Linear(64, 10)).attack_surface()
+    with pytest.raises(ValueError, match="reject_index must be n_classes"):
+        AttackSurface(forward=None, classifier=None, n_classes=3, reject_index=2, device="cpu")
+    with pytest.raises(ValueError, match="must return a skadv.utils.AttackSurface"):
+        PGD(_NoSurface()).generate(X[:2])
+
+
+class _NoSurface:
+    def attack_surface(self):
+        return "not a surface"

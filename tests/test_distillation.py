@@ -142,7 +142,7 @@ def test_logistic_regression_teacher(digits):
     assert det.n_classes_ == 10 and det.model_ is None
     assert np.isfinite(det.adversarial_score(X_test)).all()
     with pytest.raises(ValueError, match="scikit-learn classifier has none"):
-        det._adaptive_logits(det._to_tensor(X_test[:2]))
+        det.attack_surface().forward(det._to_tensor(X_test[:2]))
 
 
 def test_skorch_teacher_and_frozen_estimator(digits, digits_skorch_clf):

@@ -186,11 +186,11 @@ def test_input_gradient_matches_finite_differences(digits, fitted):
     # a little noise moves the points off those ties.
     X_noisy = X_test[:3] + np.random.RandomState(0).uniform(0, 0.05, size=(3, 64))
     x = torch.as_tensor(X_noisy, dtype=torch.float64).reshape(-1, 1, 8, 8).requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda x: dnr._adaptive_logits(x)[:, :10], (x,), eps=1e-6, atol=1e-5, rtol=1e-3)
+    assert torch.autograd.gradcheck(lambda x: dnr.attack_surface().forward(x)[:, :10], (x,), eps=1e-6, atol=1e-5, rtol=1e-3)
     # The float32 path used by attacks has the same gradient up to float32 precision.
     x32 = x.detach().float().requires_grad_(True)
-    (grad32,) = torch.autograd.grad(fitted._adaptive_logits(x32)[:, :10].sum(), x32)
-    (grad64,) = torch.autograd.grad(dnr._adaptive_logits(x)[:, :10].sum(), x)
+    (grad32,) = torch.autograd.grad(fitted.attack_surface().forward(x32)[:, :10].sum(), x32)
+    (grad64,) = torch.autograd.grad(dnr.attack_surface().forward(x)[:, :10].sum(), x)
     np.testing.assert_allclose(grad32.double().numpy(), grad64.numpy(), atol=1e-3)
 
 
@@ -325,7 +325,7 @@ def test_non_kernel_layer_classifier_runs_without_gradients(digits, cnn):
     assert list(dnr.kernel_net_.layers) == ["1"]
     assert dnr.decision_function(X_test).shape == (N_TEST, 11)
     with pytest.raises(ValueError, match="Gradients need"):
-        dnr._adaptive_logits(torch.as_tensor(X_test[:2]).reshape(-1, 1, 8, 8))
+        dnr.attack_surface().forward(torch.as_tensor(X_test[:2]).reshape(-1, 1, 8, 8))
 
 
 # ----------------------------------------------------------------------------- bad input, persistence
@@ -377,7 +377,7 @@ def test_joblib_round_trip_identical(digits, fitted):
     np.testing.assert_array_equal(loaded.decision_function(X_test), fitted.decision_function(X_test))
     np.testing.assert_array_equal(loaded.predict(X_test), fitted.predict(X_test))
     x = torch.as_tensor(X_test[:4]).reshape(-1, 1, 8, 8)
-    assert torch.equal(loaded._adaptive_logits(x), fitted._adaptive_logits(x))
+    assert torch.equal(loaded.attack_surface().forward(x), fitted.attack_surface().forward(x))
 
 
 def test_skops_round_trip_trusts_skadv_types_and_the_model_class(digits, cnn):
@@ -456,7 +456,13 @@ def test_infer_threshold_matches_the_detectors_semantics(digits, fitted):
     assert detector.estimator_.estimator.threshold is None
     np.testing.assert_array_equal(detector.predict(X_test) == -1, dnr.predict(X_test) == -1)
     x = torch.as_tensor(X_test[:4]).reshape(-1, 1, 8, 8)
-    assert torch.all(detector._adaptive_logits(x)[:, -1] == detector.offset_)
+    assert torch.all(detector.attack_surface().forward(x)[:, -1] == detector.offset_)
+    # Both attack surfaces: argmax == K exactly where the estimator rejects.
+    for est in (dnr, detector):
+        surface = est.attack_surface()
+        assert (surface.reject_index, surface.outputs_are_logits) == (len(dnr.classes_), False)
+        decision = surface.scores(X_test).argmax(axis=1)
+        np.testing.assert_array_equal(decision == surface.reject_index, est.predict(X_test) == -1)
 
     for est in (dnr, detector):
         with pytest.warns(UserWarning, match="threshold_perc=0.95 is a percent"):
@@ -569,7 +575,7 @@ def test_cuda_matches_cpu(digits, cnn, fitted):
         scores = on_gpu.kernel_net_.layers[str(i)](torch.as_tensor(F, device="cuda")).cpu().numpy()
         np.testing.assert_allclose(scores, estimator.decision_function(F), atol=1e-5)
     x = torch.as_tensor(X_test[:8], device="cuda").reshape(-1, 1, 8, 8).requires_grad_(True)
-    on_gpu._adaptive_logits(x)[:, :10].sum().backward()
+    on_gpu.attack_surface().forward(x)[:, :10].sum().backward()
     assert x.grad.is_cuda and torch.isfinite(x.grad).all()
     loaded = clone_fitted(on_gpu)
     assert loaded.device_ == "cuda"

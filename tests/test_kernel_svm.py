@@ -127,7 +127,7 @@ def test_float32_kernels_match_float64(digits, trained_mlp):
     np.testing.assert_allclose(scores32, scores64, rtol=0, atol=1e-4)
     np.testing.assert_array_equal(scores32.argmax(1), scores64.argmax(1))
     x = torch.as_tensor(X[800:804]).requires_grad_(True)
-    (grad,) = torch.autograd.grad(dnr._adaptive_logits(x)[:, :10].sum(), x)
+    (grad,) = torch.autograd.grad(dnr.attack_surface().forward(x)[:, :10].sum(), x)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
@@ -157,5 +157,5 @@ def test_approximate_dnr_agrees_with_exact(digits, trained_mlp):
     assert np.mean(decisions(full) == expected) > max(same_300, 0.93)
     # The approximation runs as the same differentiable kernels.
     x = torch.as_tensor(X_test[:4]).requires_grad_(True)
-    (grad,) = torch.autograd.grad(approx._adaptive_logits(x)[:, :10].sum(), x)
+    (grad,) = torch.autograd.grad(approx.attack_surface().forward(x)[:, :10].sum(), x)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0

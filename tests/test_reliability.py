@@ -210,7 +210,7 @@ def test_seeded_vae_scoring_leaves_the_global_rng_alone(fitted):
     assert torch.equal(torch.random.get_rng_state(), state)
 
 
-def test_concurrent_adaptive_logits_equal_serial(fitted):
+def test_concurrent_attack_surface_forward_equals_serial(fitted):
     """The differentiable paths read hidden layers too (DNR, AAE with heads): same guarantee."""
     x = torch.as_tensor(np.random.RandomState(4).rand(40, N_FEATURES).astype(np.float32))
     for name in ("DeepNeuralRejection", "AdversarialAEDetector"):
@@ -219,7 +219,7 @@ def test_concurrent_adaptive_logits_equal_serial(fitted):
 
         def run(bounds, est=est):
             with torch.no_grad():
-                return est._adaptive_logits(x[bounds[0] : bounds[0] + bounds[1]])
+                return est.attack_surface().forward(x[bounds[0] : bounds[0] + bounds[1]])
 
         serial = [run(b) for b in slices]
         with ThreadPoolExecutor(max_workers=8) as pool:

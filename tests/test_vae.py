@@ -326,7 +326,7 @@ def test_sklearn_classifier_as_model():
     analysis = calibration_analysis(det, X_test, y_test + 1, n_bins=4)
     assert np.nanmax(analysis.accuracy) > 0.5
     with pytest.raises(ValueError, match="gradients"):
-        det._adaptive_logits(torch.as_tensor(X_test[:2]))
+        det.attack_surface().forward(torch.as_tensor(X_test[:2]))
 
 
 def test_clone_and_grid_params():

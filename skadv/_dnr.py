@@ -183,7 +183,9 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
         gamma='scale'). Use one-vs-all RBF SVMs: their scores abate away from the data,
         which is what makes rejection work. For training sets beyond about 10 000 rows
         use :class:`NystroemOneVsAll` (layers and combiner): its fit is linear in the
-        number of rows and its scores abate likewise.
+        number of rows and its scores abate likewise, but its reject set differs more
+        from the exact one than its labels do (measured there: 98 % same argmax, 93 %
+        same decisions at a 10 % reject rate, 1000 landmarks, 2500 rows).
     combiner : classifier with decision_function, default=None
         Classifier of the stacked layer scores. None means ``OneVsAllSVC(C=0.1, gamma=1)``.
     threshold : float, default=None

@@ -141,7 +141,19 @@ def test_approximate_dnr_agrees_with_exact(svm_digits, trained_mlp):
     assert all(len(e.support_) == 300 for e in approx.layer_estimators_)
     X_test = X[800:]
     same = np.mean(exact.decision_function(X_test).argmax(1) == approx.decision_function(X_test).argmax(1))
-    assert same > 0.95
+    assert same > 0.97  # measured 0.991
+
+    def decisions(model):  # labels, -1 for the 10 % of X_test each model scores lowest (secml's rule)
+        return model.set_params(threshold=model.compute_threshold(X_test, 0.1)).predict(X_test)
+
+    expected = decisions(exact)
+    # The reject sets differ more than the labels: measured 0.914 identical decisions with 300
+    # landmarks, 0.956 with all 800 rows as landmarks (the exact kernel: what is left is the
+    # least-squares loss against libsvm's hinge loss).
+    same_300 = np.mean(decisions(approx) == expected)
+    assert 0.88 < same_300 < 1.0
+    full = dnr(lambda **p: NystroemOneVsAll(n_components=800, random_state=0, **p))
+    assert np.mean(decisions(full) == expected) > max(same_300, 0.93)
     # The approximation runs as the same differentiable kernels.
     x = torch.as_tensor(X_test[:4]).requires_grad_(True)
     (grad,) = torch.autograd.grad(approx.attack_surface().forward(x)[:, :10].sum(), x)

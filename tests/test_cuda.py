@@ -58,9 +58,12 @@ def test_cuda_fit_then_cpu_only_load(name, digits, tmp_path):
     """)
     # The child imports this skadv and the tests' model classes (pickled by reference).
     paths = [str(Path(skadv.__file__).resolve().parent.parent), os.path.dirname(__file__)]
+    paths.append(os.environ.get("PYTHONPATH", ""))
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONPATH=os.pathsep.join(paths))
     subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=os.path.dirname(__file__))
-    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-4, atol=1e-5)
+    # float32 networks differ in their last bits between devices; DNR's RBF scores amplify
+    # that to ~1e-5 (measured on an H200: 1.4e-5 on one of 597 DNRDetector scores).
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-4, atol=5e-5)
 
 
 def test_adaptive_pgd_on_cuda(digits):

@@ -47,13 +47,13 @@ SMOKE_TEST = "--quick: SMOKE TEST ONLY (few epochs, few rows, weak attacks); not
 _SETTINGS = {
     False: {
         "classifier_epochs": 25, "ae_epochs": 30, "distillation_epochs": 30, "vae_epochs": 60, "dnr_cv": 5,
-        "n_digits28": 6000, "n_eval": 300, "pgd_steps": 40, "pgd_step": 0.01, "cw_iter": 100, "cw_search": 5,
+        "n_digits28": 6000, "n_eval": 300, "pgd_steps": 40, "pgd_step": 0.01, "cw_iter": 100, "cw_search": 5, "cw_const": 1e-2,
         "severities": (1, 2, 3, 4, 5),
         "n_adaptive": 200, "auto_iter": 50, "auto_square": 300, "eot": 4, "n_check": 40,
     },
     True: {
         "classifier_epochs": 8, "ae_epochs": 5, "distillation_epochs": 8, "vae_epochs": 15, "dnr_cv": 3,
-        "n_digits28": 1500, "n_eval": 80, "pgd_steps": 10, "pgd_step": 0.05, "cw_iter": 20, "cw_search": 2,
+        "n_digits28": 1500, "n_eval": 80, "pgd_steps": 10, "pgd_step": 0.05, "cw_iter": 20, "cw_search": 2, "cw_const": 1.0,
         "severities": (2, 4),
         "n_adaptive": 15, "auto_iter": 5, "auto_square": 20, "eot": 1, "n_check": 8,
     },
@@ -130,7 +130,7 @@ def _non_adaptive_attacks(data, X, y, settings, random_state):
         "pgd": PGD(data.model, eps=_PGD_EPS, step_size=settings["pgd_step"], max_iter=settings["pgd_steps"],
                    random_state=random_state, **shape).generate(X, y),
         "cw": CarliniWagnerL2(data.model, max_iter=settings["cw_iter"], binary_search_steps=settings["cw_search"],
-                              learning_rate=0.05, **shape).generate(X, y),
+                              initial_const=settings["cw_const"], learning_rate=0.05, **shape).generate(X, y),
     }
 
 
@@ -244,16 +244,16 @@ _LEGEND = (
 )
 
 
-def _format(value):
-    if isinstance(value, float):
-        return "nan" if np.isnan(value) else f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
-    return str(value)
+def _format(column, value):
+    if not isinstance(value, float):
+        return str(value)
+    return "nan" if np.isnan(value) else f"{value:.1f}" if column in ("fit_s", "score_ms_per_1k") else f"{value:.3f}"
 
 
 def _markdown_table(rows):
     shown = [c for c in COLUMNS if c not in ("workload", "settings")]
     lines = ["| " + " | ".join(shown) + " |", "|" + "|".join("---" for _ in shown) + "|"]
-    lines += ["| " + " | ".join(_format(row[c]) for c in shown) + " |" for row in rows]
+    lines += ["| " + " | ".join(_format(c, row[c]) for c in shown) + " |" for row in rows]
     return "\n".join(lines)
 
 

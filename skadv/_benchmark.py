@@ -179,7 +179,7 @@ def run_benchmark(workload="digits-cnn", *, quick=False, out_dir="skadv_benchmar
 
     section("detectors: fit on clean rows, thresholds at 5 % FPR on held-out clean rows")
     detectors = _make_detectors(data, settings, random_state)
-    fit_seconds = fit_at_fixed_threshold(detectors, data.X_fit, data.y_fit, data.X_val)
+    fit_seconds = fit_at_fixed_threshold(detectors, data.X_fit, data.y_fit, data.X_val, verbose=verbose)
 
     n_eval = min(settings["n_eval"], len(data.X_test))
     X_eval, y_eval = data.X_test[:n_eval], data.y_test[:n_eval]

@@ -28,19 +28,18 @@ class Defense:
 
     ``scores``: adversarial scores (higher = more adversarial); ``flagged``: rows
     flagged / rejected at the fixed threshold; ``labels``: the deployed
-    classifier's labels (DNR's own, the protected model's otherwise); ``threshold``
-    on the ``scores`` scale; ``estimator``: what adaptive attacks target.
+    classifier's labels (DNR's own, the protected model's otherwise);
+    ``estimator``: what adaptive attacks target.
     """
 
     scores: Callable
     flagged: Callable
     labels: Callable
-    threshold: float
-    estimator: object = None
+    estimator: object
 
 
 def detector_defense(det, predict_classifier):
-    from .metrics import adversarial_scores, detection_threshold
+    from .metrics import adversarial_scores
 
     def labels(X):
         if is_classifier(det):  # DNR labels the rows itself: its best class, rejected or not
@@ -51,12 +50,11 @@ def detector_defense(det, predict_classifier):
         scores=lambda X: adversarial_scores(det, X),
         flagged=lambda X: np.asarray(det.predict(X)) == -1,
         labels=labels,
-        threshold=detection_threshold(det),
         estimator=det,
     )
 
 
-def fit_at_fixed_threshold(detectors, X_fit, y_fit, X_val, threshold_perc=95):
+def fit_at_fixed_threshold(detectors, X_fit, y_fit, X_val, threshold_perc=95, verbose=True):
     """Fit each detector on clean rows, then fix its threshold on the held-out clean rows ``X_val``.
 
     Not ``contamination`` (in-sample, on the training rows): ``threshold_perc`` % of
@@ -68,7 +66,8 @@ def fit_at_fixed_threshold(detectors, X_fit, y_fit, X_val, threshold_perc=95):
         det.fit(X_fit, y_fit)  # detectors ignore y; DNR trains its SVMs on it
         det.infer_threshold(X_val, threshold_perc=threshold_perc)
         seconds[name] = time.perf_counter() - start
-        print(f"{name:18s} fitted in {seconds[name]:5.1f} s", flush=True)
+        if verbose:
+            print(f"{name:18s} fitted in {seconds[name]:5.1f} s", flush=True)
     return seconds
 
 

@@ -159,8 +159,24 @@ def _corruptions(data, X, y, settings, random_state):
 def run_benchmark(workload="digits-cnn", *, quick=False, out_dir="skadv_benchmark", random_state=0, verbose=1):
     """Fit the seven detectors on one workload, attack, and write the table and a figure.
 
-    Returns the table's rows as dicts with the keys :data:`COLUMNS`; writes
-    ``benchmark_<workload>.csv``, ``.md`` and ``.png`` into ``out_dir``.
+    Parameters
+    ----------
+    workload : {"digits-mlp", "digits-cnn", "digits28-cnn"}
+        The classifier and data (:data:`WORKLOADS`).
+    quick : bool
+        Small settings for a smoke test; every output says its numbers are not a benchmark.
+    out_dir : str
+        Folder for ``benchmark_<workload>.csv``, ``.md`` and ``.png``.
+    random_state : int
+        Seeds the split, the training and the attacks.
+    verbose : int
+        0: stage headers and the table; 1: a line per detector and attack; 2: also the
+        classifier's epochs.
+
+    Returns
+    -------
+    rows : list of dict
+        The table: one dict per detector with the keys :data:`COLUMNS`.
     """
     from .metrics import detection_auroc
 
@@ -200,8 +216,8 @@ def run_benchmark(workload="digits-cnn", *, quick=False, out_dir="skadv_benchmar
         clean_scores = defense.scores(data.X_test)
         score_ms = 1e6 * (time.perf_counter() - scoring) / len(data.X_test)
         row = {"detector": name, "kind": "baseline" if name in BASELINES else "seed"}
-        row.update({"clean_" + k if k == "fpr" else k: v for k, v in clean_row(defense, data.X_test,
-                                                                              data.y_test).items()})
+        clean = clean_row(defense, data.X_test, data.y_test)
+        row.update(clean_fpr=clean["fpr"], clean_acc_rej=clean["clean_acc_rej"])
         for attack_name, X_adv in attacks.items():
             result = attack_row(defense, clean_scores, X_adv, y_eval)
             row[f"{attack_name}_auroc"], row[f"{attack_name}_tpr"] = result["auroc"], result["tpr"]

@@ -8,7 +8,9 @@ from collections import OrderedDict
 from torch import nn
 
 # DNR layers of the tutorial with their one-vs-all RBF SVM (C, gamma), and the combiner's.
-LAYERS = OrderedDict([("features.relu2", (10.0, 1e-3)), ("features.relu3", (10.0, 1e-2)), ("features.relu4", (1.0, 1e-2))])
+LAYERS = OrderedDict(
+    [("features.relu2", (10.0, 1e-3)), ("features.relu3", (10.0, 1e-2)), ("features.relu4", (1.0, 1e-2))]
+)
 COMBINER = (0.1, 1.0)
 INPUT_SHAPE = (1, 28, 28)
 

@@ -26,6 +26,7 @@ from skadv import (
 )
 from skadv.attacks import PGD, AttackFailureWarning, AutoAttack
 from skadv.datasets import load_digits8, make_digits_classifier
+from skadv.metrics import deployed_predictions, evasion_rate
 
 
 def _fit_detectors(cnn, X_fit, y_fit, X_val, random_state):
@@ -44,12 +45,9 @@ def _fit_detectors(cnn, X_fit, y_fit, X_val, random_state):
     return detectors
 
 
-def _deployed_evasion(name, det, net, X_adv, y):
-    if name == "DNR":  # DNR classifies accepted rows itself; -1 = rejected
-        pred = det.predict(X_adv)
-        return float(np.mean((pred != y) & (pred != -1)))
-    wrong = net.predict(np.asarray(X_adv, dtype=np.float32).reshape(-1, 1, 8, 8)) != y
-    return float(np.mean(wrong & (det.predict(X_adv) == 1)))
+def _deployed_evasion(det, X_adv, y):
+    pred = deployed_predictions(det, X_adv)
+    return evasion_rate(y, pred.labels, rejected=pred.flagged)
 
 
 def main():
@@ -88,8 +86,8 @@ def main():
                 auto = AutoAttack(det, eps=eps, random_state=seed, eot_samples=4).run(X_eval, y_eval)
             t2 = time.perf_counter()
             row[f"eps={eps}"] = {
-                "pgd_evasion": _deployed_evasion(name, det, net, X_pgd, y_eval),
-                "autoattack_evasion": _deployed_evasion(name, det, net, auto.X_adv, y_eval),
+                "pgd_evasion": _deployed_evasion(det, X_pgd, y_eval),
+                "autoattack_evasion": _deployed_evasion(det, auto.X_adv, y_eval),
                 "autoattack_success_own_judge": float(auto.success.mean()),
                 "broken_by": {m: int(b.n_broken) for m, b in auto.members.items()},
                 "checks_fired": [n for n, c in auto.checks.items() if c.fired],

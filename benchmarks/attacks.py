@@ -61,7 +61,7 @@ def main(n=1000, threads=1):
               "skadv": {}, "art": {}}
     FGSM(model).generate(X_eval[:10])  # warm-up: first torch calls pay one-off costs
     for name, attack in skadv_attacks.items():
-        X_adv, seconds = _timed(lambda: attack.generate(X_eval, y_eval))
+        X_adv, seconds = _timed(lambda attack=attack: attack.generate(X_eval, y_eval))
         report["skadv"][name] = {"seconds": round(seconds, 4), "accuracy": _accuracy(model, X_adv, y_eval)}
 
     try:
@@ -86,7 +86,7 @@ def main(n=1000, threads=1):
             }
             y_onehot = np.eye(10)[y_eval]
             for name, attack in art_attacks.items():
-                X_adv, seconds = _timed(lambda: attack.generate(X_eval, y=y_onehot))
+                X_adv, seconds = _timed(lambda attack=attack: attack.generate(X_eval, y=y_onehot))
                 report["art"][name] = {"seconds": round(seconds, 4), "accuracy": _accuracy(model, X_adv, y_eval)}
     print(json.dumps(report, indent=2))
     return report

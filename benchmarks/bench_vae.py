@@ -1,6 +1,6 @@
 """VAEDetector on digits: detection of PGD (plain and adaptive), OOD noise, purification. Prints JSON.
 
-Protocol (DESIGN §5): the threshold is fixed on clean validation rows (5 % FPR) before
+Protocol: the threshold is fixed on clean validation rows (5 % FPR) before
 attacking; positives are all attacked test rows (and, separately, only the successful
 ones). Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_vae.py``.
 """

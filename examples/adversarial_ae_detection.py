@@ -27,16 +27,16 @@ import time
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
 
-from skadv import AdversarialAEDetector  # noqa: E402
-from skadv.attacks import FGSM, PGD  # noqa: E402
-from skadv.datasets import load_digits8, make_digits_classifier  # noqa: E402
-from skadv.metrics import accuracy_with_rejection, detection_auroc, tpr_at_fpr  # noqa: E402
-from skadv.plotting import ScoreHistogramDisplay  # noqa: E402
+from skadv import AdversarialAEDetector
+from skadv.attacks import FGSM, PGD
+from skadv.datasets import load_digits8, make_digits_classifier
+from skadv.metrics import accuracy_with_rejection, detection_auroc, tpr_at_fpr
+from skadv.plotting import ScoreHistogramDisplay
 
 VARIANTS = {
     "default (T=1)": {},
@@ -99,7 +99,8 @@ def main(quick=False, out="examples_out"):
                 if auroc > best[1]:
                     best = (name, auroc)
     print("clean FPR: test digits flagged; no def.: CNN accuracy on attacked digits; w/ det.: attacked digit "
-          "flagged or still classified right;\ncorrected: accuracy of correct() (reconstruction's label where flagged);\n"
+          "flagged or still classified right;\n"
+          "corrected: accuracy of correct() (reconstruction's label where flagged);\n"
           "AE label: accuracy of the reconstruction's label on every attacked digit (what correct() could reach)")
     print("clean accuracy after correct(): "
           + ", ".join(f"{n} {np.mean(d.correct(X_test).corrected == y_test):.3f}" for n, d in detectors.items()))
@@ -112,9 +113,10 @@ def main(quick=False, out="examples_out"):
     flagged = result.is_adversarial == 1
     evaded = (result.no_defense != y_test) & ~flagged
     print(f"\nAdaptive PGD eps=0.2 against the variant with the best PGD AUROC above ({best_name}):")
+    with_detection = accuracy_with_rejection(y_test, result.no_defense, rejected=flagged, attacked=True)
     print(f"  CNN accuracy {np.mean(result.no_defense == y_test):.3f}, flagged {flagged.mean():.3f}, "
           f"AUROC {detection_auroc(clean_scores[best_name], result.instance_score):.3f}, "
-          f"accuracy with detection {accuracy_with_rejection(y_test, result.no_defense, rejected=flagged, attacked=True):.3f}, "
+          f"accuracy with detection {with_detection:.3f}, "
           f"corrected {np.mean(result.corrected == y_test):.3f}")
     print(f"  attacker's success (misclassified and not flagged): {evaded.mean():.3f}")
 

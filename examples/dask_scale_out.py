@@ -50,7 +50,7 @@ def make_search(cnn, quick, n_jobs=None):
 def main(quick=False, out="examples_out"):
     start = time.perf_counter()
     os.makedirs(out, exist_ok=True)
-    X_train, X_test, y_train, y_test = load_digits8(test_size=0.3, random_state=0)
+    X_train, X_test, y_train, _ = load_digits8(test_size=0.3, random_state=0)
     net = make_digits_classifier(X_train, y_train, epochs=5 if quick else 20, random_state=0)
     cnn = net.module_
     X_search, y_search = (X_train[:400], y_train[:400]) if quick else (X_train, y_train)
@@ -95,7 +95,7 @@ def main(quick=False, out="examples_out"):
         print(f"{'parameters':44s} {'AUROC local':>11s} {'AUROC dask':>10s}")
         for params, a, b in zip(local.cv_results_["params"], local.cv_results_["mean_test_score"],
                                 remote.cv_results_["mean_test_score"]):
-            print(f"{str(params):44s} {a:11.3f} {b:10.3f}")
+            print(f"{params!s:44s} {a:11.3f} {b:10.3f}")
         difference = np.max(np.abs(local.cv_results_["mean_test_score"] - remote.cv_results_["mean_test_score"]))
         print(f"best local {local.best_params_}, best dask {remote.best_params_}; "
               f"largest score difference {difference:.2g}")

@@ -17,14 +17,14 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import roc_auc_score
 
-from skadv import ModelDistillationDetector  # noqa: E402
-from skadv.corruptions import CORRUPTIONS, corrupt  # noqa: E402
-from skadv.datasets import load_digits8, make_digits_classifier  # noqa: E402
-from skadv.metrics import harmfulness, ks_drift_test  # noqa: E402
+from skadv import ModelDistillationDetector
+from skadv.corruptions import CORRUPTIONS, corrupt
+from skadv.datasets import load_digits8, make_digits_classifier
+from skadv.metrics import harmfulness, ks_drift_test
 
 
 def main(quick=False, out="examples_out"):

@@ -23,15 +23,15 @@ import time
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.model_selection import train_test_split
 
-from skadv import DeepNeuralRejection  # noqa: E402
-from skadv.attacks import PGDLineSearch  # noqa: E402
-from skadv.datasets import load_digits8, make_digits_classifier  # noqa: E402
-from skadv.metrics import accuracy_with_rejection, security_evaluation  # noqa: E402
-from skadv.plotting import AttackTraceDisplay, SecurityEvaluationDisplay  # noqa: E402
+from skadv import DeepNeuralRejection
+from skadv.attacks import PGDLineSearch
+from skadv.datasets import load_digits8, make_digits_classifier
+from skadv.metrics import accuracy_with_rejection, security_evaluation
+from skadv.plotting import AttackTraceDisplay, SecurityEvaluationDisplay
 
 
 def main(quick=False, out="examples_out"):

@@ -25,13 +25,13 @@ import time
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from skadv.attacks import FGSM, PGD  # noqa: E402
-from skadv.datasets import load_digits8, make_digits_classifier  # noqa: E402
-from skadv.metrics import security_evaluation  # noqa: E402
-from skadv.plotting import SecurityEvaluationDisplay  # noqa: E402
+from skadv.attacks import FGSM, PGD
+from skadv.datasets import load_digits8, make_digits_classifier
+from skadv.metrics import security_evaluation
+from skadv.plotting import SecurityEvaluationDisplay
 
 
 def main(quick=False, out="examples_out"):
@@ -91,7 +91,8 @@ def main(quick=False, out="examples_out"):
     y_target = (y_test + 1) % 10
     targeted = {}
     for eps in (0.1, 0.2, 0.3):
-        X_adv = PGD(net, eps=eps, targeted=True, **common, **{**linf_pgd, "max_iter": 2 * max_iter}).generate(X_test, y_target)
+        targeted_pgd = PGD(net, eps=eps, targeted=True, **common, **{**linf_pgd, "max_iter": 2 * max_iter})
+        X_adv = targeted_pgd.generate(X_test, y_target)
         targeted[eps] = X_adv
         print(f"targeted PGD L-inf eps={eps}: {np.mean(predict(X_adv) == y_target):.3f} of the digits "
               f"classified as (y + 1) mod 10")

@@ -48,7 +48,7 @@ def print_search(search):
     print(f"{'parameters':44s} {'AUROC (mean ± std over folds)':>30s}")
     results = search.cv_results_
     for params, mean, std in zip(results["params"], results["mean_test_score"], results["std_test_score"]):
-        print(f"{str(params):44s} {mean:22.3f} ± {std:.3f}")
+        print(f"{params!s:44s} {mean:22.3f} ± {std:.3f}")
     print(f"best: {search.best_params_} (AUROC {search.best_score_:.3f})")
 
 
@@ -67,7 +67,8 @@ def main(quick=False, out="examples_out"):
     ).fit(X_train)
     detector = pipe[-1]
     X_adv = PGD(detector, eps=0.1, adaptive=False, random_state=0).generate(X_test, y_test)
-    print(f"steps: {' -> '.join(pipe.named_steps)}\nflagged (predict == -1): {np.mean(pipe.predict(X_test) == -1):.3f} of clean test digits, "
+    print(f"steps: {' -> '.join(pipe.named_steps)}\n"
+          f"flagged (predict == -1): {np.mean(pipe.predict(X_test) == -1):.3f} of clean test digits, "
           f"{np.mean(pipe.predict(X_adv) == -1):.3f} of PGD eps=0.1 (non-adaptive); "
           f"AUROC {detection_auroc(-pipe.score_samples(X_test), -pipe.score_samples(X_adv)):.3f}")
     assert np.allclose(pipe.decision_function(X_test), pipe.score_samples(X_test) - detector.offset_)

@@ -25,14 +25,14 @@ import time
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from skadv import VAEDetector, calibration_analysis  # noqa: E402
-from skadv.attacks import PGD  # noqa: E402
-from skadv.datasets import load_digits8, make_digits_classifier  # noqa: E402
-from skadv.metrics import detection_auroc, tpr_at_fpr  # noqa: E402
-from skadv.plotting import (  # noqa: E402
+from skadv import VAEDetector, calibration_analysis
+from skadv.attacks import PGD
+from skadv.datasets import load_digits8, make_digits_classifier
+from skadv.metrics import detection_auroc, tpr_at_fpr
+from skadv.plotting import (
     DistinctLabelsDisplay,
     ReconstructionCalibrationDisplay,
     ScoreHistogramDisplay,

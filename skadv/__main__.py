@@ -22,7 +22,8 @@ def main(argv=None):
     benchmark.add_argument("--out", default="skadv_benchmark",
                            help="folder for the CSV, markdown and PNG (default: skadv_benchmark)")
     benchmark.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    benchmark.add_argument("--quiet", action="store_true", help="no progress lines (stage headers and the table still print)")
+    benchmark.add_argument("--quiet", action="store_true",
+                           help="no progress lines (stage headers and the table still print)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from ._demo import run_demo

@@ -28,29 +28,60 @@ def forward_with_hidden(classifier, layers, x):
     return forward_capturing(classifier.net, layers, x, forward=classifier)
 
 
+def clipped_kl_divergence(log_p, log_q, clip):
+    """Per-row KL(p ‖ q) with both distributions clipped to ``[clip, 1]`` first (Keras' ``kld``).
+
+    alibi-detect's loss and score: a class whose probability is below ``clip`` on either
+    side counts as ``clip``, so it passes no gradient to the other side.
+    """
+    p = log_p.exp().clamp(clip, 1.0)
+    q = log_q.exp().clamp(clip, 1.0)
+    return (p * (p.log() - q.log())).sum(dim=1)
+
+
 def divergence_terms(
-    classifier, x, x_recon, *, layers=(), heads=(), weights=(), temperature=1.0, detach_hidden_teacher=False
+    classifier, x, x_recon, *, layers=(), heads=(), weights=(), temperature=1.0, teacher_as_target=False, kl_clip=None
 ):
     """Per-row KL terms between an input and its reconstruction.
 
     Returns ``(model_kl, hidden_kl, log_proba)``: ``KL(M(x)_T ‖ M(x'))`` and
     ``Σ_l w_l · KL(h_l(x) ‖ h_l(x'))``, each of shape ``(n,)``, and the classifier's
-    log-probabilities of ``x`` then ``x'`` ``(2n, K)``. The classifier runs once, on
-    ``x`` and ``x'`` stacked. In training (``detach_hidden_teacher=True``) the hidden-layer
-    teacher ``h_l(x)`` is a target, as ``M(x)`` is: the heads learn from the reconstruction
-    side only. Scoring keeps every gradient path, so that adaptive attacks see them all.
+    log-probabilities of ``x`` then ``x'`` ``(2n, K)``. Scoring runs the classifier once,
+    on ``x`` and ``x'`` stacked, and keeps every gradient path, so that adaptive attacks
+    see them all. In training (``teacher_as_target=True``) the teacher side ``M(x)``,
+    ``h_l(x)`` is a target: it runs under ``no_grad`` apart from the reconstruction, so
+    the backward pass goes through the classifier for ``x'`` alone (the same gradients,
+    half the work), and the heads learn from the reconstruction side only. ``kl_clip``
+    clips both distributions of every term to ``[kl_clip, 1]`` (see
+    :func:`clipped_kl_divergence`); None uses the exact KL.
     """
     n_rows = x.shape[0]
-    log_proba, hidden = forward_with_hidden(classifier, layers, torch.cat([x, x_recon]))
+    if teacher_as_target:
+        with torch.no_grad():
+            log_p, hidden_p = forward_with_hidden(classifier, layers, x)
+            teacher_logits = [head(features) for head, features in zip(heads, hidden_p)]
+        log_q, hidden_q = forward_with_hidden(classifier, layers, x_recon)
+        log_proba = torch.cat([log_p, log_q])
+        logit_pairs = [(t, head(f)) for head, t, f in zip(heads, teacher_logits, hidden_q)]
+    else:
+        log_proba, hidden = forward_with_hidden(classifier, layers, torch.cat([x, x_recon]))
+        log_p, log_q = log_proba[:n_rows], log_proba[n_rows:]
+        logit_pairs = [(logits[:n_rows], logits[n_rows:]) for logits in (head(f) for head, f in zip(heads, hidden))]
     # log_proba is already normalised (ProtectedModel): no second log-softmax.
-    model_kl = kl_divergence(tempered_log_proba(log_proba[:n_rows], temperature), log_proba[n_rows:])
+    log_p = tempered_log_proba(log_p, temperature)
+    if kl_clip is None:
+        model_kl = kl_divergence(log_p, log_q)
+    else:
+        model_kl = clipped_kl_divergence(log_p, log_q, kl_clip)
     hidden_kl = torch.zeros_like(model_kl)
-    for head, weight, features in zip(heads, weights, hidden):
-        logits = head(features)
-        teacher = torch.softmax(logits[:n_rows], dim=1)
-        if detach_hidden_teacher:
-            teacher = teacher.detach()
-        hidden_kl = hidden_kl + weight * distillation_loss(logits[n_rows:], teacher)
+    for weight, (teacher_logits, student_logits) in zip(weights, logit_pairs):
+        if kl_clip is None:
+            term = distillation_loss(student_logits, torch.softmax(teacher_logits, dim=1))
+        else:
+            term = clipped_kl_divergence(
+                torch.log_softmax(teacher_logits.double(), dim=1), torch.log_softmax(student_logits.double(), dim=1), kl_clip
+            )
+        hidden_kl = hidden_kl + weight * term
     return model_kl, hidden_kl, log_proba
 
 
@@ -73,8 +104,9 @@ def adversarial_ae_loss(x, x_recon, model_kl, hidden_kl, w_model=1.0, w_recon=0.
 class AdversarialAELoss(nn.Module):
     """skorch criterion holding the loss configuration (see :func:`adversarial_ae_loss`)."""
 
-    def __init__(self, temperature=1.0, w_model=1.0, w_recon=0.0, w_model_hl=(), hidden_layers=()):
+    def __init__(self, temperature=1.0, w_model=1.0, w_recon=0.0, w_model_hl=(), hidden_layers=(), kl_clip=None):
         super().__init__()
+        self.kl_clip = kl_clip
         self.temperature = temperature
         self.w_model = w_model
         self.w_recon = w_recon
@@ -90,7 +122,8 @@ class AdversarialAELoss(nn.Module):
             heads=heads,
             weights=self.w_model_hl,
             temperature=self.temperature,
-            detach_hidden_teacher=True,
+            teacher_as_target=True,
+            kl_clip=self.kl_clip,
         )
         return adversarial_ae_loss(x, x_recon, model_kl, hidden_kl, self.w_model, self.w_recon)
 
@@ -228,6 +261,11 @@ class AdversarialAEDetector(TrainedDetector):
         Weight of the KL terms in the training loss.
     w_recon : float, default=0.0
         Weight of the scaled reconstruction error in the training loss.
+    kl_clip : float in (0, 1), default=None
+        Clip both distributions of every KL term to ``[kl_clip, 1]`` before comparing
+        them, in training and in the score, as alibi-detect does (Keras' ``kld`` clips at
+        1e-7): a class the reconstruction gives less than ``kl_clip`` then passes no
+        gradient. None compares the exact distributions.
     data_type : {'image', 'tabular', 'time-series'}, default=None
         Describes the data (kept as metadata, as in alibi-detect).
 %(detector_params)s
@@ -301,6 +339,7 @@ class AdversarialAEDetector(TrainedDetector):
         "temperature": [Interval(numbers.Real, 0, None, closed="neither")],
         "w_model": [Interval(numbers.Real, 0, None, closed="left")],
         "w_recon": [Interval(numbers.Real, 0, None, closed="left")],
+        "kl_clip": [Interval(numbers.Real, 0, 1, closed="neither"), None],
         "data_type": [StrOptions({"image", "tabular", "time-series"}), None],
     }
 
@@ -317,6 +356,7 @@ class AdversarialAEDetector(TrainedDetector):
         temperature=1.0,
         w_model=1.0,
         w_recon=0.0,
+        kl_clip=None,
         data_type=None,
         model_output="auto",
         threshold=None,
@@ -343,6 +383,7 @@ class AdversarialAEDetector(TrainedDetector):
         self.temperature = temperature
         self.w_model = w_model
         self.w_recon = w_recon
+        self.kl_clip = kl_clip
         self.data_type = data_type
         self.model_output = model_output
         self.threshold = threshold
@@ -429,6 +470,7 @@ class AdversarialAEDetector(TrainedDetector):
             "criterion__w_recon": self.w_recon,
             "criterion__w_model_hl": self.w_model_hl_,
             "criterion__hidden_layers": self.hidden_layers_,
+            "criterion__kl_clip": self.kl_clip,
         }
 
     def _store_trained_module(self, module):
@@ -450,6 +492,7 @@ class AdversarialAEDetector(TrainedDetector):
             heads=self.hidden_heads_,
             weights=self.w_model_hl_,
             temperature=self.temperature,
+            kl_clip=self.kl_clip,
         )
         return model_kl + hidden_kl, log_proba
 

@@ -389,11 +389,9 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
     :func:`~skadv._docs.fill_detector_doc`.
     """
 
-    #: True when the score is randomized (attacks then average gradients over draws).
+    #: True when the score is randomized (the attack surface's ``stochastic``: attacks
+    #: then average gradients over draws).
     _stochastic_score = False
-    # _adaptive_logits returns the classifier's log-probabilities plus a "flagged" logit,
-    # so a softmax of it is a confidence (attack traces and their displays rely on this).
-    _adaptive_logits_are_log_proba = True
 
     _parameter_constraints = {
         **TorchEstimatorMixin._torch_parameter_constraints,
@@ -471,21 +469,52 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
         """Differentiable adversarial score (n,) for a raw batch shaped ``(n, *input_shape_)``."""
         return self._score_tensor(self._preprocess(x))
 
-    def _adaptive_logits(self, x):
-        """Class scores plus a "flagged" column: argmax is the last column iff the row is flagged.
+    def attack_surface(self):
+        """The public attack protocol: classifier and detector as one differentiable model.
 
-        Carlini & Wagner (2017): the detector becomes an extra class whose logit exceeds
-        the classifier's best logit exactly when the adversarial score exceeds the threshold.
+        The detector becomes an extra class (Carlini & Wagner, 2017): ``forward``
+        returns the protected classifier's log-probabilities and a "flagged" column
+        ``max(log_proba) + adversarial_score - threshold_``, which is the argmax exactly
+        when the row is flagged. Adaptive attacks optimise against it; a detector
+        built on this base gets it from ``_score_tensor`` alone.
+
+        Returns
+        -------
+        surface : skadv.utils.AttackSurface
+            For the current ``threshold_`` (take a new one after changing it).
+
+        Raises
+        ------
+        NotFittedError
+            When the detector is not fitted.
+        ValueError
+            When the protected model is a scikit-learn classifier (no gradient).
         """
+        from ._surface import AttackSurface
+
+        check_is_fitted(self)
         if self.model_ is None:
             raise ValueError(
-                "Adaptive attacks need gradients through the protected model; a scikit-learn "
-                "classifier has none. Protect a torch module or skorch net instead."
+                f"{type(self).__name__} protects a model that is not differentiable: attacks need gradients "
+                "through it, and a scikit-learn classifier has none. Protect a torch module or skorch net instead."
             )
-        log_proba = self.model_(self._preprocess(x))
-        score = self._torch_adversarial_score(x)
-        flagged = log_proba.max(dim=1).values + (score - self.threshold_)
-        return torch.cat([log_proba, flagged[:, None]], dim=1)
+        model, preprocess, score, threshold = self.model_, self._preprocess, self._torch_adversarial_score, self.threshold_
+
+        def classifier(x):
+            return model(preprocess(x))
+
+        def forward(x):
+            log_proba = classifier(x)
+            flagged = log_proba.max(dim=1).values + (score(x) - threshold)
+            return torch.cat([log_proba, flagged[:, None]], dim=1)
+
+        with torch.no_grad():
+            n_classes = classifier(torch.zeros((1, *self.input_shape_), device=self.device_)).shape[1]
+        return AttackSurface(
+            forward=forward, classifier=classifier, n_classes=n_classes, reject_index=n_classes,
+            device=self.device_, input_shape=self.input_shape_, stochastic=bool(self._stochastic_score),
+            outputs_are_logits=True, classes=getattr(self, "classes_", None),
+        )
 
     # -- public scoring API -------------------------------------------------
     def _adversarial_score_validated(self, X):

@@ -47,13 +47,15 @@ SMOKE_TEST = "--quick: SMOKE TEST ONLY (few epochs, few rows, weak attacks); not
 _SETTINGS = {
     False: {
         "classifier_epochs": 25, "ae_epochs": 30, "distillation_epochs": 30, "vae_epochs": 60, "dnr_cv": 5,
-        "n_digits28": 6000, "n_eval": 300, "pgd_steps": 40, "pgd_step": 0.01, "cw_iter": 100, "cw_search": 5, "cw_const": 1e-2,
+        "n_digits28": 6000, "n_eval": 300, "pgd_steps": 40, "pgd_step": 0.01,
+        "cw_iter": 100, "cw_search": 5, "cw_const": 1e-2,
         "severities": (1, 2, 3, 4, 5),
         "n_adaptive": 200, "auto_iter": 50, "auto_square": 300, "eot": 4, "n_check": 40,
     },
     True: {
         "classifier_epochs": 8, "ae_epochs": 5, "distillation_epochs": 8, "vae_epochs": 15, "dnr_cv": 3,
-        "n_digits28": 1500, "n_eval": 80, "pgd_steps": 10, "pgd_step": 0.05, "cw_iter": 20, "cw_search": 2, "cw_const": 1.0,
+        "n_digits28": 1500, "n_eval": 80, "pgd_steps": 10, "pgd_step": 0.05,
+        "cw_iter": 20, "cw_search": 2, "cw_const": 1.0,
         "severities": (2, 4),
         "n_adaptive": 15, "auto_iter": 5, "auto_square": 20, "eot": 1, "n_check": 8,
     },
@@ -210,7 +212,7 @@ def run_benchmark(workload="digits-cnn", *, quick=False, out_dir="skadv_benchmar
     settings_label = "quick (smoke test only)" if quick else "full"
     rows = []
     for name, det in detectors.items():
-        defense = detector_defense(det, data.net.predict)
+        defense = detector_defense(det)
         scoring = time.perf_counter()
         # Clean scores and FPR on every test row: thresholds are checked on as many rows as there are.
         clean_scores = defense.scores(data.X_test)

@@ -180,7 +180,7 @@ def run_demo(out_dir="skadv_demo", quick=False, random_state=0):
 
     section(f"detectors: fit on {len(X_fit)} clean rows, thresholds on {len(X_val)} held-out clean rows")
     detectors = _fit_detectors(cnn, X_fit, y_fit, X_val, settings, random_state)
-    defenses = {name: detector_defense(det, net.predict) for name, det in detectors.items()}
+    defenses = {name: detector_defense(det) for name, det in detectors.items()}
 
     section(f"non-adaptive attacks on {len(X_eval)} test digits (the classifier alone)")
     shape = {"input_shape": (1, 8, 8)}

@@ -183,7 +183,9 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
         gamma='scale'). Use one-vs-all RBF SVMs: their scores abate away from the data,
         which is what makes rejection work. For training sets beyond about 10 000 rows
         use :class:`NystroemOneVsAll` (layers and combiner): its fit is linear in the
-        number of rows and its scores abate likewise.
+        number of rows and its scores abate likewise, but its reject set differs more
+        from the exact one than its labels do (measured there: 98 % same argmax, 93 %
+        same decisions at a 10 % reject rate, 1000 landmarks, 2500 rows).
     combiner : classifier with decision_function, default=None
         Classifier of the stacked layer scores. None means ``OneVsAllSVC(C=0.1, gamma=1)``.
     threshold : float, default=None
@@ -573,25 +575,50 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
             raise ValueError(f"threshold must be a real number or None, got {self.threshold!r}.")
         return float(self.threshold)
 
-    def _adaptive_logits(self, x):
-        """Class scores plus the threshold as a last column, differentiable (float64).
+    def attack_surface(self):
+        """The public attack protocol: class scores and reject option as one differentiable model.
 
-        The argmax is the last column exactly when the row is rejected, so attacks on
-        these logits are adaptive attacks against classifier and reject option together.
-        Raises if a layer classifier or the combiner has no torch evaluation.
+        ``forward`` returns the combiner's per-class scores (raw SVM scores, float64)
+        and the threshold as a last column, so the argmax is that column exactly when
+        the row is rejected; ``classifier`` is the protected network alone.
+
+        Returns
+        -------
+        surface : skadv.utils.AttackSurface
+            For the current ``threshold`` (take a new one after changing it).
+
+        Raises
+        ------
+        NotFittedError
+            When the estimator is not fitted.
+        ValueError
+            When a layer classifier or the combiner has no torch evaluation.
         """
+        check_is_fitted(self)
+        return self._attack_surface(self._threshold_value())
+
+    def _attack_surface(self, threshold):
+        """The attack surface rejecting rows whose highest class score is below ``threshold``."""
+        from ._surface import AttackSurface
+
         if self.kernel_net_.combiner is None or len(self.kernel_net_.layers) < len(self.layer_estimators_):
             raise ValueError(
                 "Gradients need every layer classifier and the combiner to be RBF SVMs "
                 "(OneVsAllSVC, a binary RBF SVC or OneVsRestClassifier of RBF SVCs)."
             )
-        scores = self._class_scores(x)
-        threshold = scores.new_full((scores.shape[0], 1), self._threshold_value())
-        return torch.cat([scores, threshold], dim=1)
 
-    def _torch_adversarial_score(self, x):
-        """Minus the highest class score (n,), differentiable: higher = more likely rejected."""
-        return -self._class_scores(x).max(dim=1).values
+        def forward(x):
+            scores = self._class_scores(x)
+            return torch.cat([scores, scores.new_full((scores.shape[0], 1), threshold)], dim=1)
+
+        def classifier(x):
+            return self.model_(self._preprocess(x))
+
+        n_classes = len(self.classes_)
+        return AttackSurface(
+            forward=forward, classifier=classifier, n_classes=n_classes, reject_index=n_classes,
+            device=self.device_, input_shape=self.input_shape_, outputs_are_logits=False, classes=self.classes_,
+        )
 
     # -- public API -----------------------------------------------------------
     def _class_scores_validated(self, X):
@@ -879,7 +906,12 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
         check_is_fitted(self)
         return self._rejector().score_samples(X)
 
-    def _adaptive_logits(self, x):
-        """The wrapped DNR's adaptive logits (class scores), with this detector's threshold last."""
-        logits = self._rejector()._adaptive_logits(x)
-        return torch.cat([logits[:, :-1], logits.new_full((logits.shape[0], 1), self.offset_)], dim=1)
+    def attack_surface(self):
+        """The wrapped DNR's attack surface (see :meth:`DeepNeuralRejection.attack_surface`) at ``offset_``.
+
+        Returns
+        -------
+        surface : skadv.utils.AttackSurface
+        """
+        check_is_fitted(self)
+        return self._rejector()._attack_surface(self.offset_)

@@ -56,7 +56,10 @@ _DETECTOR_PARAMS = """\
     threshold : float, default=None
         Explicit threshold on the adversarial score; overrides ``contamination``.
     contamination : float in (0, 0.5], default={contamination}
-        Share of training rows flagged; sets ``threshold_`` and ``offset_``."""
+        Share of training rows flagged; sets ``threshold_`` and ``offset_``. This
+        threshold is in-sample: the detector has fitted those very rows, so it flags
+        more than this share of new clean rows. For evaluation or deployment, fix the
+        threshold with :meth:`infer_threshold` on held-out clean rows."""
 
 _TRAINING_PARAMS = """\
     epochs : int, default={epochs}

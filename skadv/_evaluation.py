@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.base import is_classifier
 
 
 def section(title):
@@ -38,18 +37,14 @@ class Defense:
     estimator: object
 
 
-def detector_defense(det, predict_classifier):
-    from .metrics import adversarial_scores
-
-    def labels(X):
-        if is_classifier(det):  # DNR labels the rows itself: its best class, rejected or not
-            return det.classes_[np.asarray(det.decision_function(X))[:, :-1].argmax(axis=1)]
-        return predict_classifier(X)
+def detector_defense(det):
+    from .metrics import adversarial_scores, deployed_predictions
 
     return Defense(
         scores=lambda X: adversarial_scores(det, X),
         flagged=lambda X: np.asarray(det.predict(X)) == -1,
-        labels=labels,
+        # The deployed system's label of each row, flagged or not (DNR's own, the protected model's otherwise).
+        labels=lambda X: deployed_predictions(det, X).labels,
         estimator=det,
     )
 
@@ -83,13 +78,14 @@ def clean_row(defense, X, y):
 
 def attack_row(defense, clean_scores, X_adv, y):
     """Evasion, TPR and AUROC at the fixed threshold; positives: the successful adversarial examples."""
-    from .metrics import detection_auroc
+    from .metrics import detection_auroc, evasion_rate
 
-    wrong = defense.labels(X_adv) != y
+    labels = defense.labels(X_adv)
+    wrong = labels != y
     flagged = defense.flagged(X_adv)
     successful = defense.scores(X_adv)[wrong]
     return {
-        "evasion": float(np.mean(wrong & ~flagged)),
+        "evasion": evasion_rate(y, labels, rejected=flagged),
         "tpr": float(flagged[wrong].mean()) if wrong.any() else np.nan,
         "auroc": detection_auroc(clean_scores, successful) if wrong.any() else np.nan,
         "n_successful": int(wrong.sum()),

@@ -3,8 +3,13 @@
 :func:`adapt_model` is how every skadv estimator and attack reads the classifier it is
 given (torch module, fitted skorch net, ``FrozenEstimator``, or, where no gradient is
 needed, a fitted scikit-learn classifier with ``predict_proba``).
+
+:class:`AttackSurface` is the public attack protocol: every attackable estimator
+implements ``attack_surface()`` returning one, and :func:`resolve_attack_surface` gives
+the surface of any target, so a third-party detector is attacked like skadv's own.
 """
 
 from ._model import ModelAdapter, ProtectedModel, adapt_model
+from ._surface import AttackSurface, resolve_attack_surface
 
-__all__ = ["ModelAdapter", "ProtectedModel", "adapt_model"]
+__all__ = ["AttackSurface", "ModelAdapter", "ProtectedModel", "adapt_model", "resolve_attack_surface"]

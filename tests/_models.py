@@ -42,7 +42,8 @@ class WavyMLP(nn.Module):
         return self.body(x)
 
 
-def digits_mlp(n_features=64, n_classes=10, hidden=32, seed=0):
+def seeded_mlp(n_features=64, n_classes=10, hidden=32, seed=0):
+    """An untrained Flatten-Linear-ReLU-Linear classifier (layers "1" to "3"), its weights seeded."""
     torch.manual_seed(seed)
     return nn.Sequential(nn.Flatten(), nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
 

@@ -3,7 +3,8 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from _models import digits_mlp
+from _attack_helpers import digits_data
+from _models import seeded_mlp
 
 
 @pytest.fixture(scope="session")
@@ -12,6 +13,12 @@ def digits():
     X, y = load_digits(return_X_y=True)
     X = (X / 16.0).astype(np.float32)
     return X[:1200], y[:1200], X[1200:], y[1200:]
+
+
+@pytest.fixture(scope="session")
+def shuffled_digits():
+    """Shuffled digits: 1000 training and 300 test rows, as ((X, y), (X_test, y_test))."""
+    return digits_data(n_train=1000, n_test=300)
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +31,7 @@ def digits_skorch_clf(digits):
     class SoftmaxMLP(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.net = digits_mlp()
+            self.net = seeded_mlp()
 
         def forward(self, x):
             return torch.softmax(self.net(x), dim=1)

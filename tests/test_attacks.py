@@ -5,34 +5,38 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from _attack_helpers import accuracy, digits_data, digits_linear, digits_mlp
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 
 from skadv import ModelDistillationDetector
 from skadv.attacks import FGSM, PGD, CarliniWagnerL2, PGDLineSearch
 from skadv.attacks._base import BaseAttack
+from skadv.metrics import security_evaluation
+from skadv.utils import AttackSurface
+
+from _attack_helpers import (
+    SurfaceView,
+    accuracy,
+    train_linear,
+    train_mlp,
+)
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return digits_data(n_train=1000, n_test=300)
+def mlp(shuffled_digits):
+    (X, y), _ = shuffled_digits
+    return train_mlp(X, y)
 
 
 @pytest.fixture(scope="module")
-def mlp(digits):
-    (X, y), _ = digits
-    return digits_mlp(X, y)
+def linear(shuffled_digits):
+    (X, y), _ = shuffled_digits
+    return train_linear(X, y)
 
 
 @pytest.fixture(scope="module")
-def linear(digits):
-    (X, y), _ = digits
-    return digits_linear(X, y)
-
-
-@pytest.fixture(scope="module")
-def detector(digits, mlp):
-    (X, _), _ = digits
+def detector(shuffled_digits, mlp):
+    (X, _), _ = shuffled_digits
     return ModelDistillationDetector(mlp, epochs=10, batch_size=64, lr=3e-3, random_state=0).fit(X)
 
 
@@ -47,8 +51,8 @@ def _linf(a, b):
 # --------------------------------------------------------------------------- FGSM
 
 
-def test_fgsm_equals_one_step_formula_on_linear_model(digits, linear):
-    _, (X, y) = digits
+def test_fgsm_equals_one_step_formula_on_linear_model(shuffled_digits, linear):
+    _, (X, y) = shuffled_digits
     W = linear.weight.detach().numpy().astype(np.float64)
     b = linear.bias.detach().numpy().astype(np.float64)
     logits = X.astype(np.float64) @ W.T + b
@@ -76,8 +80,8 @@ def test_fgsm_equals_one_step_formula_on_linear_model(digits, linear):
     np.testing.assert_array_equal(FGSM(linear, eps=0.1, targeted=True).generate(X, target), expected_t)
 
 
-def test_fgsm_without_labels_uses_model_predictions(digits, linear):
-    _, (X, _) = digits
+def test_fgsm_without_labels_uses_model_predictions(shuffled_digits, linear):
+    _, (X, _) = shuffled_digits
     with torch.no_grad():
         pred = linear(torch.as_tensor(X)).argmax(1).numpy()
     np.testing.assert_array_equal(FGSM(linear, eps=0.1).generate(X), FGSM(linear, eps=0.1).generate(X, pred))
@@ -87,8 +91,8 @@ def test_fgsm_without_labels_uses_model_predictions(digits, linear):
 
 
 @pytest.mark.parametrize("norm, eps, step", [(np.inf, 0.1, 0.02), (2, 1.0, 0.25)])
-def test_pgd_stays_in_eps_ball_and_clip_box(digits, mlp, norm, eps, step):
-    _, (X, y) = digits
+def test_pgd_stays_in_eps_ball_and_clip_box(shuffled_digits, mlp, norm, eps, step):
+    _, (X, y) = shuffled_digits
     X_adv = PGD(mlp, norm=norm, eps=eps, step_size=step, max_iter=15, random_state=0).generate(X, y)
     dist = _linf(X_adv, X) if norm == np.inf else _l2(X_adv, X)
     assert dist.max() <= eps * (1 + 1e-5)
@@ -100,16 +104,16 @@ def test_pgd_stays_in_eps_ball_and_clip_box(digits, mlp, norm, eps, step):
     assert adv_acc < clean_acc - 0.5
 
 
-def test_pgd_with_custom_clip_box_and_no_clipping(digits, mlp):
-    _, (X, y) = digits
+def test_pgd_with_custom_clip_box_and_no_clipping(shuffled_digits, mlp):
+    _, (X, y) = shuffled_digits
     X_adv = PGD(mlp, eps=0.3, step_size=0.05, max_iter=5, clip_values=(0.1, 0.8), random_state=0).generate(X, y)
     assert X_adv.min() >= 0.1 - 1e-7 and X_adv.max() <= 0.8 + 1e-7
     X_free = PGD(mlp, eps=0.3, step_size=0.05, max_iter=5, clip_values=None, random_state=0).generate(X, y)
     assert X_free.min() < 0.0 and _linf(X_free, X).max() <= 0.3 + 1e-6
 
 
-def test_pgd_random_state_reproducible_and_float64_kept(digits, mlp):
-    _, (X, y) = digits
+def test_pgd_random_state_reproducible_and_float64_kept(shuffled_digits, mlp):
+    _, (X, y) = shuffled_digits
     a = PGD(mlp, eps=0.1, max_iter=3, random_state=7).generate(X[:20], y[:20])
     b = PGD(mlp, eps=0.1, max_iter=3, random_state=7).generate(X[:20], y[:20])
     c = PGD(mlp, eps=0.1, max_iter=3, random_state=8).generate(X[:20], y[:20])
@@ -120,8 +124,8 @@ def test_pgd_random_state_reproducible_and_float64_kept(digits, mlp):
 
 
 @pytest.mark.parametrize("attack", [PGD, CarliniWagnerL2])
-def test_targeted_attack_reaches_target_class(digits, linear, attack):
-    _, (X, y) = digits
+def test_targeted_attack_reaches_target_class(shuffled_digits, linear, attack):
+    _, (X, y) = shuffled_digits
     X, y = X[:100], y[:100]
     target = (y + 3) % 10
     if attack is PGD:
@@ -134,16 +138,16 @@ def test_targeted_attack_reaches_target_class(digits, linear, attack):
     assert np.mean(pred == target) >= 0.95
 
 
-def test_return_best_keeps_successes_lost_by_last_iterate(digits, mlp):
-    _, (X, y) = digits
+def test_return_best_keeps_successes_lost_by_last_iterate(shuffled_digits, mlp):
+    _, (X, y) = shuffled_digits
     common = dict(eps=0.05, step_size=0.02, max_iter=20, random_state=0)
     best = PGD(mlp, **common).generate(X, y)
     last = PGD(mlp, return_best=False, **common).generate(X, y)
     assert accuracy(mlp, best, y) <= accuracy(mlp, last, y)
 
 
-def test_batching_does_not_change_the_result(digits, mlp):
-    _, (X, y) = digits
+def test_batching_does_not_change_the_result(shuffled_digits, mlp):
+    _, (X, y) = shuffled_digits
     common = dict(norm=2, eps=1.0, step_size=0.2, max_iter=5, random_start=False)
     one = PGD(mlp, batch_size=512, **common).generate(X[:50], y[:50])
     many = PGD(mlp, batch_size=7, **common).generate(X[:50], y[:50])
@@ -168,10 +172,10 @@ def art_classifier(mlp):
 
 
 @pytest.mark.parametrize("norm, eps", [(np.inf, 0.1), (2, 1.0)])
-def test_fgsm_matches_art_fast_gradient_method(digits, mlp, art_classifier, norm, eps):
+def test_fgsm_matches_art_fast_gradient_method(shuffled_digits, mlp, art_classifier, norm, eps):
     from art.attacks.evasion import FastGradientMethod
 
-    _, (X, y) = digits
+    _, (X, y) = shuffled_digits
     ours = FGSM(mlp, eps=eps, norm=norm).generate(X, y)
     theirs = FastGradientMethod(art_classifier, norm=norm, eps=eps).generate(X, y=np.eye(10)[y])
     if norm == np.inf:
@@ -188,10 +192,10 @@ def test_fgsm_matches_art_fast_gradient_method(digits, mlp, art_classifier, norm
 
 @pytest.mark.parametrize("norm, eps, step", [(np.inf, 0.1, 0.01), (2, 0.5, 0.05)])
 @pytest.mark.parametrize("random_start", [False, True])
-def test_pgd_accuracy_under_attack_matches_art(digits, mlp, art_classifier, norm, eps, step, random_start):
+def test_pgd_accuracy_under_attack_matches_art(shuffled_digits, mlp, art_classifier, norm, eps, step, random_start):
     from art.attacks.evasion import ProjectedGradientDescent
 
-    (X_train, y_train), (X, y) = digits
+    (X_train, y_train), (X, y) = shuffled_digits
     if random_start:
         # Random starts differ between libraries: compare on more inputs.
         X, y = np.r_[X, X_train[:300]], np.r_[y, y_train[:300]]
@@ -211,8 +215,8 @@ def test_pgd_accuracy_under_attack_matches_art(digits, mlp, art_classifier, norm
 # --------------------------------------------------------------------------- C&W and line search
 
 
-def test_carlini_wagner_finds_smaller_l2_perturbations_than_pgd(digits, mlp):
-    _, (X, y) = digits
+def test_carlini_wagner_finds_smaller_l2_perturbations_than_pgd(shuffled_digits, mlp):
+    _, (X, y) = shuffled_digits
     X, y = X[:100], y[:100]
     pgd = PGD(mlp, norm=2, eps=2.0, step_size=0.2, max_iter=30, random_state=0).generate(X, y)
     cw = CarliniWagnerL2(mlp, initial_const=1.0, binary_search_steps=5, max_iter=60, learning_rate=0.05).generate(X, y)
@@ -229,8 +233,8 @@ def test_carlini_wagner_finds_smaller_l2_perturbations_than_pgd(digits, mlp):
     np.testing.assert_array_equal(cw[~fooled_cw], X[~fooled_cw])
 
 
-def test_carlini_wagner_eps_budget_reverts_larger_perturbations(digits, mlp):
-    _, (X, y) = digits
+def test_carlini_wagner_eps_budget_reverts_larger_perturbations(shuffled_digits, mlp):
+    _, (X, y) = shuffled_digits
     params = dict(initial_const=1.0, binary_search_steps=3, max_iter=40, learning_rate=0.05)
     free = CarliniWagnerL2(mlp, **params).generate(X[:50], y[:50])
     budget = np.median(_l2(free, X[:50]))
@@ -239,8 +243,8 @@ def test_carlini_wagner_eps_budget_reverts_larger_perturbations(digits, mlp):
     assert np.mean(_l2(bounded, X[:50]) == 0) >= 0.4
 
 
-def test_pgd_line_search_decreases_objective_monotonically(digits, mlp):
-    _, (X, y) = digits
+def test_pgd_line_search_decreases_objective_monotonically(shuffled_digits, mlp):
+    _, (X, y) = shuffled_digits
     attack = PGDLineSearch(mlp, eps=1.5, step_size=0.05, max_iter=30, trace=True)
     X_adv = attack.generate(X[:100], y[:100])
     assert _l2(X_adv, X[:100]).max() <= 1.5 + 1e-5
@@ -273,10 +277,10 @@ def test_margin_objective_switches_to_reject_score_while_rejected():
 # --------------------------------------------------------------------------- targets
 
 
-def test_skorch_net_target_matches_its_module(digits):
+def test_skorch_net_target_matches_its_module(shuffled_digits):
     from skorch import NeuralNetClassifier
 
-    (X_train, y_train), (X, y) = digits
+    (X_train, y_train), (X, y) = shuffled_digits
     torch.manual_seed(0)
     body = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
     # skorch's default NLLLoss expects probabilities from the module.
@@ -292,8 +296,8 @@ def test_skorch_net_target_matches_its_module(digits):
     np.testing.assert_array_equal(FGSM(FrozenEstimator(net), eps=0.1).generate(X, y), ours)
 
 
-def test_user_model_is_not_modified(digits, mlp):
-    _, (X, y) = digits
+def test_user_model_is_not_modified(shuffled_digits, mlp):
+    _, (X, y) = shuffled_digits
     model = torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 10))
     model.train()
     before = [p.detach().clone() for p in model.parameters()]
@@ -303,8 +307,8 @@ def test_user_model_is_not_modified(digits, mlp):
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
-def test_input_shape_reshapes_rows_for_conv_models(digits):
-    _, (X, y) = digits
+def test_input_shape_reshapes_rows_for_conv_models(shuffled_digits):
+    _, (X, _y) = shuffled_digits
     torch.manual_seed(0)
     cnn = torch.nn.Sequential(
         torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 10)
@@ -317,8 +321,8 @@ def test_input_shape_reshapes_rows_for_conv_models(digits):
     np.testing.assert_allclose(X_adv_img.reshape(20, 64), X_adv, atol=1e-6)
 
 
-def test_trace_records_every_iteration(digits, mlp):
-    _, (X, y) = digits
+def test_trace_records_every_iteration(shuffled_digits, mlp):
+    _, (X, y) = shuffled_digits
     attack = PGD(mlp, eps=0.1, step_size=0.01, max_iter=10, batch_size=32, random_state=0, trace=True)
     attack.generate(X[:50], y[:50])
     trace = attack.trace_
@@ -332,8 +336,8 @@ def test_trace_records_every_iteration(digits, mlp):
     assert not hasattr(PGD(mlp), "trace_")
 
 
-def test_trace_records_raw_scores(digits, linear, detector):
-    _, (X, y) = digits
+def test_trace_records_raw_scores(shuffled_digits, linear, detector):
+    _, (X, y) = shuffled_digits
     X, y = X[:40], y[:40]
     attack = FGSM(linear, eps=0.1, trace=True)
     X_adv = attack.generate(X, y)
@@ -380,14 +384,14 @@ def test_trace_records_raw_scores(digits, linear, detector):
         (lambda m: PGD(m, input_shape=(1, 7, 7)), "input_shape"),
     ],
 )
-def test_invalid_parameters_raise_value_error(digits, mlp, make, match):
-    _, (X, _) = digits
+def test_invalid_parameters_raise_value_error(shuffled_digits, mlp, make, match):
+    _, (X, _) = shuffled_digits
     with pytest.raises(ValueError, match=match):
         make(mlp).generate(X[:5])
 
 
-def test_invalid_targets_and_labels_raise_clear_errors(digits, mlp):
-    (X_train, y_train), (X, y) = digits
+def test_invalid_targets_and_labels_raise_clear_errors(shuffled_digits, mlp):
+    (X_train, y_train), (X, y) = shuffled_digits
     logreg = LogisticRegression(max_iter=200).fit(X_train, y_train)
     with pytest.raises(ValueError, match="no gradient"):
         FGSM(logreg).generate(X[:5])
@@ -420,8 +424,8 @@ def _evasion(detector, model, X_adv, y):
     return float(np.mean(wrong & ~flagged)), float(np.mean(flagged))
 
 
-def test_adaptive_pgd_evades_model_distillation_detector(digits, mlp, detector):
-    _, (X, y) = digits
+def test_adaptive_pgd_evades_model_distillation_detector(shuffled_digits, mlp, detector):
+    _, (X, y) = shuffled_digits
     params = dict(eps=0.1, step_size=0.01, max_iter=40, random_state=0)
     plain = PGD(detector, adaptive=False, **params).generate(X, y)
     adaptive = PGD(detector, **params).generate(X, y)
@@ -439,8 +443,8 @@ def test_adaptive_pgd_evades_model_distillation_detector(digits, mlp, detector):
     assert flagged_adaptive < flagged_plain
 
 
-def test_adaptive_line_search_and_carlini_wagner_evade_detector(digits, mlp, detector):
-    _, (X, y) = digits
+def test_adaptive_line_search_and_carlini_wagner_evade_detector(shuffled_digits, mlp, detector):
+    _, (X, y) = shuffled_digits
     X, y = X[:150], y[:150]
     for attack_cls, params in [
         (PGDLineSearch, dict(eps=1.0, max_iter=20)),
@@ -452,32 +456,113 @@ def test_adaptive_line_search_and_carlini_wagner_evade_detector(digits, mlp, det
         assert flagged < 0.15, attack_cls.__name__
 
 
-def test_adaptive_trace_reports_reject_confidence(digits, detector):
-    _, (X, y) = digits
+def test_adaptive_trace_reports_reject_confidence(shuffled_digits, detector):
+    _, (X, y) = shuffled_digits
     attack = PGD(detector, eps=0.1, max_iter=5, random_state=0, trace=True)
     attack.generate(X[:20], y[:20])
     rc = attack.trace_.reject_confidence
     assert rc.shape == (6, 20) and np.all((rc >= 0) & (rc <= 1))
 
 
-def test_stochastic_detector_gradients_are_averaged_over_eot_samples(digits, detector):
-    import copy
-
-    _, (X, y) = digits
-    det = copy.deepcopy(detector)
-    det._stochastic_score = True  # pretend the score is randomized
+def test_stochastic_detector_gradients_are_averaged_over_eot_samples(shuffled_digits, detector):
+    _, (X, y) = shuffled_digits
     calls = []
-    original = det._adaptive_logits
 
-    def counting(x):
-        calls.append(x.shape[0])
-        return original(x)
+    def counting(forward):
+        def wrapped(x):
+            calls.append(x.shape[0])
+            return forward(x)
 
-    det._adaptive_logits = counting
+        return wrapped
+
+    # The surface says the score is randomized: every evaluation is averaged over draws.
+    det = SurfaceView(detector, counting, stochastic=True)
     FGSM(det, eps=0.1, eot_samples=5).generate(X[:10], y[:10])
-    # One probe of the output width, then 5 draws each for the gradient, the loss at
-    # the adversarial point and the final success judgement.
-    assert calls == [1] + [10] * 15
+    # 5 draws each for the gradient, the loss at the adversarial point and the final
+    # success judgement (the surface knows its width: no probe of the output).
+    assert calls == [10] * 15
     calls.clear()
     FGSM(det, eps=0.1, eot_samples=5, adaptive=False).generate(X[:10], y[:10])
     assert calls == []  # the classifier alone is deterministic
+
+
+class _SqueezeDetector:
+    """A third-party detector (no skadv base class), feature-squeezing style.
+
+    It flags rows whose class probabilities change much when the image is blurred
+    (3x3 mean filter), and takes part in skadv's attacks by implementing the attack
+    protocol alone.
+    """
+
+    def __init__(self, model, X_clean, flag_share=0.05):
+        self.model = model
+        with torch.no_grad():
+            scores = self._score(torch.as_tensor(X_clean)).numpy()
+        self.threshold = float(np.quantile(scores, 1 - flag_share))
+
+    def _score(self, x):
+        blurred = torch.nn.functional.avg_pool2d(x.reshape(-1, 1, 8, 8), 3, stride=1, padding=1).reshape(x.shape)
+        return (torch.softmax(self.model(x), dim=1) - torch.softmax(self.model(blurred), dim=1)).abs().sum(dim=1)
+
+    def predict(self, X):
+        with torch.no_grad():
+            return np.where(self._score(torch.as_tensor(X)).numpy() > self.threshold, -1, 1)
+
+    def attack_surface(self):
+        def forward(x):
+            logits = self.model(x)
+            flagged = logits.max(dim=1).values + self._score(x) - self.threshold
+            return torch.cat([logits, flagged[:, None]], dim=1)
+
+        return AttackSurface(
+            forward=forward, classifier=self.model, n_classes=10, reject_index=10, device=torch.device("cpu")
+        )
+
+
+def test_third_party_detector_is_attacked_adaptively_through_its_attack_surface(shuffled_digits, mlp):
+    (X_train, _), (X, y) = shuffled_digits
+    det = _SqueezeDetector(mlp, X_train)
+    params = {"eps": 0.2, "step_size": 0.02, "max_iter": 20, "random_state": 0}
+    result = PGD(det, **params).run(X, y)
+    with torch.no_grad():
+        wrong = mlp(torch.as_tensor(result.X_adv)).argmax(1).numpy() != y
+    flagged = det.predict(result.X_adv) == -1
+    # Success is judged on the deployed decision: misclassified and not flagged.
+    np.testing.assert_array_equal(result.success, wrong & ~flagged)
+    # The non-adaptive attack ignores the detector, and gets flagged far more often.
+    plain = PGD(det, adaptive=False, **params).generate(X, y)
+    with torch.no_grad():
+        plain_wrong = mlp(torch.as_tensor(plain)).argmax(1).numpy() != y
+    plain_flagged = det.predict(plain) == -1
+    assert flagged.mean() < plain_flagged.mean() - 0.1
+    assert np.mean(wrong & ~flagged) > np.mean(plain_wrong & ~plain_flagged) + 0.1
+    # Metrics use the same protocol.
+    res = security_evaluation(det, PGD, X, y, [0.0, 0.2], failure_checks=False, step_size=0.02, max_iter=20,
+                              random_state=0)
+    assert res.adaptive is True and res.evasion_rate[1] == pytest.approx(np.mean(wrong & ~flagged))
+
+
+def test_attack_surface_contract(shuffled_digits, detector):
+    _, (X, _) = shuffled_digits
+    surface = detector.attack_surface()
+    assert isinstance(surface, AttackSurface)
+    described = (surface.n_classes, surface.reject_index, surface.stochastic, surface.outputs_are_logits)
+    assert described == (10, 10, False, True)
+    scores = surface.scores(X)
+    # argmax == K exactly where the detector flags.
+    np.testing.assert_array_equal(scores.argmax(1) == 10, detector.predict(X) == -1)
+    with torch.no_grad():
+        np.testing.assert_allclose(scores[:, :10], detector.model_(torch.as_tensor(X)).numpy(), rtol=1e-6)
+    plain = surface.classifier_only()
+    assert plain.reject_index is None and plain.scores(X).shape == (len(X), 10)
+    with pytest.raises(NotFittedError):
+        ModelDistillationDetector(torch.nn.Linear(64, 10)).attack_surface()
+    with pytest.raises(ValueError, match="reject_index must be n_classes"):
+        AttackSurface(forward=None, classifier=None, n_classes=3, reject_index=2, device="cpu")
+    with pytest.raises(ValueError, match=r"must return a skadv\.utils\.AttackSurface"):
+        PGD(_NoSurface()).generate(X[:2])
+
+
+class _NoSurface:
+    def attack_surface(self):
+        return "not a surface"

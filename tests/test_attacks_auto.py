@@ -5,14 +5,12 @@ a shared attack instance, the ensemble's per-row guarantee, and each failure che
 on a deliberately masked model while staying silent on the plain one.
 """
 
-import copy
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import torch
-from _attack_helpers import digits_data, train_module
 from sklearn.base import clone
 
 from skadv import ModelDistillationDetector
@@ -26,6 +24,8 @@ from skadv.attacks import (
     check_attack_failure,
 )
 from skadv.attacks._apgd import _checkpoints
+
+from _attack_helpers import SurfaceView, train_module
 
 SHAPE = (1, 8, 8)
 
@@ -42,22 +42,17 @@ class _ZeroGradQuantize(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return digits_data(n_train=1000, n_test=300)
-
-
-@pytest.fixture(scope="module")
-def mlp(digits):
-    (X, y), _ = digits
+def mlp(shuffled_digits):
+    (X, y), _ = shuffled_digits
     torch.manual_seed(0)
     body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
     return train_module(body, X, y)
 
 
 @pytest.fixture(scope="module")
-def masked(digits):
+def masked(shuffled_digits):
     """The same architecture trained behind a zero-gradient input quantisation."""
-    (X, y), _ = digits
+    (X, y), _ = shuffled_digits
     torch.manual_seed(0)
     body = torch.nn.Sequential(
         _ZeroGradQuantize(), torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)
@@ -66,8 +61,8 @@ def masked(digits):
 
 
 @pytest.fixture(scope="module")
-def detector(digits, mlp):
-    (X, _), _ = digits
+def detector(shuffled_digits, mlp):
+    (X, _), _ = shuffled_digits
     return ModelDistillationDetector(mlp, epochs=10, batch_size=64, lr=3e-3, random_state=0, input_shape=SHAPE).fit(X)
 
 
@@ -100,8 +95,8 @@ def _accuracy(model, X, y):
     ],
     ids=["PGD", "APGD", "Square"],
 )
-def test_shared_attack_instance_equals_per_thread_clones(digits, mlp, make):
-    _, (X, y) = digits
+def test_shared_attack_instance_equals_per_thread_clones(shuffled_digits, mlp, make):
+    _, (X, y) = shuffled_digits
     shared = make(mlp)
     before = dict(vars(shared))
     sizes = [1, 3, 7, 16, 5, 2, 11, 8]
@@ -119,8 +114,8 @@ def test_shared_attack_instance_equals_per_thread_clones(digits, mlp, make):
     assert vars(shared).keys() == before.keys()  # run() stores nothing on the attack
 
 
-def test_random_draws_do_not_depend_on_batch_composition(digits, mlp):
-    _, (X, y) = digits
+def test_random_draws_do_not_depend_on_batch_composition(shuffled_digits, mlp):
+    _, (X, y) = shuffled_digits
     attack = APGD(mlp, eps=0.1, max_iter=1, momentum=1.0, random_state=3, input_shape=SHAPE)
     whole = attack.run(X[:40], y[:40]).X_adv
     part = clone(attack).set_params(batch_size=7).run(X[20:40], y[20:40]).X_adv
@@ -129,8 +124,8 @@ def test_random_draws_do_not_depend_on_batch_composition(digits, mlp):
     assert not np.allclose(other_seed, whole)
 
 
-def test_n_iter_counts_iterations_summed_over_restarts(digits, mlp):
-    _, (X, y) = digits
+def test_n_iter_counts_iterations_summed_over_restarts(shuffled_digits, mlp):
+    _, (X, y) = shuffled_digits
     assert PGD(mlp, eps=0.1, max_iter=7, random_state=0).run(X[:5], y[:5]).n_iter == 7
     one = APGD(mlp, eps=0.01, max_iter=10, random_state=0, input_shape=SHAPE).run(X[:20], y[:20])
     two = APGD(mlp, eps=0.01, max_iter=10, n_restarts=2, random_state=0, input_shape=SHAPE).run(X[:20], y[:20])
@@ -176,10 +171,10 @@ def test_apgd_dlr_and_margin_losses_match_hand_computation():
 
 
 @pytest.mark.parametrize("eps", [0.03, 0.06, 0.1])
-def test_apgd_robust_accuracy_matches_art(digits, mlp, art_classifier, eps):
+def test_apgd_robust_accuracy_matches_art(shuffled_digits, mlp, art_classifier, eps):
     from art.attacks.evasion import AutoProjectedGradientDescent
 
-    _, (X, y) = digits
+    _, (X, y) = shuffled_digits
     np.random.seed(0)  # ART draws its random start from numpy's global RNG
     theirs = AutoProjectedGradientDescent(
         art_classifier, norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=50, nb_random_init=1,
@@ -192,8 +187,8 @@ def test_apgd_robust_accuracy_matches_art(digits, mlp, art_classifier, eps):
     assert abs(acc_ours - acc_theirs) <= 0.01
 
 
-def test_apgd_l2_stays_in_ball_and_beats_pgd(digits, mlp):
-    _, (X, y) = digits
+def test_apgd_l2_stays_in_ball_and_beats_pgd(shuffled_digits, mlp):
+    _, (X, y) = shuffled_digits
     ours = APGD(mlp, eps=0.6, norm=2, max_iter=50, random_state=0, input_shape=SHAPE).generate(X, y)
     assert np.linalg.norm(ours - X, axis=1).max() <= 0.6 + 1e-5
     pgd = PGD(mlp, eps=0.6, norm=2, step_size=0.06, max_iter=50, random_state=0).generate(X, y)
@@ -217,10 +212,10 @@ class _ReferencePlacement(Square):
         return starts_h, starts_w
 
 
-def test_square_matches_art_at_equal_queries(digits, mlp, art_classifier):
+def test_square_matches_art_at_equal_queries(shuffled_digits, mlp, art_classifier):
     from art.attacks.evasion import SquareAttack
 
-    _, (X, y) = digits
+    _, (X, y) = shuffled_digits
     np.random.seed(0)
     theirs = SquareAttack(
         art_classifier, norm=np.inf, eps=0.1, max_iter=300, p_init=0.8, batch_size=300, verbose=False
@@ -233,8 +228,8 @@ def test_square_matches_art_at_equal_queries(digits, mlp, art_classifier):
     assert _accuracy(mlp, ours, y) <= acc_theirs + 0.03  # windows everywhere: at least as strong
 
 
-def test_square_l2_stays_in_ball_and_breaks_inputs(digits, mlp):
-    _, (X, y) = digits
+def test_square_l2_stays_in_ball_and_breaks_inputs(shuffled_digits, mlp):
+    _, (X, y) = shuffled_digits
     X, y = X[:100], y[:100]
     result = Square(mlp, eps=1.0, norm=2, max_iter=200, random_state=0, input_shape=SHAPE).run(X, y)
     assert np.linalg.norm(result.X_adv - X, axis=1).max() <= 1.0 + 1e-5
@@ -243,8 +238,8 @@ def test_square_l2_stays_in_ball_and_breaks_inputs(digits, mlp):
     np.testing.assert_array_equal(result.success, _predict(mlp, result.X_adv) != y)
 
 
-def test_square_needs_images(digits, mlp):
-    _, (X, y) = digits
+def test_square_needs_images(shuffled_digits, mlp):
+    _, (X, y) = shuffled_digits
     with pytest.raises(ValueError, match="Square attacks images"):
         Square(mlp, eps=0.1, max_iter=2).generate(X[:3], y[:3])
 
@@ -261,8 +256,8 @@ def _deployed_success(detector, mlp, X_adv, y):
     return (_predict(mlp, X_adv) != y) & (detector.predict(X_adv) == 1)
 
 
-def test_autoattack_is_never_weaker_per_row_than_any_member(digits, mlp, detector):
-    _, (X, y) = digits
+def test_autoattack_is_never_weaker_per_row_than_any_member(shuffled_digits, mlp, detector):
+    _, (X, y) = shuffled_digits
     X, y = X[:150], y[:150]
     common = {"eps": 0.08, "random_state": 0, "input_shape": SHAPE}
     members = (
@@ -288,8 +283,8 @@ def test_autoattack_is_never_weaker_per_row_than_any_member(digits, mlp, detecto
     assert sum(m.n_broken for m in result.members.values()) == ensemble.sum()
 
 
-def test_autoattack_keeps_successful_starting_points(digits, mlp):
-    _, (X, y) = digits
+def test_autoattack_keeps_successful_starting_points(shuffled_digits, mlp):
+    _, (X, y) = shuffled_digits
     X, y = X[:60], y[:60]
     start = APGD(mlp, eps=0.1, max_iter=20, random_state=0, input_shape=SHAPE).generate(X, y)
     broken = _predict(mlp, start) != y
@@ -303,8 +298,8 @@ def test_autoattack_keeps_successful_starting_points(digits, mlp):
         AutoAttack(mlp, eps=0.1, input_shape=SHAPE).run(X, y, x_init=start[:5])
 
 
-def test_autoattack_default_members_against_a_detector(digits, mlp, detector):
-    _, (X, y) = digits
+def test_autoattack_default_members_against_a_detector(shuffled_digits, mlp, detector):
+    _, (X, y) = shuffled_digits
     X, y = X[:60], y[:60]
     result = AutoAttack(detector, eps=0.1, max_iter=10, square_max_iter=50, random_state=0).run(X, y)
     assert list(result.members)[:4] == ["apgd-ce", "apgd-margin", "two-phase", "orthogonal"]
@@ -313,15 +308,15 @@ def test_autoattack_default_members_against_a_detector(digits, mlp, detector):
         AutoAttack(detector, attacks=("apgd-xyz",)).run(X, y)
 
 
-def test_orthogonal_pgd_needs_a_detector(digits, mlp):
-    _, (X, y) = digits
+def test_orthogonal_pgd_needs_a_detector(shuffled_digits, mlp):
+    _, (X, y) = shuffled_digits
     with pytest.raises(ValueError, match="adaptive=True"):
         OrthogonalPGD(mlp, eps=0.1, max_iter=2).generate(X[:3], y[:3])
 
 
 @pytest.mark.parametrize("mode", ["orthogonal", "selective"])
-def test_orthogonal_and_selective_pgd_evade_the_detector(digits, mlp, detector, mode):
-    _, (X, y) = digits
+def test_orthogonal_and_selective_pgd_evade_the_detector(shuffled_digits, mlp, detector, mode):
+    _, (X, y) = shuffled_digits
     X, y = X[:150], y[:150]
     params = {"eps": 0.1, "step_size": 0.01, "max_iter": 40, "random_state": 0}
     plain = PGD(detector, adaptive=False, **params).generate(X, y)
@@ -340,8 +335,8 @@ def _quiet_check(*args, **kwargs):
     return report, [str(w.message) for w in caught if w.category is AttackFailureWarning]
 
 
-def test_failure_checks_stay_silent_on_the_plain_model(digits, mlp):
-    _, (X, y) = digits
+def test_failure_checks_stay_silent_on_the_plain_model(shuffled_digits, mlp):
+    _, (X, y) = shuffled_digits
     attack = APGD(mlp, eps=0.1, max_iter=50, random_state=0, input_shape=SHAPE)
     report, messages = _quiet_check(attack, X, y, eps_values=[0.03, 0.06, 0.1], max_samples=100)
     assert sorted(report.checks) == ["black_box", "monotone", "stalled", "unbounded"]
@@ -349,8 +344,8 @@ def test_failure_checks_stay_silent_on_the_plain_model(digits, mlp):
     assert report.checks["unbounded"].value == 1.0
 
 
-def test_failure_checks_fire_on_the_masked_model(digits, masked):
-    _, (X, y) = digits
+def test_failure_checks_fire_on_the_masked_model(shuffled_digits, masked):
+    _, (X, y) = shuffled_digits
     assert _accuracy(masked, X, y) > 0.85
     attack = APGD(masked, eps=0.1, max_iter=50, random_start=False, random_state=0, input_shape=SHAPE)
     report, messages = _quiet_check(attack, X, y, max_samples=100)
@@ -360,13 +355,11 @@ def test_failure_checks_fire_on_the_masked_model(digits, masked):
         assert any(f"check {name!r}" in m and "Try" in m for m in messages), name
 
 
-def test_failure_checks_fire_on_a_masked_detector(digits, mlp, detector):
-    _, (X, y) = digits
-    masked = copy.deepcopy(detector)
-    original = masked._adaptive_logits
+def test_failure_checks_fire_on_a_masked_detector(shuffled_digits, mlp, detector):
+    _, (X, y) = shuffled_digits
     # Same outputs (x * 0 + x.detach() == x exactly), zero input gradient: the deployed
     # detector is unchanged, only the attack's gradients through it are masked.
-    masked._adaptive_logits = lambda x: original(x * 0 + x.detach())
+    masked = SurfaceView(detector, lambda forward: lambda x: forward(x * 0 + x.detach()))
     attack = APGD(masked, eps=0.1, max_iter=20, random_state=0)
     report, messages = _quiet_check(
         attack, X, y, eps_values=[0.05, 0.1, 0.2, 0.3], black_box=None, unbounded=False, max_samples=100

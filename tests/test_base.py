@@ -9,7 +9,6 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from _models import LazyMLP, digits_mlp
 from sklearn.base import BaseEstimator
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -23,9 +22,11 @@ from skadv import (
 from skadv._base import OffsetOutlierMixin, TrainedDetector
 from skadv._persist import module_from_state, module_to_state
 
+from _models import LazyMLP, seeded_mlp
+
 
 def _fitted(X, **kwargs):
-    return ModelDistillationDetector(digits_mlp(X.shape[1], 3, 8), epochs=2, random_state=0, **kwargs).fit(X)
+    return ModelDistillationDetector(seeded_mlp(X.shape[1], 3, 8), epochs=2, random_state=0, **kwargs).fit(X)
 
 
 def test_module_state_is_plain_and_rebuilds_identically():
@@ -254,7 +255,7 @@ def test_a_detector_implementing_only_the_hooks_passes_the_common_checks(estimat
 
 def test_the_trained_template_trains_its_module_and_keeps_the_history():
     X = np.random.RandomState(0).rand(64, 6).astype(np.float32)
-    clf = digits_mlp(6, 3, 8)
+    clf = seeded_mlp(6, 3, 8)
     det = _LinearStudent(clf, epochs=30, random_state=0).fit(X)
     assert len(det.history_) == 30 and det.history_[-1]["train_loss"] < det.history_[0]["train_loss"]
     assert not det.student_.training
@@ -269,7 +270,7 @@ def test_a_detector_missing_a_hook_cannot_be_instantiated():
         def _fit_detector(self, X, seed):
             pass
 
-    with pytest.raises(TypeError, match="abstract method.*_score_tensor"):
+    with pytest.raises(TypeError, match=r"abstract method.*_score_tensor"):
         NoScore()
 
 

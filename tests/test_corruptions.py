@@ -51,7 +51,7 @@ def test_corruption_errors():
         corrupt(np.zeros((1, 64)), "fog")
     with pytest.raises(ValueError, match="not square"):
         corrupt(np.zeros((1, 10)), "brightness")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'kind' parameter of ImageCorruption must be a str among"):
         ImageCorruption("fog").fit(np.zeros((2, 64)))
 
 

@@ -9,39 +9,38 @@ import pickle
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 
-from _models import digits_mlp
+import skadv
+
+from _instances import BY_ID, IDS, fit_instance, needs_y
+from _models import seeded_mlp
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
-def _estimators():
-    import skadv
-
-    X_shape = dict(random_state=0, device="cuda")
-    out = {
-        "ModelDistillationDetector": lambda: skadv.ModelDistillationDetector(digits_mlp(), epochs=3, **X_shape),
-        "VAEDetector": lambda: skadv.VAEDetector(digits_mlp(), epochs=3, **X_shape),
-    }
-    if hasattr(skadv, "AdversarialAEDetector"):
-        out["AdversarialAEDetector"] = lambda: skadv.AdversarialAEDetector(digits_mlp(), epochs=3, **X_shape)
-    if hasattr(skadv, "DeepNeuralRejection"):
-        out["DeepNeuralRejection"] = lambda: skadv.DeepNeuralRejection(digits_mlp(), layers=["1", "2"], **X_shape)
-    return out
+# Every instance that runs on a device (the kernel machines run where DNR puts them).
+ON_DEVICE = [name for name in IDS if any(key.split("__")[-1] == "device" for key in BY_ID[name].get_params())]
 
 
-@pytest.mark.parametrize("name", sorted(_estimators()))
+def _on_cuda(name):
+    est = clone(BY_ID[name])
+    key = "estimator__device" if "estimator" in est.get_params(deep=False) else "device"
+    return est.set_params(**{key: "cuda"})
+
+
+@pytest.mark.parametrize("name", ON_DEVICE)
 def test_cuda_fit_then_cpu_only_load(name, digits, tmp_path):
     X_train, y_train, X_test, _ = digits
-    est = _estimators()[name]()
-    est.fit(X_train[:400], y_train[:400])
-    method = "decision_function" if name == "DeepNeuralRejection" else "score_samples"
+    est = fit_instance(_on_cuda(name), X_train[:400], y_train[:400])
+    method = "decision_function" if needs_y(est) else "score_samples"
     expected = getattr(est, method)(X_test)
-    assert est.device_.startswith("cuda")
+    assert getattr(est, "estimator_", est).device_.startswith("cuda")  # a detector view: the fitted DNR's
     # DNR's last column is the threshold: -inf by default (reject nothing)
     assert np.isfinite(expected[:, :-1] if expected.ndim == 2 else expected).all()
     path = tmp_path / "est.pkl"
@@ -53,10 +52,13 @@ def test_cuda_fit_then_cpu_only_load(name, digits, tmp_path):
         with warnings.catch_warnings(record=True):
             warnings.simplefilter("always")
             est = pickle.loads(open({str(path)!r}, "rb").read())
-        assert est.device_ == "cpu", est.device_
+        device = getattr(est, "estimator_", est).device_
+        assert device == "cpu", device
         np.save({str(tmp_path / "out.npy")!r}, est.{method}(np.load({str(tmp_path / "X.npy")!r})))
     """)
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    # The child imports this skadv and the tests' model classes (pickled by reference).
+    paths = [str(Path(skadv.__file__).resolve().parent.parent), os.path.dirname(__file__)]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONPATH=os.pathsep.join(paths))
     subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=os.path.dirname(__file__))
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-4, atol=1e-5)
 
@@ -66,7 +68,7 @@ def test_adaptive_pgd_on_cuda(digits):
     from skadv.attacks import PGD
 
     X_train, _, X_test, y_test = digits
-    det = skadv.ModelDistillationDetector(digits_mlp(), epochs=3, random_state=0, device="cuda").fit(X_train)
+    det = skadv.ModelDistillationDetector(seeded_mlp(), epochs=3, random_state=0, device="cuda").fit(X_train)
     X_adv = PGD(det, eps=0.1, step_size=0.01, max_iter=10, random_state=0).generate(X_test[:64], y_test[:64])
     assert np.abs(X_adv - X_test[:64]).max() <= 0.1 + 1e-6
 
@@ -85,8 +87,8 @@ def test_dnr_kernels_run_on_cuda_and_match_cpu(digits):
         squared_distances(X_train[:300], device="cuda"), squared_distances(X_train[:300]), rtol=0, atol=1e-9
     )
     layers = [("1", skadv.OneVsAllSVC(C=10, gamma=0.1)), ("2", skadv.NystroemOneVsAll(C=1, gamma=0.1, random_state=0))]
-    on_cpu = skadv.DeepNeuralRejection(digits_mlp(), layers=layers, random_state=0).fit(X_train[:400], y_train[:400])
-    on_gpu = skadv.DeepNeuralRejection(digits_mlp(), layers=layers, random_state=0, device="cuda")
+    on_cpu = skadv.DeepNeuralRejection(seeded_mlp(), layers=layers, random_state=0).fit(X_train[:400], y_train[:400])
+    on_gpu = skadv.DeepNeuralRejection(seeded_mlp(), layers=layers, random_state=0, device="cuda")
     on_gpu.fit(X_train[:400], y_train[:400])
     assert on_gpu.kernel_net_.layers["0"].support_vectors.is_cuda
     fitted_apart = on_gpu.decision_function(X_test)[:, :-1], on_cpu.decision_function(X_test)[:, :-1]

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-from _models import digits_mlp
 from skadv import ModelDistillationDetector
 from skadv.attacks import FGSM
 from skadv.metrics import make_attack_scorer
+
+from _models import seeded_mlp
 
 distributed = pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
@@ -34,7 +35,7 @@ def _search(teacher):
 
 def test_grid_search_on_dask_cluster_matches_local(client, digits):
     X, y = digits[0][:400], digits[1][:400]
-    teacher = digits_mlp()
+    teacher = seeded_mlp()
     local = _search(teacher).fit(X, y)
     with distributed.get_task_stream(client) as task_stream, joblib.parallel_config(backend="dask"):
         remote = _search(teacher).fit(X, y)
@@ -48,7 +49,7 @@ def test_grid_search_on_dask_cluster_matches_local(client, digits):
 
 def test_scoring_a_dask_array_with_map_blocks(client, digits):
     X_train, _, X_test, _ = digits
-    det = ModelDistillationDetector(digits_mlp(), epochs=2, random_state=0).fit(X_train)
+    det = ModelDistillationDetector(seeded_mlp(), epochs=2, random_state=0).fit(X_train)
     X_dask = da.from_array(X_test, chunks=(100, X_test.shape[1]))
     scores = X_dask.map_blocks(det.score_samples, drop_axis=1, dtype=float).compute()
     np.testing.assert_allclose(scores, det.score_samples(X_test), rtol=1e-6, atol=1e-9)
@@ -60,7 +61,7 @@ def test_dnr_layers_and_folds_fit_on_dask_cluster(client, digits):
     X, y = digits[0][:300], digits[1][:300]
 
     def dnr(n_jobs):
-        return DeepNeuralRejection(digits_mlp(), layers=["1", "2"], cv=3, n_jobs=n_jobs, random_state=0)
+        return DeepNeuralRejection(seeded_mlp(), layers=["1", "2"], cv=3, n_jobs=n_jobs, random_state=0)
 
     local = dnr(1).fit(X, y)
     with distributed.get_task_stream(client) as task_stream, joblib.parallel_config(backend="dask"):

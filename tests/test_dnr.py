@@ -2,7 +2,6 @@
 
 import copy
 import io
-import warnings
 from collections import OrderedDict
 
 import joblib
@@ -10,28 +9,28 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.datasets import load_digits, make_blobs
-from sklearn.exceptions import NotFittedError
+from sklearn.datasets import make_blobs
 from sklearn.ensemble import IsolationForest
+from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, KFold, ShuffleSplit, StratifiedKFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
-from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
 from skadv import DeepNeuralRejection, DNRDetector, OneVsAllSVC
 from skadv._kernel_svm import kernel_machine_from
 
-from _models import LazyMLP, WavyMLP, fit_classifier
+from _attack_helpers import digits_data
+from _models import LazyMLP, fit_classifier
 
 N_TRAIN, N_TEST = 500, 200
 LAYER_PARAMS = {"features.relu2": (10.0, 1e-2), "classifier.relu3": (10.0, 1e-1), "classifier.fc2": (1.0, 1e-2)}
 
 
-class DigitsCNN(nn.Module):
+class NamedLayerCNN(nn.Module):
     """Small CNN over 8x8 digits with named layers."""
 
     def __init__(self):
@@ -55,19 +54,17 @@ class DigitsCNN(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float32)
-    order = np.random.RandomState(0).permutation(len(X))
-    X, y = X[order], y[order]
-    return X[:N_TRAIN], y[:N_TRAIN], X[N_TRAIN : N_TRAIN + N_TEST], y[N_TRAIN : N_TRAIN + N_TEST]
+def dnr_digits():
+    """Shuffled dnr_digits: N_TRAIN training and N_TEST test rows, as (X, y, X_test, y_test)."""
+    (X, y), (X_test, y_test) = digits_data(n_train=N_TRAIN, n_test=N_TEST)
+    return X, y, X_test, y_test
 
 
 @pytest.fixture(scope="module")
-def cnn_net(digits):
+def cnn_net(dnr_digits):
     """The CNN trained through skorch (full-batch Adam, 60 epochs), as a fitted NeuralNetClassifier."""
-    X, y, _, _ = digits
-    return fit_classifier(DigitsCNN, X.reshape(-1, 1, 8, 8), y, epochs=60, lr=1e-2, seed=0)
+    X, y, _, _ = dnr_digits
+    return fit_classifier(NamedLayerCNN, X.reshape(-1, 1, 8, 8), y, epochs=60, lr=1e-2, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +80,8 @@ def make_dnr(net, **params):
 
 
 @pytest.fixture(scope="module")
-def fitted(digits, cnn):
-    X, y, _, _ = digits
+def fitted(dnr_digits, cnn):
+    X, y, _, _ = dnr_digits
     return make_dnr(cnn).fit(X, y)
 
 
@@ -108,8 +105,8 @@ def hooked_features(net, names, X):
 # ----------------------------------------------------------------------------- exactness
 
 
-def test_decisions_equal_hand_assembled_sklearn_reference(digits, cnn, fitted):
-    X, y, X_test, _ = digits
+def test_decisions_equal_hand_assembled_sklearn_reference(dnr_digits, cnn, fitted):
+    X, y, X_test, _ = dnr_digits
     names = list(LAYER_PARAMS)
     features, test_features = hooked_features(cnn, names, X), hooked_features(cnn, names, X_test)
 
@@ -124,7 +121,8 @@ def test_decisions_equal_hand_assembled_sklearn_reference(digits, cnn, fitted):
             out_of_fold[test, 10 * i : 10 * (i + 1)] = svm.decision_function(F[test])
     layer_svms = [layer_svm(name).fit(F, y) for name, F in zip(names, features)]
     combiner = OneVsRestClassifier(SVC(C=0.1, gamma=1.0)).fit(out_of_fold, y)
-    expected = combiner.decision_function(np.hstack([s.decision_function(F) for s, F in zip(layer_svms, test_features)]))
+    stacked = np.hstack([s.decision_function(F) for s, F in zip(layer_svms, test_features)])
+    expected = combiner.decision_function(stacked)
 
     decision = fitted.decision_function(X_test)
     assert decision.shape == (N_TEST, 11)
@@ -134,8 +132,8 @@ def test_decisions_equal_hand_assembled_sklearn_reference(digits, cnn, fitted):
     np.testing.assert_allclose(fitted.score_samples(X_test), expected.max(axis=1), atol=1e-8)
 
 
-def test_torch_kernel_path_equals_sklearn_decision_values(digits, fitted):
-    X, _, X_test, _ = digits
+def test_torch_kernel_path_equals_sklearn_decision_values(dnr_digits, fitted):
+    _, _, X_test, _ = dnr_digits
     assert len(fitted.kernel_net_.layers) == 3 and fitted.kernel_net_.combiner is not None
     features = fitted._layer_features(fitted._validate_predict_input(X_test))
     for i, (estimator, F) in enumerate(zip(fitted.layer_estimators_, features)):
@@ -148,7 +146,9 @@ def test_torch_kernel_path_equals_sklearn_decision_values(digits, fitted):
         rtol=0,
         atol=1e-5,
     )
-    np.testing.assert_allclose(fitted.decision_function(X_test)[:, :10], fitted.combiner_.decision_function(stacked), atol=1e-5)
+    np.testing.assert_allclose(
+        fitted.decision_function(X_test)[:, :10], fitted.combiner_.decision_function(stacked), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize(
@@ -162,43 +162,44 @@ def test_torch_kernel_path_equals_sklearn_decision_values(digits, fitted):
     ],
     ids=["ova", "ova-rbf", "ovr-svc", "binary-svc", "binary-ova"],
 )
-def test_kernel_machine_matches_estimators(digits, make):
-    X, y, X_test, _ = digits
+def test_kernel_machine_matches_estimators(dnr_digits, make):
+    X, y, X_test, _ = dnr_digits
     estimator = make(X[:300].astype(np.float64), y[:300])
     expected = estimator.decision_function(X_test)
     got = kernel_machine_from(estimator)(torch.as_tensor(X_test, dtype=torch.float64)).numpy()
     np.testing.assert_allclose(got.reshape(expected.shape), expected, rtol=0, atol=1e-10)
 
 
-def test_one_vs_all_svc_equals_sklearn_one_vs_rest(digits):
-    X, y, X_test, _ = digits
+def test_one_vs_all_svc_equals_sklearn_one_vs_rest(dnr_digits):
+    X, y, X_test, _ = dnr_digits
     ours = OneVsAllSVC(C=10, gamma=0.05).fit(X, y)
     ovr = OneVsRestClassifier(SVC(C=10, gamma=0.05)).fit(X, y)
     np.testing.assert_allclose(ours.decision_function(X_test), ovr.decision_function(X_test), atol=1e-8)
     np.testing.assert_array_equal(ours.n_support_, [len(e.support_) for e in ovr.estimators_])
 
 
-def test_input_gradient_matches_finite_differences(digits, fitted):
-    _, _, X_test, _ = digits
+def test_input_gradient_matches_finite_differences(dnr_digits, fitted):
+    _, _, X_test, _ = dnr_digits
     dnr = copy.deepcopy(fitted)
     dnr.model_.double()  # float64 end to end so finite differences are precise
     # Digits have flat zero regions, where max-pooling ties make the network non-smooth:
     # a little noise moves the points off those ties.
     X_noisy = X_test[:3] + np.random.RandomState(0).uniform(0, 0.05, size=(3, 64))
     x = torch.as_tensor(X_noisy, dtype=torch.float64).reshape(-1, 1, 8, 8).requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda x: dnr._adaptive_logits(x)[:, :10], (x,), eps=1e-6, atol=1e-5, rtol=1e-3)
+    forward = dnr.attack_surface().forward
+    assert torch.autograd.gradcheck(lambda x: forward(x)[:, :10], (x,), eps=1e-6, atol=1e-5, rtol=1e-3)
     # The float32 path used by attacks has the same gradient up to float32 precision.
     x32 = x.detach().float().requires_grad_(True)
-    (grad32,) = torch.autograd.grad(fitted._adaptive_logits(x32)[:, :10].sum(), x32)
-    (grad64,) = torch.autograd.grad(dnr._adaptive_logits(x)[:, :10].sum(), x)
+    (grad32,) = torch.autograd.grad(fitted.attack_surface().forward(x32)[:, :10].sum(), x32)
+    (grad64,) = torch.autograd.grad(dnr.attack_surface().forward(x)[:, :10].sum(), x)
     np.testing.assert_allclose(grad32.double().numpy(), grad64.numpy(), atol=1e-3)
 
 
 # ----------------------------------------------------------------------------- threshold and reject
 
 
-def test_compute_threshold_rejects_exactly_round_p_n(digits, fitted):
-    _, _, X_test, _ = digits
+def test_compute_threshold_rejects_exactly_round_p_n(dnr_digits, fitted):
+    _, _, X_test, _ = dnr_digits
     dnr = clone_fitted(fitted)
     assert np.sum(dnr.predict(X_test) == -1) == 0  # default: reject nothing
     for p, expected in [(0.0, 0), (0.1, 20), (0.0125, 3), (0.5, 100), (1.0, N_TEST)]:  # 0.0125 * 200 = 2.5 -> 3
@@ -242,8 +243,8 @@ def test_predict_with_string_labels_uses_minus_one_for_rejected():
 # ----------------------------------------------------------------------------- parameters
 
 
-def test_nested_set_params_reach_the_right_layer(digits, cnn):
-    X, y, _, _ = digits
+def test_nested_set_params_reach_the_right_layer(dnr_digits, cnn):
+    X, y, _, _ = dnr_digits
     dnr = DeepNeuralRejection(
         cnn,
         layers=[("features.relu2", OneVsRestClassifier(SVC())), ("classifier.relu3", OneVsAllSVC()), "classifier.fc2"],
@@ -281,8 +282,8 @@ def test_grid_search_over_a_layer_parameter():
     assert search.best_estimator_.layer_estimators_[0].C == 10.0
 
 
-def test_n_jobs_two_gives_the_same_model(digits, cnn):
-    X, y, X_test, _ = digits
+def test_n_jobs_two_gives_the_same_model(dnr_digits, cnn):
+    X, y, X_test, _ = dnr_digits
     serial = make_dnr(cnn, n_jobs=1).fit(X[:250], y[:250])
     parallel = make_dnr(cnn, n_jobs=2).fit(X[:250], y[:250])
     for a, b in zip(serial.layer_estimators_ + [serial.combiner_], parallel.layer_estimators_ + [parallel.combiner_]):
@@ -296,8 +297,8 @@ def test_n_jobs_two_gives_the_same_model(digits, cnn):
     np.testing.assert_array_equal(serial.predict(X_test), parallel.predict(X_test))
 
 
-def test_cv_int_and_non_partition(digits, cnn):
-    X, y, X_test, _ = digits
+def test_cv_int_and_non_partition(dnr_digits, cnn):
+    X, y, X_test, _ = dnr_digits
     a = DeepNeuralRejection(cnn, layers=["classifier.relu3"], input_shape=(1, 8, 8), cv=3, random_state=1)
     b = clone(a).set_params(cv=KFold(3, shuffle=True, random_state=0))
     a.fit(X[:150], y[:150])
@@ -314,8 +315,8 @@ def test_fold_missing_a_class_warns_and_fits():
     assert dnr.decision_function(X).shape == (40, 5)
 
 
-def test_non_kernel_layer_classifier_runs_without_gradients(digits, cnn):
-    X, y, X_test, _ = digits
+def test_non_kernel_layer_classifier_runs_without_gradients(dnr_digits, cnn):
+    X, y, X_test, _ = dnr_digits
     dnr = DeepNeuralRejection(
         cnn,
         layers=[("classifier.relu3", LogisticRegression(max_iter=300)), "classifier.fc2"],
@@ -325,15 +326,15 @@ def test_non_kernel_layer_classifier_runs_without_gradients(digits, cnn):
     assert list(dnr.kernel_net_.layers) == ["1"]
     assert dnr.decision_function(X_test).shape == (N_TEST, 11)
     with pytest.raises(ValueError, match="Gradients need"):
-        dnr._adaptive_logits(torch.as_tensor(X_test[:2]).reshape(-1, 1, 8, 8))
+        dnr.attack_surface().forward(torch.as_tensor(X_test[:2]).reshape(-1, 1, 8, 8))
 
 
 # ----------------------------------------------------------------------------- bad input, persistence
 
 
-def test_bad_input(digits, cnn, fitted):
-    X, y, X_test, _ = digits
-    with pytest.raises(NotFittedError):
+def test_bad_input(dnr_digits, cnn, fitted):
+    X, y, X_test, _ = dnr_digits
+    with pytest.raises(NotFittedError, match="DeepNeuralRejection instance is not fitted yet"):
         make_dnr(cnn).predict(X_test)
     with pytest.raises(ValueError, match="not among the modules of the model"):
         DeepNeuralRejection(cnn, layers=["features.relu9"], input_shape=(1, 8, 8)).fit(X[:50], y[:50])
@@ -357,47 +358,11 @@ def test_bad_input(digits, cnn, fitted):
         fitted.predict(np.full((2, 64), np.nan))
 
 
-def test_user_model_untouched(digits):
-    X, y, _, _ = digits
-    torch.manual_seed(1)
-    net = DigitsCNN().train()
-    net.classifier.fc1.weight.requires_grad_(False)
-    before = copy.deepcopy(net.state_dict())
-    flags = [(p.requires_grad, m.training) for m in net.modules() for p in m.parameters(recurse=False)]
-    make_dnr(net).fit(X[:100], y[:100])
-    for key, value in net.state_dict().items():
-        assert torch.equal(value, before[key])
-    assert flags == [(p.requires_grad, m.training) for m in net.modules() for p in m.parameters(recurse=False)]
-    assert net.training
-
-
-def test_joblib_round_trip_identical(digits, fitted):
-    _, _, X_test, _ = digits
-    loaded = clone_fitted(fitted)
-    np.testing.assert_array_equal(loaded.decision_function(X_test), fitted.decision_function(X_test))
-    np.testing.assert_array_equal(loaded.predict(X_test), fitted.predict(X_test))
-    x = torch.as_tensor(X_test[:4]).reshape(-1, 1, 8, 8)
-    assert torch.equal(loaded._adaptive_logits(x), fitted._adaptive_logits(x))
-
-
-def test_skops_round_trip_trusts_skadv_types_and_the_model_class(digits, cnn):
-    sio = pytest.importorskip("skops.io")
-    X, y, X_test, _ = digits
-    dnr = DeepNeuralRejection(cnn, layers=["classifier.relu3", "classifier.fc2"], input_shape=(1, 8, 8), random_state=0)
-    dnr.fit(X[:200], y[:200])
-    dumped = sio.dumps(dnr)
-    untrusted = sio.get_untrusted_types(data=dumped)
-    # skadv's own types, and the user's model class (a torch.nn class would be resolved by name).
-    assert {name for name in untrusted if not name.startswith("skadv.")} == {f"{type(cnn).__module__}.DigitsCNN"}
-    loaded = sio.loads(dumped, trusted=untrusted)
-    np.testing.assert_array_equal(loaded.decision_function(X_test), dnr.decision_function(X_test))
-
-
 # ----------------------------------------------------------------------------- detector view, attacks
 
 
-def test_detector_view(digits, fitted):
-    X, y, X_test, _ = digits
+def test_detector_view(dnr_digits, fitted):
+    X, y, X_test, _ = dnr_digits
     dnr = clone_fitted(fitted)
     dnr.set_params(threshold=dnr.compute_threshold(X_test, 0.2))
     detector = dnr.as_detector()
@@ -409,15 +374,17 @@ def test_detector_view(digits, fitted):
     assert detector.offset_ == dnr.threshold
     np.testing.assert_array_equal(joblib.load(dump_to_buffer(detector)).predict(X_test), flags)
 
-    unfitted = DNRDetector(DeepNeuralRejection(fitted.model, layers=["classifier.fc2"], input_shape=(1, 8, 8), threshold=0.0))
+    unfitted = DNRDetector(
+        DeepNeuralRejection(fitted.model, layers=["classifier.fc2"], input_shape=(1, 8, 8), threshold=0.0)
+    )
     assert set(unfitted.fit(X[:100], y[:100]).predict(X_test)) <= {-1, 1}
     with pytest.raises(ValueError, match="without class labels y"):
         DNRDetector(IsolationForest()).fit(X[:100])
 
 
-def test_detector_fits_without_y_on_the_networks_predictions(digits, cnn_net):
+def test_detector_fits_without_y_on_the_networks_predictions(dnr_digits, cnn_net):
     """DNRDetector.fit(X) equals fitting the DNR on the network's own predicted labels."""
-    X, _, X_test, _ = digits
+    X, _, X_test, _ = dnr_digits
     X_fit = X[:150]
     template = make_dnr(FrozenEstimator(cnn_net), threshold=0.0, random_state=0)
     detector = DNRDetector(template).fit(X_fit)
@@ -434,9 +401,9 @@ def test_detector_fits_without_y_on_the_networks_predictions(digits, cnn_net):
         DNRDetector(clone(template)).fit(np.repeat(X_fit[:1], 10, axis=0))
 
 
-def test_infer_threshold_matches_the_detectors_semantics(digits, fitted):
+def test_infer_threshold_matches_the_detectors_semantics(dnr_digits, fitted):
     """DNR's infer_threshold accepts threshold_perc % of X, as the detectors' does (hand computation)."""
-    _, _, X_test, _ = digits
+    _, _, X_test, _ = dnr_digits
     dnr = clone_fitted(fitted)
     scores = dnr.score_samples(X_test)
     for perc in (95, 80.5, 100, 0):
@@ -456,7 +423,13 @@ def test_infer_threshold_matches_the_detectors_semantics(digits, fitted):
     assert detector.estimator_.estimator.threshold is None
     np.testing.assert_array_equal(detector.predict(X_test) == -1, dnr.predict(X_test) == -1)
     x = torch.as_tensor(X_test[:4]).reshape(-1, 1, 8, 8)
-    assert torch.all(detector._adaptive_logits(x)[:, -1] == detector.offset_)
+    assert torch.all(detector.attack_surface().forward(x)[:, -1] == detector.offset_)
+    # Both attack surfaces: argmax == K exactly where the estimator rejects.
+    for est in (dnr, detector):
+        surface = est.attack_surface()
+        assert (surface.reject_index, surface.outputs_are_logits) == (len(dnr.classes_), False)
+        decision = surface.scores(X_test).argmax(axis=1)
+        np.testing.assert_array_equal(decision == surface.reject_index, est.predict(X_test) == -1)
 
     for est in (dnr, detector):
         with pytest.warns(UserWarning, match="threshold_perc=0.95 is a percent"):
@@ -466,10 +439,10 @@ def test_infer_threshold_matches_the_detectors_semantics(digits, fitted):
                 est.infer_threshold(X_test, bad)
 
 
-def test_rejects_noise_and_attacks_run_end_to_end(digits, fitted):
+def test_rejects_noise_and_attacks_run_end_to_end(dnr_digits, fitted):
     from skadv.attacks import PGD, PGDLineSearch
 
-    X, y, X_test, y_test = digits
+    _, _, X_test, y_test = dnr_digits
     dnr = clone_fitted(fitted)
     dnr.set_params(threshold=dnr.compute_threshold(X_test, 0.1))
     # RBF scores abate away from the data: uniform noise images are rejected.
@@ -503,7 +476,7 @@ def test_fits_blobs_and_lists_like_the_skipped_common_checks():
     X = StandardScaler().fit_transform(X)
     for X_, y_ in [(X, y), (X[y != 2], y[y != 2])]:
         dnr = DeepNeuralRejection(LazyMLP(), layers=["body.2", "body.3"], random_state=0)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=f"X has {len(X_)} rows but y has {len(X_) - 1} labels"):
             dnr.fit(X_, y_[:-1])
         dnr.fit(X_.tolist(), y_.tolist())
         predicted = dnr.predict(X_)
@@ -513,7 +486,7 @@ def test_fits_blobs_and_lists_like_the_skipped_common_checks():
         assert decision.shape == (len(X_), n_classes + 1)
         np.testing.assert_array_equal(dnr.classes_[decision.argmax(axis=1)], predicted)
         for method in (dnr.predict, dnr.decision_function, dnr.score_samples):
-            with pytest.raises(ValueError):
+            with pytest.raises(ValueError, match=f"X has {len(X_)} features, but DeepNeuralRejection is expecting 2"):
                 method(X_.T)
     y_named = np.take(["one", "two"], y[y != 2])
     for y_ in (y_named, y_named.astype(object), np.take([-1, 1], y[y != 2])):
@@ -524,39 +497,9 @@ def test_fits_blobs_and_lists_like_the_skipped_common_checks():
         np.testing.assert_array_equal(dnr.classes_[dnr.decision_function(X[y != 2]).argmax(axis=1)], predicted)
 
 
-DECISION_SHAPE = "decision_function has n_classes + 1 columns (the last is the reject threshold, secml's DNR convention)"
-EXPECTED_FAILED_CHECKS = {
-    "check_estimators_overwrite_params": "joblib hashes of an nn.Module parameter and its deep copy differ",
-    "check_classifiers_train": DECISION_SHAPE,
-    "check_classifiers_classes": DECISION_SHAPE,
-}
-
-
-def _expected_failed_checks(estimator):
-    if isinstance(estimator, DeepNeuralRejection):
-        return EXPECTED_FAILED_CHECKS
-    if isinstance(estimator, DNRDetector):
-        return {"check_estimators_overwrite_params": EXPECTED_FAILED_CHECKS["check_estimators_overwrite_params"]}
-    return {}
-
-
-@parametrize_with_checks(
-    [
-        DeepNeuralRejection(LazyMLP(), layers=["body.2", "body.3"], batch_size=32),
-        DNRDetector(DeepNeuralRejection(WavyMLP(), layers=["body.2", "body.3"], batch_size=32, random_state=0)),
-        OneVsAllSVC(),
-    ],
-    expected_failed_checks=_expected_failed_checks,
-)
-def test_sklearn_compatible(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        check(estimator)
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_matches_cpu(digits, cnn, fitted):
-    X, y, X_test, y_test = digits
+def test_cuda_matches_cpu(dnr_digits, cnn, fitted):
+    X, y, X_test, _y_test = dnr_digits
     on_gpu = make_dnr(cnn, device="cuda").fit(X, y)
     assert on_gpu.kernel_net_.combiner.support_vectors.is_cuda
     # Same features up to cuDNN rounding (TF32 convolutions by default: ~1e-3 relative on an
@@ -569,17 +512,17 @@ def test_cuda_matches_cpu(digits, cnn, fitted):
         scores = on_gpu.kernel_net_.layers[str(i)](torch.as_tensor(F, device="cuda")).cpu().numpy()
         np.testing.assert_allclose(scores, estimator.decision_function(F), atol=1e-5)
     x = torch.as_tensor(X_test[:8], device="cuda").reshape(-1, 1, 8, 8).requires_grad_(True)
-    on_gpu._adaptive_logits(x)[:, :10].sum().backward()
+    on_gpu.attack_surface().forward(x)[:, :10].sum().backward()
     assert x.grad.is_cuda and torch.isfinite(x.grad).all()
     loaded = clone_fitted(on_gpu)
     assert loaded.device_ == "cuda"
     np.testing.assert_array_equal(loaded.decision_function(X_test), on_gpu.decision_function(X_test))
 
 
-def test_protects_a_frozen_skorch_net(digits):
+def test_protects_a_frozen_skorch_net(dnr_digits):
     from skorch import NeuralNetClassifier
 
-    X, y, X_test, _ = digits
+    X, y, X_test, _ = dnr_digits
     torch.manual_seed(0)
     net = NeuralNetClassifier(
         nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10), nn.Softmax(dim=1)),
@@ -594,19 +537,19 @@ def test_protects_a_frozen_skorch_net(digits):
     assert np.mean(fitted.predict(X_test) == net.predict(X_test)) > 0.8
 
 
-def test_fitted_skorch_net_and_its_module_give_the_same_dnr(digits, cnn_net, cnn):
-    X, y, X_test, _ = digits
+def test_fitted_skorch_net_and_its_module_give_the_same_dnr(dnr_digits, cnn_net, cnn):
+    X, y, X_test, _ = dnr_digits
     params = {"layers": ["classifier.relu3"], "input_shape": (1, 8, 8), "cv": 3, "random_state": 0}
     from_net = DeepNeuralRejection(cnn_net, **params).fit(X[:150], y[:150])
     from_module = DeepNeuralRejection(cnn, **params).fit(X[:150], y[:150])
     np.testing.assert_array_equal(from_net.decision_function(X_test), from_module.decision_function(X_test))
 
 
-def test_security_evaluation_on_a_conv_module_takes_input_shape(digits, cnn):
+def test_security_evaluation_on_a_conv_module_takes_input_shape(dnr_digits, cnn):
     from skadv.attacks import PGD
     from skadv.metrics import security_evaluation
 
-    _, _, X_test, y_test = digits
+    _, _, X_test, y_test = dnr_digits
     result = security_evaluation(cnn, PGD, X_test[:20], y_test[:20], [0.0, 0.1], input_shape=(1, 8, 8), max_iter=3)
     with torch.no_grad():
         clean_labels = cnn(torch.as_tensor(X_test[:20]).reshape(-1, 1, 8, 8)).argmax(1).numpy()
@@ -614,13 +557,13 @@ def test_security_evaluation_on_a_conv_module_takes_input_shape(digits, cnn):
     assert result.accuracy[1] <= result.accuracy[0]
 
 
-def test_security_evaluation_scores_dnr_by_its_own_labels(digits, fitted):
+def test_security_evaluation_scores_dnr_by_its_own_labels(dnr_digits, fitted):
     import copy
 
     from skadv.attacks import PGD
     from skadv.metrics import accuracy_with_rejection, security_evaluation
 
-    _, _, X_test, y_test = digits
+    _, _, X_test, y_test = dnr_digits
     X, y = X_test[:60], y_test[:60]
     dnr = copy.deepcopy(fitted).set_params(threshold=fitted.compute_threshold(X, 0.2))
     result = security_evaluation(dnr, PGD, X, y, [0.0])

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 from sklearn.kernel_approximation import Nystroem
 from sklearn.linear_model import RidgeClassifier
 from sklearn.metrics.pairwise import euclidean_distances
@@ -16,18 +15,18 @@ from torch import nn
 from skadv import DeepNeuralRejection, NystroemOneVsAll, OneVsAllSVC
 from skadv._kernel_svm import OneVsAllFits, kernel_machine_from, squared_distances
 
+from _attack_helpers import digits_data
+
 
 @pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float32)
-    order = np.random.RandomState(0).permutation(len(X))
-    return X[order], y[order]
+def svm_digits():
+    """All the digits, shuffled, as (X, y)."""
+    return digits_data(n_train=1797, n_test=0)[0]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_squared_distances_equal_sklearn(digits, dtype, monkeypatch):
-    X, _ = digits
+def test_squared_distances_equal_sklearn(svm_digits, dtype, monkeypatch):
+    X, _ = svm_digits
     X = X[:300].astype(dtype)
     monkeypatch.setattr("skadv._kernel_svm._BLOCK_VALUES", 64 * 64)  # several blocks, both triangles
     expected = euclidean_distances(X.astype(np.float64), squared=True)
@@ -40,9 +39,9 @@ def test_squared_distances_equal_sklearn(digits, dtype, monkeypatch):
     np.testing.assert_allclose(approx, expected[:70, 100:], rtol=1e-5, atol=1e-5)
 
 
-def test_fold_fits_equal_sklearn_on_each_fold(digits):
+def test_fold_fits_equal_sklearn_on_each_fold(svm_digits):
     """Every fold's one-vs-all problems, on slices of one kernel, equal sklearn fitted on that fold."""
-    X, y = digits[0][:400], digits[1][:400]
+    X, y = svm_digits[0][:400], svm_digits[1][:400]
     template = OneVsAllSVC(C=3, gamma="scale")
     folds = list(KFold(4, shuffle=True, random_state=0).split(X))
     fits = OneVsAllFits(template, X, y, 10, [*folds, (np.arange(len(X)), None)])
@@ -57,8 +56,8 @@ def test_fold_fits_equal_sklearn_on_each_fold(digits):
 
 
 @pytest.mark.parametrize("precompute", [True, False])
-def test_one_vs_all_svc_threads_and_precompute_do_not_change_the_model(digits, precompute):
-    X, y = digits[0][:300], digits[1][:300]
+def test_one_vs_all_svc_threads_and_precompute_do_not_change_the_model(svm_digits, precompute):
+    X, y = svm_digits[0][:300], svm_digits[1][:300]
     serial = OneVsAllSVC(C=10, gamma=0.05, precompute_kernel=precompute).fit(X, y)
     threaded = OneVsAllSVC(C=10, gamma=0.05, precompute_kernel=precompute, n_jobs=2).fit(X, y)
     np.testing.assert_array_equal(serial.support_, threaded.support_)
@@ -74,8 +73,8 @@ def test_memory_budget_decides_precomputation():
 
 
 @pytest.mark.parametrize("binary", [False, True])
-def test_nystroem_one_vs_all_equals_sklearn_nystroem_and_ridge_classifier(digits, binary):
-    X, y = digits[0][:600].astype(np.float64), digits[1][:600]
+def test_nystroem_one_vs_all_equals_sklearn_nystroem_and_ridge_classifier(svm_digits, binary):
+    X, y = svm_digits[0][:600].astype(np.float64), svm_digits[1][:600]
     y = y % 2 if binary else y
     ours = NystroemOneVsAll(C=5, gamma=0.05, n_components=150, random_state=0).fit(X, y)
     reference = make_pipeline(
@@ -93,8 +92,8 @@ def test_nystroem_one_vs_all_equals_sklearn_nystroem_and_ridge_classifier(digits
     )
 
 
-def test_nystroem_scores_decay_to_the_intercept_far_from_the_data(digits):
-    X, y = digits
+def test_nystroem_scores_decay_to_the_intercept_far_from_the_data(svm_digits):
+    X, y = svm_digits
     clf = NystroemOneVsAll(C=1, gamma=0.05, n_components=100, random_state=0).fit(X[:500], y[:500])
     np.testing.assert_allclose(clf.decision_function(X[:3] + 100.0), np.tile(clf.intercept_, (3, 1)), atol=1e-12)
 
@@ -105,8 +104,8 @@ def _mlp():
 
 
 @pytest.fixture(scope="module")
-def trained_mlp(digits):
-    X, y = digits
+def trained_mlp(svm_digits):
+    X, y = svm_digits
     net = _mlp()
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
     x, t = torch.as_tensor(X[:800]), torch.as_tensor(y[:800])
@@ -117,22 +116,22 @@ def trained_mlp(digits):
     return net.eval()
 
 
-def test_float32_kernels_match_float64(digits, trained_mlp):
-    X, y = digits
-    dnr = DeepNeuralRejection(trained_mlp, layers=[("1", OneVsAllSVC(C=10, gamma=0.1)), ("3", OneVsAllSVC(C=1, gamma=0.1))],
-                              random_state=0).fit(X[:800], y[:800])
+def test_float32_kernels_match_float64(svm_digits, trained_mlp):
+    X, y = svm_digits
+    layers = [("1", OneVsAllSVC(C=10, gamma=0.1)), ("3", OneVsAllSVC(C=1, gamma=0.1))]
+    dnr = DeepNeuralRejection(trained_mlp, layers=layers, random_state=0).fit(X[:800], y[:800])
     scores64 = dnr.decision_function(X[800:])
     scores32 = dnr.set_params(kernel_dtype="float32").decision_function(X[800:])
     assert not np.array_equal(scores32, scores64)  # the float32 path really ran
     np.testing.assert_allclose(scores32, scores64, rtol=0, atol=1e-4)
     np.testing.assert_array_equal(scores32.argmax(1), scores64.argmax(1))
     x = torch.as_tensor(X[800:804]).requires_grad_(True)
-    (grad,) = torch.autograd.grad(dnr._adaptive_logits(x)[:, :10].sum(), x)
+    (grad,) = torch.autograd.grad(dnr.attack_surface().forward(x)[:, :10].sum(), x)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
-def test_approximate_dnr_agrees_with_exact(digits, trained_mlp):
-    X, y = digits
+def test_approximate_dnr_agrees_with_exact(svm_digits, trained_mlp):
+    X, y = svm_digits
     def dnr(clf):
         return DeepNeuralRejection(
             trained_mlp, layers=[("1", clf(C=10, gamma=0.1)), ("3", clf(C=1, gamma=0.1))], random_state=0
@@ -142,8 +141,20 @@ def test_approximate_dnr_agrees_with_exact(digits, trained_mlp):
     assert all(len(e.support_) == 300 for e in approx.layer_estimators_)
     X_test = X[800:]
     same = np.mean(exact.decision_function(X_test).argmax(1) == approx.decision_function(X_test).argmax(1))
-    assert same > 0.95
+    assert same > 0.97  # measured 0.991
+
+    def decisions(model):  # labels, -1 for the 10 % of X_test each model scores lowest (secml's rule)
+        return model.set_params(threshold=model.compute_threshold(X_test, 0.1)).predict(X_test)
+
+    expected = decisions(exact)
+    # The reject sets differ more than the labels: measured 0.914 identical decisions with 300
+    # landmarks, 0.956 with all 800 rows as landmarks (the exact kernel: what is left is the
+    # least-squares loss against libsvm's hinge loss).
+    same_300 = np.mean(decisions(approx) == expected)
+    assert 0.88 < same_300 < 1.0
+    full = dnr(lambda **p: NystroemOneVsAll(n_components=800, random_state=0, **p))
+    assert np.mean(decisions(full) == expected) > max(same_300, 0.93)
     # The approximation runs as the same differentiable kernels.
     x = torch.as_tensor(X_test[:4]).requires_grad_(True)
-    (grad,) = torch.autograd.grad(approx._adaptive_logits(x)[:, :10].sum(), x)
+    (grad,) = torch.autograd.grad(approx.attack_surface().forward(x)[:, :10].sum(), x)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0

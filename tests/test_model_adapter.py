@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from _models import digits_mlp, fit_classifier
 from sklearn.datasets import load_digits
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
@@ -21,27 +20,30 @@ from skadv.compat import (
 )
 from skadv.utils import adapt_model
 
+from _models import fit_classifier, seeded_mlp
+
 
 @pytest.fixture(scope="module")
-def digits():
+def adapter_digits():
+    """The first 400 digits for training and the next 80 for testing, as (X, y, X_test, y_test)."""
     X, y = load_digits(return_X_y=True)
     X = (X / 16.0).astype(np.float32)
     return X[:400], y[:400], X[400:480], y[400:480]
 
 
 @pytest.fixture(scope="module")
-def logits_net(digits):
+def logits_net(adapter_digits):
     """A fitted skorch net whose module returns logits (CrossEntropyLoss)."""
-    X, y, _, _ = digits
-    return fit_classifier(digits_mlp(), X, y, epochs=30, lr=1e-2)
+    X, y, _, _ = adapter_digits
+    return fit_classifier(seeded_mlp(), X, y, epochs=30, lr=1e-2)
 
 
 @pytest.fixture(scope="module")
-def proba_net(digits):
+def proba_net(adapter_digits):
     """A fitted skorch net under its default NLLLoss: the module returns probabilities."""
     from skorch import NeuralNetClassifier
 
-    X, y, _, _ = digits
+    X, y, _, _ = adapter_digits
     torch.manual_seed(0)
     module = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10), nn.Softmax(dim=1))
     net = NeuralNetClassifier(module, max_epochs=20, lr=0.5, batch_size=-1, train_split=None, verbose=0)
@@ -57,8 +59,8 @@ def _adapted(model, x, **kwargs):
 # ----------------------------------------------------------------------------- adapter cases
 
 
-def test_torch_module_logits_and_probabilities(digits, logits_net):
-    _, _, X, _ = digits
+def test_torch_module_logits_and_probabilities(adapter_digits, logits_net):
+    _, _, X, _ = adapter_digits
     x = torch.as_tensor(X)
     module = logits_net.module_
     adapter = _adapted(module, x)
@@ -80,8 +82,8 @@ def test_torch_module_logits_and_probabilities(digits, logits_net):
 
 
 @pytest.mark.parametrize("which", ["proba_net", "logits_net"])
-def test_skorch_net_and_frozen_net_equal_the_nets_own_probabilities(digits, which, request):
-    _, _, X, _ = digits
+def test_skorch_net_and_frozen_net_equal_the_nets_own_probabilities(adapter_digits, which, request):
+    _, _, X, _ = adapter_digits
     net = request.getfixturevalue(which)
     x = torch.as_tensor(X)
     adapter = _adapted(net, x)
@@ -102,8 +104,8 @@ def test_skorch_net_and_frozen_net_equal_the_nets_own_probabilities(digits, whic
         np.testing.assert_array_equal(FGSM(net.module_, eps=0.1).generate(X[:20]), X_adv)
 
 
-def test_sklearn_black_box_only_where_no_gradient_is_needed(digits):
-    X_train, y_train, X, _ = digits
+def test_sklearn_black_box_only_where_no_gradient_is_needed(adapter_digits):
+    X_train, y_train, X, _ = adapter_digits
     logreg = LogisticRegression(max_iter=300).fit(X_train, y_train)
     adapter = _adapted(logreg, torch.as_tensor(X), need_gradients=False)
     assert adapter.module is None and adapter.black_box is not logreg
@@ -112,12 +114,12 @@ def test_sklearn_black_box_only_where_no_gradient_is_needed(digits):
     np.testing.assert_allclose(
         det._model_log_proba(torch.as_tensor(X)).exp().numpy(), logreg.predict_proba(X), rtol=1e-12, atol=1e-12
     )
-    with pytest.raises(ValueError, match="Unsupported model of type LogisticRegression.*no gradient"):
+    with pytest.raises(ValueError, match=r"Unsupported model of type LogisticRegression.*no gradient"):
         adapt_model(logreg, need_gradients=True)
 
 
-def test_pipeline_ending_in_a_skorch_net(digits, logits_net):
-    X_train, _, X, _ = digits
+def test_pipeline_ending_in_a_skorch_net(adapter_digits, logits_net):
+    X_train, _, X, _ = adapter_digits
     scaler = StandardScaler().fit(X_train)
     pipe = make_pipeline(scaler, FrozenEstimator(logits_net))
     # Gradients needed: a clear error that says what to do.
@@ -125,7 +127,7 @@ def test_pipeline_ending_in_a_skorch_net(digits, logits_net):
         lambda: AdversarialAEDetector(pipe, epochs=1).fit(X_train[:50]),
         lambda: FGSM(pipe, eps=0.1).generate(X[:5]),
     ):
-        with pytest.raises(ValueError, match="Pipeline ending in a skorch net.*move the preprocessing"):
+        with pytest.raises(ValueError, match=r"Pipeline ending in a skorch net.*move the preprocessing"):
             fit()
     # A black box where no gradient is needed: the Pipeline's own probabilities.
     adapter = _adapted(pipe, torch.as_tensor(X), need_gradients=False)
@@ -155,8 +157,8 @@ class _Returns(nn.Module):
         (lambda z: z[:, :1], r"n_classes >= 2; it returns shape \(8, 1\)"),
     ],
 )
-def test_malformed_outputs_are_value_errors_naming_the_shape(digits, fn, match):
-    X_train, _, X, _ = digits
+def test_malformed_outputs_are_value_errors_naming_the_shape(adapter_digits, fn, match):
+    X_train, _, X, _ = adapter_digits
     with pytest.raises(ValueError, match=match):
         _adapted(_Returns(fn), torch.as_tensor(X[:8]))
     # The detectors and the attacks check the output once, at fit / generate.
@@ -166,14 +168,14 @@ def test_malformed_outputs_are_value_errors_naming_the_shape(digits, fn, match):
         FGSM(_Returns(fn), eps=0.1).generate(X[:8])
 
 
-def test_width_and_declared_outputs_are_checked(digits, logits_net):
-    X_train, y_train, X, _ = digits
+def test_width_and_declared_outputs_are_checked(adapter_digits, logits_net):
+    X_train, y_train, X, _ = adapter_digits
     x = torch.as_tensor(X[:8])
     from skorch import NeuralNetClassifier
 
     torch.manual_seed(0)
     wrong_classes = NeuralNetClassifier(
-        digits_mlp(), criterion=nn.CrossEntropyLoss, classes=list(range(11)), max_epochs=1, train_split=None, verbose=0
+        seeded_mlp(), criterion=nn.CrossEntropyLoss, classes=list(range(11)), max_epochs=1, train_split=None, verbose=0
     ).fit(X_train, y_train)
     with pytest.raises(ValueError, match=r"returns 10 columns \(shape \(8, 10\)\) but knows 11 classes"):
         _adapted(wrong_classes, x)
@@ -189,8 +191,8 @@ def test_width_and_declared_outputs_are_checked(digits, logits_net):
 # ----------------------------------------------------------------------------- thresholds
 
 
-def test_infer_threshold_percent_warning_and_hand_computation(digits, logits_net):
-    X_train, _, X, _ = digits
+def test_infer_threshold_percent_warning_and_hand_computation(adapter_digits, logits_net):
+    X_train, _, X, _ = adapter_digits
     det = ModelDistillationDetector(logits_net.module_, epochs=1, random_state=0).fit(X_train[:100])
     scores = det.adversarial_score(X)
     det.infer_threshold(X, 90)
@@ -206,8 +208,8 @@ def test_infer_threshold_percent_warning_and_hand_computation(digits, logits_net
 # ----------------------------------------------------------------------------- skadv.compat
 
 
-def test_alibi_views_equal_the_detectors_own_outputs(digits, logits_net):
-    X_train, _, X, _ = digits
+def test_alibi_views_equal_the_detectors_own_outputs(adapter_digits, logits_net):
+    X_train, _, X, _ = adapter_digits
     det = AdversarialAEDetector(logits_net.module_, epochs=2, random_state=0).fit(X_train)
     det.infer_threshold(X, 80)
     out = alibi_predict(det, X)
@@ -231,10 +233,10 @@ def test_alibi_views_equal_the_detectors_own_outputs(digits, logits_net):
         alibi_correct(ModelDistillationDetector(logits_net.module_), X)
 
 
-def test_alibi_view_of_dnr_uses_its_reject_decision(digits, logits_net):
+def test_alibi_view_of_dnr_uses_its_reject_decision(adapter_digits, logits_net):
     from skadv import DeepNeuralRejection
 
-    X_train, y_train, X, _ = digits
+    X_train, y_train, X, _ = adapter_digits
     dnr = DeepNeuralRejection(logits_net.module_, layers=["2"], cv=3, random_state=0).fit(X_train[:200], y_train[:200])
     dnr.infer_threshold(X, 75)
     out = alibi_predict(dnr, X)

@@ -22,7 +22,6 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from _models import fit_classifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
@@ -35,6 +34,8 @@ from skadv import (
     VAEDetector,
 )
 from skadv._persist import module_from_state, module_to_state
+
+from _models import fit_classifier
 
 cloudpickle = pytest.importorskip("cloudpickle")
 sio = pytest.importorskip("skops.io")
@@ -253,7 +254,9 @@ def test_grid_search_processes_with_a_user_class(clf_net, data):
     parallel = _search(clf_net.module_).fit(X, y)
     serial = _search(clf_net.module_).set_params(n_jobs=1).fit(X, y)
     # Workers run with other thread counts: float sums may differ in the last bits.
-    np.testing.assert_allclose(parallel.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"], rtol=1e-7)
+    np.testing.assert_allclose(
+        parallel.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"], rtol=1e-7
+    )
     np.testing.assert_allclose(
         parallel.best_estimator_.score_samples(X_test), serial.best_estimator_.score_samples(X_test), rtol=1e-7
     )
@@ -289,7 +292,9 @@ def test_grid_search_on_a_dask_cluster_with_a_user_class(clf_net, data):
         with joblib.parallel_config(backend="dask"):
             remote = _search(clf_net.module_).fit(X, y)
         # A detector shipped to the worker process is unpickled there, importing mymodels.
-        remote_scores = client.submit(lambda est, rows: est.score_samples(rows), remote.best_estimator_, X_test).result()
+        remote_scores = client.submit(
+            lambda est, rows: est.score_samples(rows), remote.best_estimator_, X_test
+        ).result()
         assert all(client.run(lambda: "mymodels" in sys.modules).values())
     np.testing.assert_allclose(remote_scores, remote.best_estimator_.score_samples(X_test), rtol=1e-7)
     np.testing.assert_allclose(remote.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"], rtol=1e-7)
@@ -326,7 +331,8 @@ def test_crafted_state_class_names_are_refused_without_imports(small_detector, c
     state["model_"]["children"]["net"]["class"] = crafted
     modules_before = set(sys.modules)
     det = ModelDistillationDetector.__new__(ModelDistillationDetector)
-    with pytest.raises(ValueError, match=r"ModelDistillationDetector.model_\['children'\]\['net'\]\['class'\]: unknown class"):
+    field = r"ModelDistillationDetector.model_\['children'\]\['net'\]\['class'\]"
+    with pytest.raises(ValueError, match=field + ": unknown class"):
         det.__setstate__(state)
     assert set(sys.modules) == modules_before
 

@@ -9,7 +9,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from _attack_helpers import digits_data, digits_mlp
 from sklearn.metrics import RocCurveDisplay
 
 from skadv import DeepNeuralRejection, ModelDistillationDetector
@@ -24,6 +23,8 @@ from skadv.plotting import (
     plot_detection_roc,
 )
 
+from _attack_helpers import digits_data, train_mlp
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -37,7 +38,7 @@ def _png_bytes(fig):
 @pytest.fixture(scope="module")
 def setup():
     (X_train, y_train), (X, y) = digits_data(n_train=600, n_test=60)
-    mlp = digits_mlp(X_train, y_train, n_steps=100)
+    mlp = train_mlp(X_train, y_train, n_steps=100)
     det = ModelDistillationDetector(mlp, epochs=5, batch_size=64, lr=3e-3, random_state=0).fit(X_train)
     X_adv = PGD(det, eps=0.1, step_size=0.02, max_iter=10, random_state=0).generate(X, y)
     return mlp, det, X, y, X_adv
@@ -223,7 +224,7 @@ def test_security_evaluation_display_draws_the_given_curves_under_the_legend():
     assert _legend_bottom_in_data(disp.ax_) > 1.02
     assert disp.ax_.get_ylim()[0] == -0.02 and disp.ax_.get_yticks().max() == 1.0
     plt.close(disp.figure_)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="takes 1 positional argument but 3 were given"):
         SecurityEvaluationDisplay(eps, [0.9, 0.5, 0.1])  # keyword-only
 
 
@@ -369,9 +370,9 @@ def test_reconstruction_calibration_display_bars():
 
 def test_displays_check_matplotlib(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
-    with pytest.raises(ImportError, match="ScoreHistogramDisplay.from_predictions requires matplotlib"):
+    with pytest.raises(ImportError, match=r"ScoreHistogramDisplay\.from_predictions requires matplotlib"):
         ScoreHistogramDisplay.from_predictions([0.1], [0.2])
-    with pytest.raises(ImportError, match="DistinctLabelsDisplay.plot requires matplotlib"):
+    with pytest.raises(ImportError, match=r"DistinctLabelsDisplay\.plot requires matplotlib"):
         DistinctLabelsDisplay(counts=[[1]], n_samples=1, names=("a",)).plot()
 
 

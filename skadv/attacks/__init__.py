@@ -2,9 +2,11 @@
 
 Every attack is constructed as ``Attack(target, **params)`` and used as
 ``attack.generate(X, y=None)``. ``target`` is a torch module returning
-logits, a fitted skorch net, or a fitted skadv estimator; against a skadv
+logits, a fitted skorch net, or any estimator implementing the attack
+protocol (``attack_surface()``, see :class:`skadv.utils.AttackSurface`):
+every skadv estimator, or a third-party detector. Against such an
 estimator the attack is adaptive by default (classifier and detector are
-attacked together through the estimator's extra "rejected" logit).
+attacked together through the surface's extra "rejected" column).
 """
 
 from ._apgd import APGD

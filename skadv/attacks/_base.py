@@ -1,8 +1,9 @@
 """Shared machinery of the evasion attacks.
 
 :class:`BaseAttack` owns everything the individual attacks have in common:
-turning the ``target`` (torch module, fitted skorch net or fitted skadv
-estimator) into one differentiable function, converting inputs, batching,
+turning the ``target`` (torch module, fitted skorch net, or any estimator
+implementing ``attack_surface()``) into one differentiable function
+(:class:`~skadv.utils.AttackSurface`), converting inputs, batching,
 clipping to the valid box, projecting onto the perturbation ball, averaging
 gradients over random draws (EOT) and recording the per-iteration trace.
 A concrete attack only implements :meth:`BaseAttack._perturb`, which works
@@ -14,184 +15,20 @@ from numbers import Integral
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
-from sklearn.frozen import FrozenEstimator
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted
 
-from ..utils import adapt_model
+from ..utils import resolve_attack_surface
 
 __all__ = ["BaseAttack"]
 
-# Rows of X that probe the target's output once per generate().
-_PROBE_ROWS = 8
-
-
-def _is_skadv_estimator(obj):
-    """Whether ``obj`` provides the adaptive-attack hooks of skadv's base."""
-    return hasattr(obj, "_adaptive_logits") and hasattr(obj, "_torch_adversarial_score")
-
-
-class _Target:
-    """Uniform differentiable view of what an attack is run against.
-
-    Attributes
-    ----------
-    forward : callable
-        Maps a float32 tensor ``(n, *input_shape)`` on ``device`` to scores
-        ``(n, n_outputs)``; the argmax is the predicted output index.
-    n_classes : int
-        Number of classifier classes ``K``.
-    reject_index : int or None
-        ``K`` when column ``K`` of ``forward``'s output is the
-        "rejected / flagged" score (adaptive attack on a skadv estimator),
-        otherwise None.
-    stochastic : bool
-        Whether ``forward`` is randomized, so gradients need EOT averaging.
-    classes : ndarray or None
-        Labels of the classifier's outputs when known (skorch/skadv classes_).
-    scores_are_logits : bool
-        Whether ``forward``'s outputs are logits (or log-probabilities), so
-        that their softmax is the model's confidence. False for raw decision
-        scores (DNR's one-vs-all SVM scores and threshold), whose softmax is
-        near-uniform and means little.
-    """
-
-    def __init__(self, forward, device, input_shape, reject_index, stochastic, classes, scores_are_logits=True):
-        self.forward = forward
-        self.device = device
-        self.input_shape = input_shape
-        self.reject_index = reject_index
-        self.stochastic = stochastic
-        self.classes = classes
-        self.scores_are_logits = scores_are_logits
-        self.n_classes = None
-
-    def to_tensor(self, X):
-        X = torch.as_tensor(np.asarray(X, dtype=np.float32))
-        if self.input_shape is not None:
-            X = X.reshape(X.shape[0], *self.input_shape)
-        return X.to(self.device)
-
-    @torch.no_grad()
-    def class_scores(self, X, batch_size):
-        """Classifier class scores ``(n, K)`` and flagged mask ``(n,)``."""
-        scores = []
-        for start in range(0, X.shape[0], batch_size):
-            out = self.forward(self.to_tensor(X[start : start + batch_size]))
-            scores.append(out.detach().cpu())
-        scores = torch.cat(scores).numpy().astype(np.float64)
-        if self.reject_index is None:
-            return scores, np.zeros(X.shape[0], dtype=bool)
-        flagged = scores.argmax(axis=1) == self.reject_index
-        return scores[:, : self.reject_index], flagged
-
-    def labels_to_indices(self, y):
-        """Map user labels to output indices ``0..K-1`` (ValueError if unknown)."""
-        y = np.asarray(y)
-        if self.classes is not None:
-            classes = np.asarray(self.classes)
-            sorter = np.argsort(classes)
-            pos = np.searchsorted(classes, y, sorter=sorter)
-            pos = np.clip(pos, 0, len(classes) - 1)
-            idx = sorter[pos]
-            unknown = classes[idx] != y
-            if np.any(unknown):
-                raise ValueError(
-                    f"y contains labels {np.unique(y[unknown])[:5].tolist()} that are "
-                    f"not among the model's classes {classes.tolist()}."
-                )
-            return idx.astype(np.int64)
-        if not np.issubdtype(y.dtype, np.integer):
-            if np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)):
-                y = y.astype(np.int64)
-            else:
-                raise ValueError(
-                    "y must hold integer class indices in [0, n_classes) when the "
-                    f"target exposes no classes_; got dtype {y.dtype}."
-                )
-        if y.size and (y.min() < 0 or y.max() >= self.n_classes):
-            raise ValueError(
-                f"y must hold class indices in [0, {self.n_classes}); got values "
-                f"in [{y.min()}, {y.max()}]."
-            )
-        return y.astype(np.int64)
-
-    def indices_to_labels(self, idx):
-        if self.classes is None:
-            return np.asarray(idx)
-        return np.asarray(self.classes)[idx]
-
-
 def _resolve_target(target, X, *, adaptive, device, input_shape):
-    """Build the :class:`_Target` for a torch module, skorch net or skadv estimator."""
-    # sklearn.frozen.FrozenEstimator keeps a fitted skorch net fitted through clone().
-    while isinstance(target, FrozenEstimator):
-        target = target.estimator
-    adapter = None
-    if _is_skadv_estimator(target):
-        check_is_fitted(target)
-        if getattr(target, "model_", None) is None:
-            raise ValueError(
-                f"{type(target).__name__} protects a model that is not differentiable "
-                "(a plain scikit-learn classifier), so no gradient-based attack can "
-                "run against it. Protect a torch module or a skorch net instead."
-            )
-        est_device = torch.device(target.device_)
-        if input_shape is None:
-            input_shape = getattr(target, "input_shape_", None) or getattr(target, "input_shape", None)
-        if adaptive:
-            forward = target._adaptive_logits
-        else:
-            # The protected classifier alone. model_ returns log-probabilities:
-            # their differences equal the logits' differences, so they serve as
-            # logits for every objective here.
-            preprocess = getattr(target, "_preprocess", None) or (lambda x: x)
+    """The :class:`~skadv.utils.AttackSurface` an attack optimises against.
 
-            def forward(x, _model=target.model_, _preprocess=preprocess):
-                return _model(_preprocess(x))
-
-        classes = getattr(target, "classes_", None)
-        stochastic = bool(adaptive and getattr(target, "_stochastic_score", False))
-        # Detectors' adaptive logits are log-probabilities plus a "flagged" logit;
-        # DNR's are raw one-vs-all SVM scores with the threshold as the last column.
-        scores_are_logits = not adaptive or getattr(target, "_adaptive_logits_are_log_proba", False)
-        resolved = _Target(forward, est_device, input_shape, None, stochastic, classes, scores_are_logits)
-    else:
-        try:
-            adapter = adapt_model(target, need_gradients=True)
-        except ValueError as exc:
-            raise ValueError(f"{exc} (An attack's target may also be a fitted skadv estimator.)") from exc
-        module = adapter.module.net
-        dev = torch.device(device if device is not None else getattr(target, "device", None) or _module_device(module))
-        adapter.to(dev)
-        resolved = _Target(adapter.module.scores, dev, input_shape, None, False, adapter.classes)
-    if input_shape is not None:
-        input_shape = tuple(int(s) for s in input_shape)
-        n_values = int(np.prod(np.asarray(X).shape[1:]))
-        if int(np.prod(input_shape)) != n_values:
-            raise ValueError(
-                f"input_shape={input_shape} holds {int(np.prod(input_shape))} values but "
-                f"each row of X has {n_values}."
-            )
-        resolved.input_shape = input_shape
-    reject = adaptive and _is_skadv_estimator(target)
-    if adapter is not None:
-        # The one check of a raw model's output (shape, probabilities vs logits).
-        n_out = adapter.check_output(resolved.to_tensor(np.asarray(X)[:_PROBE_ROWS]))
-    else:
-        # One probe forward pass gives the number of outputs (K, or K+1 with reject).
-        with torch.no_grad():
-            n_out = resolved.forward(resolved.to_tensor(np.asarray(X)[:1])).shape[1]
-    resolved.n_classes = n_out - 1 if reject else n_out
-    resolved.reject_index = resolved.n_classes if reject else None
-    return resolved
-
-
-def _module_device(module):
-    for tensor in list(module.parameters()) + list(module.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+    The target's full surface when ``adaptive``, else its classifier alone.
+    """
+    surface = resolve_attack_surface(target, X, input_shape=input_shape, device=device)
+    return surface if adaptive else surface.classifier_only()
 
 
 def _per_sample_norm(t, norm):
@@ -266,8 +103,9 @@ class _Run:
 
     Attributes
     ----------
-    target : _Target
-        The resolved target.
+    target : skadv.utils.AttackSurface
+        The resolved target (the full surface, or its classifier alone when
+        the attack is not adaptive).
     y : torch.Tensor
         Label indices of the batch (true labels, or targets when targeted).
     keys : torch.Tensor
@@ -377,8 +215,9 @@ class BaseAttack(BaseEstimator):
     Not meant to be instantiated: use :class:`FGSM`, :class:`PGD`,
     :class:`APGD`, :class:`Square`, :class:`AutoAttack`, ... The base owns
     everything the attacks share; :meth:`run` validates the parameters,
-    adapts the ``target`` (a frozen copy of a torch module or skorch net, or
-    the hooks of a fitted skadv estimator), converts ``X`` to float32 tensors
+    resolves the ``target`` to its :class:`~skadv.utils.AttackSurface` (the
+    estimator's ``attack_surface()``, or a frozen copy of a torch module or
+    skorch net), converts ``X`` to float32 tensors
     of ``input_shape``, resolves the labels, and calls the subclass's
     ``_perturb(run, x0)`` batch by batch, where ``run`` (a per-call
     ``_Run``) holds the target, the labels, per-row random streams, the clip
@@ -537,7 +376,7 @@ class BaseAttack(BaseEstimator):
             success=np.concatenate(success),
             n_iter=int(n_iter),
             loss_range=np.concatenate(loss_range),
-            trace=self._stack_trace(traces, target.scores_are_logits) if self.trace else None,
+            trace=self._stack_trace(traces, target.outputs_are_logits) if self.trace else None,
         )
 
     # ------------------------------------------------------- for subclasses
@@ -565,8 +404,7 @@ class BaseAttack(BaseEstimator):
         if self.targeted and y is None:
             raise ValueError("A targeted attack needs the target labels y.")
         if y is None:
-            scores, _ = target.class_scores(X, self.batch_size)
-            return scores.argmax(axis=1)
+            return target.scores(X, batch_size=self.batch_size)[:, : target.n_classes].argmax(axis=1)
         y = np.asarray(y)
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"X and y have inconsistent numbers of samples: {X.shape[0]} and {y.shape[0]}.")

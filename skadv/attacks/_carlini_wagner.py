@@ -33,7 +33,7 @@ class CarliniWagnerL2(BaseAttack):
 
     Parameters
     ----------
-    target : torch.nn.Module, fitted skorch NeuralNet or fitted skadv estimator
+    target : torch.nn.Module, fitted skorch NeuralNet or fitted estimator with ``attack_surface()``
         Model to attack; see :class:`FGSM`.
 
     eps : float or None, default=None

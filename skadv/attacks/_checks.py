@@ -88,6 +88,7 @@ def _unbounded_eps(attack, target, X):
         "X": ["array-like"],
         "y": ["array-like", None],
         "eps_values": ["array-like", None],
+        "evasion_curve": ["array-like", None],
         "black_box": [StrOptions({"auto"}), BaseAttack, None],
         "non_adaptive": ["boolean"],
         "unbounded": ["boolean"],
@@ -104,6 +105,7 @@ def check_attack_failure(
     y=None,
     *,
     eps_values=None,
+    evasion_curve=None,
     black_box="auto",
     non_adaptive=True,
     unbounded=True,
@@ -118,7 +120,7 @@ def check_attack_failure(
     the common ways an attack fails silently (masked or vanishing gradients,
     a loss that ignores the detector, no convergence) so that a weak attack
     is not reported as a robust defense. Evasion is measured on the
-    *deployed decision*: against a skadv estimator a row evades when it is
+    *deployed decision*: against a detector (a target with ``attack_surface()``) a row evades when it is
     misclassified and not flagged / rejected (whatever ``attack.adaptive``
     is); against a plain model when it is misclassified. Each check that
     fires issues an :class:`AttackFailureWarning` naming the check and what
@@ -130,7 +132,7 @@ def check_attack_failure(
       box must reach an evasion of at least ``1 - tol`` (value: that evasion);
     - ``"stalled"``: share of the rows the attack fails on whose loss never
       moved during a run (value); fires above ``stalled_tol``;
-    - ``"non_adaptive"`` (adaptive attack on a skadv estimator): the same
+    - ``"non_adaptive"`` (adaptive attack on a detector): the same
       attack with ``adaptive=False`` must not evade more often (value:
       adaptive minus non-adaptive evasion); fires below ``-tol``;
     - ``"monotone"`` (when ``eps_values`` are given): evasion must not drop by
@@ -149,6 +151,10 @@ def check_attack_failure(
         True labels; None uses the model's predictions.
     eps_values : array-like of float, default=None
         Budgets for the monotonicity check; None skips it.
+    evasion_curve : array-like of float, default=None
+        Evasion already measured at each of ``eps_values`` (e.g. by
+        :func:`~skadv.metrics.security_evaluation`); the monotonicity check
+        then reads it instead of running the attack at every budget.
     black_box : "auto", attack instance or None, default="auto"
         Black-box attack to compare with: "auto" uses :class:`Square` with the
         attack's budget when the inputs are images, a given attack as it is,
@@ -233,9 +239,19 @@ def check_attack_failure(
             "non_adaptive", gap < -tol, gap,
             f"adaptive evasion {ok.mean():.1%} < non-adaptive evasion {ok_na.mean():.1%}",
         )
-    if eps_values is not None and "eps" in attack.get_params():
+    if eps_values is not None and evasion_curve is not None:
+        eps_values = np.asarray(eps_values, dtype=float).ravel()
+        curve = np.asarray(evasion_curve, dtype=float).ravel()
+        if curve.shape != eps_values.shape:
+            raise ValueError(
+                f"evasion_curve must hold one value per eps; got {curve.size} values for {eps_values.size} budgets."
+            )
+        order = np.argsort(eps_values, kind="stable")
+        eps_values, curve = eps_values[order], curve[order]
+    elif eps_values is not None and "eps" in attack.get_params():
         eps_values = np.sort(np.asarray(eps_values, dtype=float))
         curve = np.array([evasion_of(_variant(attack, eps=float(e)))[0].mean() for e in eps_values])
+    if eps_values is not None and (evasion_curve is not None or "eps" in attack.get_params()):
         drop = float(np.max(np.maximum.accumulate(curve) - curve))
         checks["monotone"] = _check(
             "monotone", drop > tol, drop,

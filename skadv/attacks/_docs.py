@@ -9,10 +9,12 @@ _COMMON_PARAMS = """\
         model's predictions) are the true labels to move away from.
 
     adaptive : bool, default=True
-        Only used when ``target`` is a skadv estimator. If True the attack is
-        adaptive: it attacks the classifier and the detector together
-        through the estimator's extra "rejected" logit (Carlini & Wagner,
-        2017), so success means *misclassified and not flagged*. If False it
+        Only used when ``target`` implements the attack protocol
+        (``attack_surface()``: every skadv estimator, or a third-party
+        detector). If True the attack is adaptive: it attacks the classifier
+        and the detector together through the surface's extra "rejected"
+        column (Carlini & Wagner, 2017), so success means *misclassified and
+        not flagged*. If False it
         attacks the protected classifier alone (a non-adaptive attack, which
         overstates the detector).
 
@@ -30,14 +32,14 @@ _COMMON_PARAMS = """\
 
     device : str, torch.device or None, default=None
         Device to run on. None uses the device of the model's parameters (or
-        of the skorch net). A skadv estimator is always attacked on its own
-        ``device_``.
+        of the skorch net). An estimator with ``attack_surface()`` is always
+        attacked on its surface's device.
 
     eot_samples : int, default=8
         Number of random draws the objective and its gradient are averaged
         over (Expectation over Transformation) when the target's score is
-        randomized (a skadv estimator with ``_stochastic_score``). Ignored for
-        deterministic targets.
+        randomized (an attack surface with ``stochastic=True``, e.g.
+        :class:`~skadv.VAEDetector`'s). Ignored for deterministic targets.
 
     trace : bool, default=False
         If True, record per-iteration statistics in ``trace_``."""

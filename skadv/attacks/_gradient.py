@@ -55,7 +55,7 @@ class FGSM(BaseAttack):
 
     Parameters
     ----------
-    target : torch.nn.Module, fitted skorch NeuralNet or fitted skadv estimator
+    target : torch.nn.Module, fitted skorch NeuralNet or fitted estimator with ``attack_surface()``
         Model to attack. A torch module must return logits (log-probabilities
         work as well); a skorch ``NeuralNetClassifier`` whose criterion is
         ``NLLLoss`` is understood to output probabilities. Against a skadv
@@ -168,7 +168,7 @@ class PGD(BaseAttack):
 
     Parameters
     ----------
-    target : torch.nn.Module, fitted skorch NeuralNet or fitted skadv estimator
+    target : torch.nn.Module, fitted skorch NeuralNet or fitted estimator with ``attack_surface()``
         Model to attack; see :class:`FGSM`.
 
     eps : float, default=0.3

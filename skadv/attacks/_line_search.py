@@ -38,7 +38,7 @@ class PGDLineSearch(BaseAttack):
 
     Parameters
     ----------
-    target : torch.nn.Module, fitted skorch NeuralNet or fitted skadv estimator
+    target : torch.nn.Module, fitted skorch NeuralNet or fitted estimator with ``attack_surface()``
         Model to attack; see :class:`FGSM`.
 
     eps : float, default=2.0

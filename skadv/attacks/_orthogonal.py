@@ -47,7 +47,7 @@ class OrthogonalPGD(BaseAttack):
 
     Parameters
     ----------
-    target : fitted skadv estimator
+    target : fitted estimator with ``attack_surface()`` (a detector)
         Attacked adaptively (``adaptive=True``); a target without a detector
         (plain model, or ``adaptive=False``) is refused.
 
@@ -180,7 +180,8 @@ class OrthogonalPGD(BaseAttack):
         if target.reject_index is None:
             raise ValueError(
                 "OrthogonalPGD attacks a classifier and its detector together: the target must be a "
-                "fitted skadv estimator attacked with adaptive=True. Use APGD or PGD for a plain model."
+                "fitted detector (an estimator with attack_surface()) attacked with adaptive=True. Use APGD or "
+                "PGD for a plain model."
             )
         norm = _normalize_norm(self.norm)
         x = _start_point(run, x0, self.eps, norm, self.random_start)

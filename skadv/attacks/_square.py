@@ -97,7 +97,7 @@ class Square(BaseAttack):
 
     Parameters
     ----------
-    target : torch.nn.Module, fitted skorch NeuralNet or fitted skadv estimator
+    target : torch.nn.Module, fitted skorch NeuralNet or fitted estimator with ``attack_surface()``
         Model to attack; see :class:`FGSM`. Only its scores are used.
 
     eps : float, default=0.3

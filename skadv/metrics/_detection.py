@@ -7,7 +7,14 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.utils._param_validation import Interval, validate_params
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
-__all__ = ["accuracy_with_rejection", "clean_vs_attacked", "detection_auroc", "tpr_at_fpr"]
+__all__ = [
+    "accuracy_with_rejection",
+    "clean_vs_attacked",
+    "detection_auroc",
+    "evasion_rate",
+    "tpr_at_fpr",
+    "tpr_at_threshold",
+]
 
 
 @validate_params(
@@ -106,7 +113,10 @@ def tpr_at_fpr(scores_clean, scores_attacked, fpr=0.05):
 
     The largest share of attacked inputs flagged by a threshold on the
     adversarial score that flags at most ``fpr`` of the clean inputs,
-    read off :func:`sklearn.metrics.roc_curve`.
+    read off :func:`sklearn.metrics.roc_curve`. The threshold is chosen
+    *after* seeing the scores being evaluated: to report a deployed
+    detector, whose threshold was fixed on held-out clean rows (and which
+    an adaptive attack targeted), use :func:`tpr_at_threshold`.
 
     Parameters
     ----------
@@ -125,6 +135,7 @@ def tpr_at_fpr(scores_clean, scores_attacked, fpr=0.05):
     See Also
     --------
     detection_auroc : Threshold-free summary of the same ROC curve.
+    tpr_at_threshold : Detection rate at a threshold fixed beforehand.
 
     Examples
     --------
@@ -140,6 +151,104 @@ def tpr_at_fpr(scores_clean, scores_attacked, fpr=0.05):
     fprs, tprs, _ = roc_curve(y_true, y_score, drop_intermediate=False)
     # roc_curve's first point (threshold=inf) has fpr=0, so the mask is never empty.
     return float(tprs[fprs <= fpr + 1e-12].max())
+
+
+@validate_params(
+    {"scores_attacked": ["array-like"], "threshold": [Real]},
+    prefer_skip_nested_validation=True,
+)
+def tpr_at_threshold(scores_attacked, threshold):
+    """Detection rate (true-positive rate) at a fixed threshold.
+
+    The share of attacked inputs whose adversarial score exceeds
+    ``threshold``: what a deployed detector flags. Fix the threshold on
+    held-out clean rows first (``detector.infer_threshold(X_val, 95)``,
+    then :func:`detection_threshold`); unlike :func:`tpr_at_fpr` the
+    threshold does not depend on the scores evaluated, and it is the one an
+    adaptive attack targeted.
+
+    Parameters
+    ----------
+    scores_attacked : array-like of shape (n_attacked,)
+        Adversarial scores (higher = more adversarial) of attacked inputs.
+        For an adaptive attack pass only the successful examples' scores
+        (those that fool the classifier), and say so.
+    threshold : float
+        Rows scoring strictly above it are flagged (as the detectors' ``predict``).
+
+    Returns
+    -------
+    tpr : float
+        True-positive rate in [0, 1].
+
+    See Also
+    --------
+    detection_threshold : The threshold of a fitted detector on this scale.
+    tpr_at_fpr : The best rate over thresholds read off the ROC curve.
+
+    Examples
+    --------
+    >>> from skadv.metrics import tpr_at_threshold
+    >>> tpr_at_threshold([0.35, 0.5, 0.6, 0.05], threshold=0.4)
+    0.5
+    """
+    scores_attacked = column_or_1d(np.asarray(scores_attacked, dtype=np.float64))
+    if scores_attacked.size == 0:
+        raise ValueError("scores_attacked needs at least one score.")
+    if np.any(np.isnan(scores_attacked)):
+        raise ValueError("scores_attacked must not contain NaN.")
+    return float(np.mean(scores_attacked > threshold))
+
+
+@validate_params(
+    {
+        "y_true": ["array-like"],
+        "y_pred": ["array-like"],
+        "rejected": ["array-like", None],
+        "reject_label": "no_validation",
+        "sample_weight": ["array-like", None],
+    },
+    prefer_skip_nested_validation=True,
+)
+def evasion_rate(y_true, y_pred, *, rejected=None, reject_label=-1, sample_weight=None):
+    """Share of attacked inputs that evade the defended system: misclassified and not flagged.
+
+    The headline metric of a security evaluation at a fixed threshold (the
+    attacker's success; lower is better). Rejecting everything drives it to
+    0, so always report it next to the clean cost, the clean
+    :func:`accuracy_with_rejection` at the same threshold.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    y_pred : array-like of shape (n_samples,)
+        Predicted labels of the attacked inputs (``reject_label`` marks
+        rejected ones when ``rejected`` is None).
+    rejected : array-like of bool of shape (n_samples,), default=None
+        Which inputs the detector flags; None derives it from ``y_pred == reject_label``.
+    reject_label : object, default=-1
+        Label in ``y_pred`` that means "rejected".
+    sample_weight : array-like of shape (n_samples,), default=None
+        Sample weights.
+
+    Returns
+    -------
+    rate : float
+
+    See Also
+    --------
+    accuracy_with_rejection : With ``attacked=True`` it equals ``1 - evasion_rate``.
+
+    Examples
+    --------
+    >>> from skadv.metrics import evasion_rate
+    >>> evasion_rate([0, 1, 1, 2], [0, -1, 2, 1])
+    0.5
+    """
+    return 1.0 - accuracy_with_rejection(
+        y_true, y_pred, rejected=rejected, attacked=True, reject_label=reject_label, sample_weight=sample_weight
+    )
 
 
 @validate_params(
@@ -162,6 +271,12 @@ def accuracy_with_rejection(
     correctly (rejecting a clean input is an error). An attacked input
     counts as defended if it is rejected / flagged, or accepted and
     classified correctly.
+
+    With ``attacked=True`` alone it is ``1 -`` :func:`evasion_rate`, which a
+    detector that rejects everything maximises (1.0). Report it next to the
+    clean value, or score clean and attacked inputs together (``attacked``
+    as a per-row mask): then rejecting everything scores at most the share
+    of attacked rows.
 
     Parameters
     ----------
@@ -193,6 +308,9 @@ def accuracy_with_rejection(
     0.5
     >>> accuracy_with_rejection(y_true, y_pred, attacked=True)  # attacked: it defends
     0.75
+    >>> # Clean and attacked copies together: rejecting everything scores 0.5, not 1.
+    >>> accuracy_with_rejection(y_true * 2, [-1] * 8, attacked=[False] * 4 + [True] * 4)
+    0.5
     """
     y_true = column_or_1d(y_true)
     y_pred = column_or_1d(y_pred)

@@ -66,7 +66,11 @@ def build_autoencoder(tf, config):
             [layers.InputLayer(shape=(64,)), layers.Dense(128, activation="relu"), layers.Dense(32)]
         )
         decoder = tf.keras.Sequential(
-            [layers.InputLayer(shape=(32,)), layers.Dense(128, activation="relu"), layers.Dense(64, activation="sigmoid")]
+            [
+                layers.InputLayer(shape=(32,)),
+                layers.Dense(128, activation="relu"),
+                layers.Dense(64, activation="sigmoid"),
+            ]
         )
         return encoder, decoder
     encoder = tf.keras.Sequential(
@@ -114,13 +118,28 @@ def main(workdir):
         optimizer = tf.keras.optimizers.Adam(learning_rate=config["lr"])
         start = time.perf_counter()
         if config.get("shuffle_buffer") is None:
-            detector.fit(X_train, epochs=config["epochs"], batch_size=config["batch_size"], optimizer=optimizer,
-                         verbose=False)
+            detector.fit(
+                X_train, epochs=config["epochs"], batch_size=config["batch_size"], optimizer=optimizer, verbose=False
+            )
         else:  # alibi-detect's trainer and loss, with another shuffle buffer
-            trainer(detector.ae, loss_adv_ae, X_train, optimizer=optimizer, epochs=config["epochs"],
-                    batch_size=config["batch_size"], buffer_size=int(config["shuffle_buffer"]), verbose=False,
-                    loss_fn_kwargs={"model": classifier, "model_hl": None, "w_model": 1.0, "w_recon": 0.0,
-                                    "w_model_hl": None, "temperature": 1.0})
+            trainer(
+                detector.ae,
+                loss_adv_ae,
+                X_train,
+                optimizer=optimizer,
+                epochs=config["epochs"],
+                batch_size=config["batch_size"],
+                buffer_size=int(config["shuffle_buffer"]),
+                verbose=False,
+                loss_fn_kwargs={
+                    "model": classifier,
+                    "model_hl": None,
+                    "w_model": 1.0,
+                    "w_recon": 0.0,
+                    "w_model_hl": None,
+                    "temperature": 1.0,
+                },
+            )
         fit_s = time.perf_counter() - start
         score_batch = config.get("score_batch_size", int(1e10))
         start = time.perf_counter()

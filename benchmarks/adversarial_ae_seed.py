@@ -147,7 +147,8 @@ def keras_weights(module):
 def run_alibi(python, classifier, X, X_score, repeats, score_batch):
     with tempfile.TemporaryDirectory() as workdir:
         workdir = Path(workdir)
-        to_hwc = lambda a: a.reshape(-1, *INPUT_SHAPE).transpose(0, 2, 3, 1).copy()
+        def to_hwc(a):
+            return a.reshape(-1, *INPUT_SHAPE).transpose(0, 2, 3, 1).copy()
         arrays = {"X_train": to_hwc(X), "X_score": to_hwc(X_score)}
         arrays.update({f"clf_{i}": w for i, w in enumerate(keras_weights(classifier))})
         np.savez(workdir / "data.npz", **arrays)
@@ -174,7 +175,8 @@ def main():
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--alibi-python", default=None)
     parser.add_argument("--flops", action="store_true",
-                        help="only count the floating-point work of skadv's fit and the bare loop's (256 images, 1 epoch)")
+                        help="only count the floating-point work of skadv's fit and the bare loop's "
+                        "(256 images, 1 epoch)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -186,12 +188,21 @@ def main():
         torch.manual_seed(0)
         classifier = make_classifier().eval()
         with FlopCounterMode(display=False) as skadv_flops:
-            AdversarialAEDetector(classifier, ae=make_autoencoder(), epochs=1, batch_size=BATCH,
-                                  input_shape=INPUT_SHAPE, random_state=0).fit(X)
+            AdversarialAEDetector(
+                classifier, ae=make_autoencoder(), epochs=1, batch_size=BATCH, input_shape=INPUT_SHAPE, random_state=0
+            ).fit(X)
         with FlopCounterMode(display=False) as bare_flops:
             fit_bare(classifier, X, epochs=1)
-        print(json.dumps({"fit_gflop": {"skadv": round(skadv_flops.get_total_flops() / 1e9, 2),
-                                        "bare_torch": round(bare_flops.get_total_flops() / 1e9, 2)}}))
+        print(
+            json.dumps(
+                {
+                    "fit_gflop": {
+                        "skadv": round(skadv_flops.get_total_flops() / 1e9, 2),
+                        "bare_torch": round(bare_flops.get_total_flops() / 1e9, 2),
+                    }
+                }
+            )
+        )
         return
 
     X, y = seed_images()
@@ -199,10 +210,15 @@ def main():
     X_score = np.resize(X, (args.score_rows, X.shape[1]))
     report = {
         "benchmark": "adversarial_ae_seed",
-        "workload": {"images": f"{N_IMAGES} x 32x32x3 from sklearn digits", "classifier": "conv32-pool-conv64-pool-fc128-fc10",
-                     "autoencoder": "Conv2D 32/64/256 4x4 s2 + Dense(40) / Dense(2048) + Conv2DTranspose 256/64/3 4x4 s2",
-                     "epochs": EPOCHS, "train_batch_size": BATCH, "score_rows": args.score_rows,
-                     "score_batch_size": args.score_batch},
+        "workload": {
+            "images": f"{N_IMAGES} x 32x32x3 from sklearn digits",
+            "classifier": "conv32-pool-conv64-pool-fc128-fc10",
+            "autoencoder": "Conv2D 32/64/256 4x4 s2 + Dense(40) / Dense(2048) + Conv2DTranspose 256/64/3 4x4 s2",
+            "epochs": EPOCHS,
+            "train_batch_size": BATCH,
+            "score_rows": args.score_rows,
+            "score_batch_size": args.score_batch,
+        },
     }
     if args.alibi_python:
         report["alibi_detect"] = run_alibi(args.alibi_python, classifier, X, X_score, args.repeats, args.score_batch)
@@ -210,7 +226,12 @@ def main():
     def fit_skadv():
         torch.manual_seed(0)  # the same initial autoencoder as the bare loop's
         return AdversarialAEDetector(
-            classifier, ae=make_autoencoder(), epochs=EPOCHS, batch_size=BATCH, lr=LR, input_shape=INPUT_SHAPE,
+            classifier,
+            ae=make_autoencoder(),
+            epochs=EPOCHS,
+            batch_size=BATCH,
+            lr=LR,
+            input_shape=INPUT_SHAPE,
             random_state=0,
         ).fit(X)
 
@@ -232,15 +253,22 @@ def main():
         score_bare(classifier, ae, X_score, args.score_batch)
         bare_score.append(time.perf_counter() - start)
 
-    report["skadv"] = {"fit_seconds": round(min(skadv_fit), 3),
-                       "score_rows_per_second": round(args.score_rows / min(skadv_score), 1)}
-    report["bare_torch"] = {"fit_seconds": round(min(bare_fit), 3),
-                            "score_rows_per_second": round(args.score_rows / min(bare_score), 1)}
+    report["skadv"] = {
+        "fit_seconds": round(min(skadv_fit), 3),
+        "score_rows_per_second": round(args.score_rows / min(skadv_score), 1),
+    }
+    report["bare_torch"] = {
+        "fit_seconds": round(min(bare_fit), 3),
+        "score_rows_per_second": round(args.score_rows / min(bare_score), 1),
+    }
     report["fit_time_ratio_skadv_over_bare"] = round(min(skadv_fit) / min(bare_fit), 3)
     if "alibi_detect" in report:
         report["fit_speedup_over_alibi"] = round(report["alibi_detect"]["fit_seconds"] / min(skadv_fit), 3)
     report["targets"] = {"fit_time_ratio_max": 1.2, "fit_speedup_over_alibi_min": 1.5}
-    report["all_fit_seconds"] = {"skadv": [round(t, 3) for t in skadv_fit], "bare_torch": [round(t, 3) for t in bare_fit]}
+    report["all_fit_seconds"] = {
+        "skadv": [round(t, 3) for t in skadv_fit],
+        "bare_torch": [round(t, 3) for t in bare_fit],
+    }
     report["torch_threads"] = torch.get_num_threads()
     report["versions"] = {"skadv": skadv.__version__, "torch": torch.__version__, "python": platform.python_version()}
     print(json.dumps(report, indent=2))

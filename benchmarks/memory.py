@@ -89,8 +89,17 @@ def main():
         out = subprocess.run(command,
                              capture_output=True, text=True, check=True)
         results[name] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(json.dumps({"benchmark": "scoring_memory", "rows": args.rows, "inference_batch_size": args.inference_batch_size,
-                      "results": results}, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "scoring_memory",
+                "rows": args.rows,
+                "inference_batch_size": args.inference_batch_size,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -41,9 +41,11 @@ __all__ = [
 ]
 
 # Submodules importing the estimators above.
-from . import attacks  # noqa: E402
-from . import metrics  # noqa: E402
-from . import plotting  # noqa: E402
+from . import (
+    attacks,
+    metrics,
+    plotting,
+)
 
 # Names that moved: still importable from here, with a DeprecationWarning.
 _MOVED = {

@@ -57,10 +57,12 @@ def divergence_terms(
     """
     n_rows = x.shape[0]
     if teacher_as_target:
+        # Copies: the user's model may write into its input, and x (the autoencoder's input,
+        # the reconstruction term's target) and x' (the decoder's output) are still needed.
         with torch.no_grad():
-            log_p, hidden_p = forward_with_hidden(classifier, layers, x)
+            log_p, hidden_p = forward_with_hidden(classifier, layers, x.clone())
             teacher_logits = [head(features) for head, features in zip(heads, hidden_p)]
-        log_q, hidden_q = forward_with_hidden(classifier, layers, x_recon)
+        log_q, hidden_q = forward_with_hidden(classifier, layers, x_recon.clone())
         log_proba = torch.cat([log_p, log_q])
         logit_pairs = [(t, head(f)) for head, t, f in zip(heads, teacher_logits, hidden_q)]
     else:
@@ -79,7 +81,9 @@ def divergence_terms(
             term = distillation_loss(student_logits, torch.softmax(teacher_logits, dim=1))
         else:
             term = clipped_kl_divergence(
-                torch.log_softmax(teacher_logits.double(), dim=1), torch.log_softmax(student_logits.double(), dim=1), kl_clip
+                torch.log_softmax(teacher_logits.double(), dim=1),
+                torch.log_softmax(student_logits.double(), dim=1),
+                kl_clip,
             )
         hidden_kl = hidden_kl + weight * term
     return model_kl, hidden_kl, log_proba
@@ -422,9 +426,7 @@ class AdversarialAEDetector(TrainedDetector):
         else:
             self.w_model_hl_ = tuple(float(w) for w in np.ravel(self.w_model_hl))
         if len(self.w_model_hl_) != n_layers:
-            raise ValueError(
-                f"w_model_hl has {len(self.w_model_hl_)} weights for {n_layers} hidden layers."
-            )
+            raise ValueError(f"w_model_hl has {len(self.w_model_hl_)} weights for {n_layers} hidden layers.")
         if self.model_hl is not None and len(self.model_hl) != n_layers:
             raise ValueError(f"model_hl has {len(self.model_hl)} heads for {n_layers} hidden layers.")
         if not n_layers:

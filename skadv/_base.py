@@ -64,7 +64,7 @@ def resolve_device(device, fitting=True):
             )
         warnings.warn(
             f"This estimator was set up for device={device!r} but CUDA is not available; using the CPU.",
-            UserWarning,
+            UserWarning, stacklevel=2,
         )
         return "cpu"
     return device
@@ -126,13 +126,15 @@ def fit_atomically(fit):
 
 def check_threshold_perc(threshold_perc):
     """Validate ``infer_threshold``'s percent of rows to accept; warn when it looks like a fraction."""
-    if isinstance(threshold_perc, bool) or not isinstance(threshold_perc, numbers.Real) or not 0 <= threshold_perc <= 100:
+    is_percent = isinstance(threshold_perc, numbers.Real) and not isinstance(threshold_perc, bool)
+    if not is_percent or not 0 <= threshold_perc <= 100:
         raise ValueError(f"threshold_perc must be a percent in [0, 100], got {threshold_perc!r}.")
     if 0 < threshold_perc <= 1:
         warnings.warn(
             f"threshold_perc={threshold_perc} is a percent: it accepts {threshold_perc} % of X and flags the "
             f"rest. To accept a fraction {threshold_perc} of X, pass threshold_perc={100 * threshold_perc:g}.",
             UserWarning,
+            stacklevel=2,
         )
 
 
@@ -169,8 +171,7 @@ class TorchEstimatorMixin:
             shape = tuple(int(s) for s in self.input_shape)
             if int(np.prod(shape)) != n_features:
                 raise ValueError(
-                    f"input_shape={shape} holds {int(np.prod(shape))} values but X has "
-                    f"{n_features} features per row."
+                    f"input_shape={shape} holds {int(np.prod(shape))} values but X has {n_features} features per row."
                 )
         else:
             shape = nd_shape or (n_features,)
@@ -183,6 +184,7 @@ class TorchEstimatorMixin:
                 + ": it cannot learn how clean data varies, so its scores and threshold mean "
                 "little. Fit it on many distinct clean rows.",
                 UserWarning,
+                stacklevel=2,
             )
         return X
 
@@ -211,7 +213,10 @@ class TorchEstimatorMixin:
         return x.reshape((n_rows,) + tuple(self.input_shape_)).to(self.device_)
 
     def _iter_batches(self, X, batch_size=None):
-        """Consecutive batches of ``X`` as tensors, of :meth:`_inference_batch_size` rows unless ``batch_size`` is given."""
+        """Consecutive batches of ``X`` as tensors.
+
+        Of :meth:`_inference_batch_size` rows unless ``batch_size`` is given.
+        """
         batch_size = self._inference_batch_size() if batch_size is None else batch_size
         for start in range(0, X.shape[0], batch_size):
             yield self._to_tensor(X[start : start + batch_size])
@@ -316,6 +321,7 @@ class TorchEstimatorMixin:
                 f"Loading {type(self).__name__} saved with {saved} into skadv "
                 f"{__version__}; this might lead to breaking code or invalid results.",
                 InconsistentVersionWarning,
+                stacklevel=2,
             )
         if hasattr(super(), "__setstate__"):
             super().__setstate__(state)
@@ -498,7 +504,12 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
                 f"{type(self).__name__} protects a model that is not differentiable: attacks need gradients "
                 "through it, and a scikit-learn classifier has none. Protect a torch module or skorch net instead."
             )
-        model, preprocess, score, threshold = self.model_, self._preprocess, self._torch_adversarial_score, self.threshold_
+        model, preprocess, score, threshold = (
+            self.model_,
+            self._preprocess,
+            self._torch_adversarial_score,
+            self.threshold_,
+        )
 
         def classifier(x):
             return model(preprocess(x))
@@ -511,9 +522,15 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
         with torch.no_grad():
             n_classes = classifier(torch.zeros((1, *self.input_shape_), device=self.device_)).shape[1]
         return AttackSurface(
-            forward=forward, classifier=classifier, n_classes=n_classes, reject_index=n_classes,
-            device=self.device_, input_shape=self.input_shape_, stochastic=bool(self._stochastic_score),
-            outputs_are_logits=True, classes=getattr(self, "classes_", None),
+            forward=forward,
+            classifier=classifier,
+            n_classes=n_classes,
+            reject_index=n_classes,
+            device=self.device_,
+            input_shape=self.input_shape_,
+            stochastic=bool(self._stochastic_score),
+            outputs_are_logits=True,
+            classes=getattr(self, "classes_", None),
         )
 
     # -- public scoring API -------------------------------------------------

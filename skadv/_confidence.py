@@ -20,7 +20,9 @@ def input_gradient_sign(objective, x):
     """
     with torch.inference_mode(False), torch.enable_grad():
         x = x.detach().clone().requires_grad_(True)  # a normal tensor, even from inference mode
-        (gradient,) = torch.autograd.grad(objective(x).sum(), x)
+        # objective sees a copy: the user's model may write into its input, which torch
+        # refuses for a leaf that requires grad.
+        (gradient,) = torch.autograd.grad(objective(x.clone()).sum(), x)
     return gradient.sign()
 
 
@@ -142,7 +144,8 @@ class ConfidenceDetector(BaseDetector):
             given = "a scikit-learn classifier" if self.model_ is None else f"model_output={self.model_.output!r}"
             raise ValueError(
                 f"score_type='energy' needs the model's logits, but it returns normalised scores ({given}), "
-                "whose energy is not the logits' (it is 0 at temperature 1). Pass a torch model returning logits (model_output='logits'), "
+                "whose energy is not the logits' (it is 0 at temperature 1). "
+                "Pass a torch model returning logits (model_output='logits'), "
                 "or use score_type='msp' or 'entropy'."
             )
 

@@ -401,10 +401,14 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
             elif isinstance(entry, (tuple, list)) and len(entry) == 2 and isinstance(entry[0], str):
                 estimator = entry[1] if entry[1] is not None else shared
                 if not (hasattr(estimator, "fit") and hasattr(estimator, "decision_function")):
-                    raise ValueError(f"The classifier of layer {entry[0]!r} has no fit/decision_function: {estimator!r}.")
+                    raise ValueError(
+                        f"The classifier of layer {entry[0]!r} has no fit/decision_function: {estimator!r}."
+                    )
                 specs.append((entry[0], estimator))
             else:
-                raise ValueError(f"Each entry of layers must be a layer name or a (name, estimator) pair; got {entry!r}.")
+                raise ValueError(
+                    f"Each entry of layers must be a layer name or a (name, estimator) pair; got {entry!r}."
+                )
         names = [name for name, _ in specs if isinstance(name, str)]
         own_params = set(self.get_params(deep=False))
         for name in names:
@@ -437,7 +441,8 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
         return self._fit(X, y)
 
     def _fit(self, X, y, labels_from_model=False):
-        """``fit``; with ``labels_from_model``, ``y`` is ignored and the network's predictions on ``X`` are the labels."""
+        """``fit``; with ``labels_from_model``, ``y`` is ignored and the network's predictions
+        on ``X`` are the labels."""
         X = self._validate_fit_input(X)
         if labels_from_model:
             y = None
@@ -488,6 +493,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
                 "Some training folds lack a class; its out-of-fold layer scores were set to -1. "
                 "Use more data per class or a StratifiedKFold as cv.",
                 UserWarning,
+                stacklevel=2,
             )
         combiner = self.combiner if self.combiner is not None else _default_combiner()
         with parallel_config(n_jobs=self.n_jobs):  # a combiner with n_jobs=None follows the DNR's
@@ -539,8 +545,10 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
     def _inference_values_per_row(self):
         # float64 layer features, and a float64 kernel row against every support vector.
         kernel_net = getattr(self, "kernel_net_", None)
-        n_support = 0 if kernel_net is None else sum(
-            getattr(machine, "support_vectors", torch.empty(0)).shape[0] for machine in kernel_net.modules()
+        n_support = (
+            0
+            if kernel_net is None
+            else sum(getattr(machine, "support_vectors", torch.empty(0)).shape[0] for machine in kernel_net.modules())
         )
         return self.n_features_in_ + 2 * n_support
 
@@ -616,8 +624,14 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
 
         n_classes = len(self.classes_)
         return AttackSurface(
-            forward=forward, classifier=classifier, n_classes=n_classes, reject_index=n_classes,
-            device=self.device_, input_shape=self.input_shape_, outputs_are_logits=False, classes=self.classes_,
+            forward=forward,
+            classifier=classifier,
+            n_classes=n_classes,
+            reject_index=n_classes,
+            device=self.device_,
+            input_shape=self.input_shape_,
+            outputs_are_logits=False,
+            classes=self.classes_,
         )
 
     # -- public API -----------------------------------------------------------
@@ -677,6 +691,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
                 f"{REJECT_LABEL} is both a class and the reject label; use decision_function or "
                 "score_samples to tell rejected rows apart.",
                 UserWarning,
+                stacklevel=2,
             )
         if labels.dtype.kind not in "iuf":
             labels = labels.astype(object)

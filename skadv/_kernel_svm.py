@@ -494,7 +494,9 @@ def kernel_machine_from(estimator):
     returns 2-D scores (one column for binary problems).
     """
     if isinstance(estimator, _KernelExpansionMixin):
-        return RBFKernelMachine(estimator.support_vectors_, estimator.dual_coef_, estimator.intercept_, estimator.gamma_)
+        return RBFKernelMachine(
+            estimator.support_vectors_, estimator.dual_coef_, estimator.intercept_, estimator.gamma_
+        )
     if _is_rbf_svc(estimator):
         return RBFKernelMachine(
             estimator.support_vectors_, estimator.dual_coef_.T, estimator.intercept_, estimator._gamma
@@ -584,7 +586,9 @@ class NystroemFits:
             estimator.dual_coef_ = self.normalization.T @ coef.T
             estimator.intercept_ = intercept.astype(np.float64)
             estimator.n_features_in_ = self.X.shape[1]
-            fitted.append((estimator, None if test_scores is None else np.asarray(test_scores).reshape(len(test_scores), -1)))
+            fitted.append(
+                (estimator, None if test_scores is None else np.asarray(test_scores).reshape(len(test_scores), -1))
+            )
         return fitted
 
 

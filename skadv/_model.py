@@ -153,7 +153,10 @@ class ModelAdapter:
                 "one input as the model expects it (e.g. (1, 28, 28) for a channels-first image)."
             ) from exc
         if not isinstance(out, torch.Tensor):
-            what = f"a {type(out).__name__} of {len(out)} items" if isinstance(out, (tuple, list)) else type(out).__name__
+            if isinstance(out, (tuple, list)):
+                what = f"a {type(out).__name__} of {len(out)} items"
+            else:
+                what = type(out).__name__
             raise ValueError(  # noqa: TRY004 - a wrong model output is a value problem, as in scikit-learn
                 f"The model returns {what}; it must return one tensor of class scores shaped "
                 "(n_samples, n_classes). Wrap it in a module that returns only the scores."

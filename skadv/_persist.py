@@ -188,7 +188,11 @@ class _Encoder:
         return value
 
     def _tensor(self, tensor):
-        state = {_TENSOR: None, "parameter": isinstance(tensor, nn.Parameter), "requires_grad": bool(tensor.requires_grad)}
+        state = {
+            _TENSOR: None,
+            "parameter": isinstance(tensor, nn.Parameter),
+            "requires_grad": bool(tensor.requires_grad),
+        }
         if isinstance(tensor, (UninitializedParameter, UninitializedBuffer)):
             state["uninitialized"] = True
             return state
@@ -312,7 +316,11 @@ class _Decoder:
         tensor = torch.from_numpy(np.array(data, copy=True))
         if "dtype" in state:
             dtype = getattr(torch, str(state["dtype"]), None)
-            if not isinstance(dtype, torch.dtype) or dtype.itemsize != data.dtype.itemsize or data.dtype.kind not in "iu":
+            if (
+                not isinstance(dtype, torch.dtype)
+                or dtype.itemsize != data.dtype.itemsize
+                or data.dtype.kind not in "iu"
+            ):
                 raise ValueError(f"{field}['dtype'] {state['dtype']!r} does not match the stored {data.dtype} bits.")
             tensor = tensor.view(dtype)
         if requires_grad and not (tensor.is_floating_point() or tensor.is_complex()):

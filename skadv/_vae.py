@@ -105,7 +105,11 @@ def elbo_loss(x, reconstruction, mean, log_var, log_var_x, beta=1.0):
     return nll + beta * kl
 
 
-def optimal_log_var_x(x, reconstruction, min_log_var=np.log(1e-6)):
+# log(1e-6): the smallest per-feature variance the decoder's likelihood may take.
+_MIN_LOG_VAR = float(np.log(1e-6))
+
+
+def optimal_log_var_x(x, reconstruction, min_log_var=_MIN_LOG_VAR):
     """``log σ²`` maximising the batch's Gaussian likelihood: the log mean squared error (no gradient).
 
     The "optimal σ" VAE (Rybkin et al., 2021): with σ² set to the batch's mean squared

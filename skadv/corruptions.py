@@ -43,7 +43,7 @@ def _as_images(X, input_shape):
     X = check_array(X, dtype=np.float64)
     n, n_features = X.shape
     if input_shape is None:
-        side = int(round(np.sqrt(n_features)))
+        side = round(np.sqrt(n_features))
         if side * side != n_features:
             raise ValueError(
                 f"Rows of {n_features} values are not square images; pass input_shape=(C, H, W) or (H, W)."
@@ -129,7 +129,7 @@ def brightness(X, severity=1, *, input_shape=None, clip_values=(0, 1)):
 
 def _box_down_nearest_up(size, factor):
     """Averaging matrix to ``round(size * factor)`` cells and nearest-neighbour matrix back."""
-    small = max(1, int(round(size * factor)))
+    small = max(1, round(size * factor))
     cell = np.minimum((np.arange(size) * small) // size, small - 1)
     up = np.zeros((size, small))
     up[np.arange(size), cell] = 1.0

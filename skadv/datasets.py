@@ -159,10 +159,13 @@ def load_digits28(n_samples=None, *, max_rotation=15.0, max_shift=2.0, noise=0.0
 
     images = torch.as_tensor(digits / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
     framed = F.pad(F.interpolate(images, size=(20, 20), mode="bilinear", align_corners=False), (4, 4, 4, 4))
-    cos, sin = torch.as_tensor(np.cos(angles), dtype=torch.float32), torch.as_tensor(np.sin(angles), dtype=torch.float32)
+    cos = torch.as_tensor(np.cos(angles), dtype=torch.float32)
+    sin = torch.as_tensor(np.sin(angles), dtype=torch.float32)
     theta = torch.stack(
-        [torch.stack([cos, -sin, torch.as_tensor(shifts[:, 0], dtype=torch.float32)], 1),
-         torch.stack([sin, cos, torch.as_tensor(shifts[:, 1], dtype=torch.float32)], 1)],
+        [
+            torch.stack([cos, -sin, torch.as_tensor(shifts[:, 0], dtype=torch.float32)], 1),
+            torch.stack([sin, cos, torch.as_tensor(shifts[:, 1], dtype=torch.float32)], 1),
+        ],
         dim=1,
     )
     generator = torch.Generator().manual_seed(noise_seed)
@@ -207,8 +210,11 @@ class DigitsCNN(nn.Module):
             raise ValueError(f"image_size must be an even number of pixels >= 2; got {image_size}.")
         self.image_size = image_size
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         pooled = image_size // 2
         self.classifier = nn.Sequential(
@@ -309,10 +315,17 @@ def make_digits_classifier(
         if module is None else {"module": module}
     )
     net = NeuralNetClassifier(
-        **architecture, criterion=nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=lr, max_epochs=epochs,
-        batch_size=batch_size, train_split=None, iterator_train__shuffle=True,
+        **architecture,
+        criterion=nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        lr=lr,
+        max_epochs=epochs,
+        batch_size=batch_size,
+        train_split=None,
+        iterator_train__shuffle=True,
         # skorch calls a sink other than print whatever verbose says: set it only when printing.
-        **({"callbacks__print_log__sink": _print_epoch_log} if verbose else {}), verbose=int(verbose),
+        **({"callbacks__print_log__sink": _print_epoch_log} if verbose else {}),
+        verbose=int(verbose),
     )
     with torch.random.fork_rng():
         torch.manual_seed(seed)

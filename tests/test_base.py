@@ -202,7 +202,8 @@ class _MinLogProba(BaseDetector):
     def __init__(self, model=None, *, model_output="auto", threshold=None, contamination=0.05,
                  inference_batch_size=None, preprocess_fn=None, input_shape=None, device="cpu", random_state=None):
         self.model, self.model_output, self.threshold = model, model_output, threshold
-        self.contamination, self.inference_batch_size, self.preprocess_fn = contamination, inference_batch_size, preprocess_fn
+        self.contamination, self.inference_batch_size = contamination, inference_batch_size
+        self.preprocess_fn = preprocess_fn
         self.input_shape, self.device, self.random_state = input_shape, device, random_state
 
     def _fit_detector(self, X, seed):
@@ -215,13 +216,39 @@ class _MinLogProba(BaseDetector):
 class _LinearStudent(TrainedDetector):
     """The template's trained hooks: a linear student of the classifier's labels; score its cross-entropy."""
 
-    def __init__(self, model=None, *, model_output="auto", threshold=None, contamination=0.05, epochs=2,
-                 batch_size=16, lr=1e-2, optimizer="adam", callbacks=None, verbose=False, inference_batch_size=None,
-                 preprocess_fn=None, input_shape=None, device="cpu", random_state=None):
-        self.model, self.model_output, self.threshold, self.contamination = model, model_output, threshold, contamination
+    def __init__(
+        self,
+        model=None,
+        *,
+        model_output="auto",
+        threshold=None,
+        contamination=0.05,
+        epochs=2,
+        batch_size=16,
+        lr=1e-2,
+        optimizer="adam",
+        callbacks=None,
+        verbose=False,
+        inference_batch_size=None,
+        preprocess_fn=None,
+        input_shape=None,
+        device="cpu",
+        random_state=None,
+    ):
+        self.model, self.model_output, self.threshold, self.contamination = (
+            model,
+            model_output,
+            threshold,
+            contamination,
+        )
         self.epochs, self.batch_size, self.lr, self.optimizer = epochs, batch_size, lr, optimizer
         self.callbacks, self.verbose, self.inference_batch_size = callbacks, verbose, inference_batch_size
-        self.preprocess_fn, self.input_shape, self.device, self.random_state = preprocess_fn, input_shape, device, random_state
+        self.preprocess_fn, self.input_shape, self.device, self.random_state = (
+            preprocess_fn,
+            input_shape,
+            device,
+            random_state,
+        )
 
     def _training_targets(self, X_model):
         with torch.inference_mode():
@@ -230,7 +257,9 @@ class _LinearStudent(TrainedDetector):
         return log_proba.argmax(dim=1).numpy()
 
     def _build_module(self, X_model):
-        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(int(np.prod(X_model.shape[1:])), self.n_classes_))
+        return torch.nn.Sequential(
+            torch.nn.Flatten(), torch.nn.Linear(int(np.prod(X_model.shape[1:])), self.n_classes_)
+        )
 
     def _net_options(self):
         return {"criterion": torch.nn.CrossEntropyLoss}
@@ -261,7 +290,9 @@ def test_the_trained_template_trains_its_module_and_keeps_the_history():
     assert not det.student_.training
     agreement = (det.student_(torch.from_numpy(X)).argmax(1) == clf(torch.from_numpy(X)).argmax(1)).float().mean()
     assert agreement > 0.8
-    np.testing.assert_array_equal(det.adversarial_score(X), _LinearStudent(clf, epochs=30, random_state=0).fit(X).adversarial_score(X))
+    np.testing.assert_array_equal(
+        det.adversarial_score(X), _LinearStudent(clf, epochs=30, random_state=0).fit(X).adversarial_score(X)
+    )
     assert float((det.predict(X) == -1).mean()) == pytest.approx(0.05, abs=1 / 64)
 
 

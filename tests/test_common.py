@@ -25,8 +25,6 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback, EarlyStopping
 from torch import nn
 
-from skadv import AdversarialAEDetector
-
 from _instances import BY_ID, IDS, INSTANCES, expected_failed_checks, fit_instance, needs_y, protected_model
 from _models import Wave
 
@@ -304,14 +302,6 @@ class NormalisesInPlace(nn.Module):
 def test_a_model_writing_into_its_input_never_changes_the_users_x(name, dtype):
     torch.manual_seed(0)
     est = with_model(fresh(name), NormalisesInPlace())
-    if isinstance(est, AdversarialAEDetector):
-        # Regression on main since the AAE's teacher runs under no_grad: training fails with
-        # "modified by an inplace operation". Remove once _adversarial_ae.py is fixed.
-        pytest.xfail("AdversarialAEDetector training with a model writing into its input (regression)")
-    if any(est.get_params().get(key) for key in ("odin_eps", "noise_eps")):
-        # The input-gradient step runs the model on a leaf tensor that requires grad: torch
-        # refuses the model's in-place write. Known limitation of the baselines, to be fixed there.
-        pytest.xfail("an in-place model under the input-perturbation step (ODIN / Mahalanobis noise)")
     X_train = X_FIT[:48].astype(dtype)  # a multiple of 8 rows: no padding copy
     X_train_before = X_train.copy()
     fit(est, X_train)

@@ -216,7 +216,9 @@ class AutoAttack(BaseAttack):
             raise ValueError("AutoAttack records no trace; trace its members instead (trace=False).")
         for member in self.attacks or ():
             if not (isinstance(member, BaseAttack) or member in _MEMBERS):
-                raise ValueError(f"Unknown AutoAttack member {member!r}; use attack instances or names from {_MEMBERS}.")
+                raise ValueError(
+                    f"Unknown AutoAttack member {member!r}; use attack instances or names from {_MEMBERS}."
+                )
 
     def _common(self, seed):
         return dict(eps=self.eps, norm=self.norm, random_state=seed, **_shared_params(self))
@@ -362,8 +364,14 @@ class AutoAttack(BaseAttack):
                 )
         checks = self._checks(report, white_box_stalled, success, len(X))
         return Bunch(
-            X_adv=X_adv, success=success, n_iter=int(n_iter), broken_by=broken_by, members=report,
-            checks=checks, loss_range=None, trace=None,
+            X_adv=X_adv,
+            success=success,
+            n_iter=int(n_iter),
+            broken_by=broken_by,
+            members=report,
+            checks=checks,
+            loss_range=None,
+            trace=None,
         )
 
     def _project(self, target, X, x_init):
@@ -384,16 +392,19 @@ class AutoAttack(BaseAttack):
             n_stalled = int((white_box_stalled & ~success).sum())
             share = n_stalled / n_left if n_left else 0.0
             checks["stalled"] = Bunch(
-                fired=share > _STALLED_TOL, value=share,
+                fired=share > _STALLED_TOL,
+                value=share,
                 message=_warn_message("stalled", f"the loss never moved on {n_stalled} of the {n_left} unbroken rows"),
             )
         if "square" in report and len(report) > 1:
             share = report["square"].n_broken / n
             checks["black_box"] = Bunch(
-                fired=share > _BLACK_BOX_TOL, value=share,
+                fired=share > _BLACK_BOX_TOL,
+                value=share,
                 message=_warn_message(
-                    "black_box", f"the black-box Square attack broke {report['square'].n_broken} rows that every "
-                    "white-box member missed"
+                    "black_box",
+                    f"the black-box Square attack broke {report['square'].n_broken} rows that every "
+                    "white-box member missed",
                 ),
             )
         for check in checks.values():
@@ -431,6 +442,8 @@ class _TwoPhase:
         phase1 = self.first.run(X, y, x_init=x_init)
         phase2 = self.second.run(X, y, x_init=phase1.X_adv)
         return Bunch(
-            X_adv=phase2.X_adv, success=phase2.success, n_iter=phase1.n_iter + phase2.n_iter,
+            X_adv=phase2.X_adv,
+            success=phase2.success,
+            n_iter=phase1.n_iter + phase2.n_iter,
             loss_range=phase2.loss_range,
         )

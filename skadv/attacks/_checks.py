@@ -76,7 +76,9 @@ def _check(name, fired, value, finding):
 
 def _unbounded_eps(attack, target, X):
     """A budget that reaches every point of the clip box (or a very large one without a box)."""
-    width = 1e3 if attack.clip_values is None else float(np.max(np.subtract(attack.clip_values[1], attack.clip_values[0])))
+    width = (
+        1e3 if attack.clip_values is None else float(np.max(np.subtract(attack.clip_values[1], attack.clip_values[0])))
+    )
     if _normalize_norm(getattr(attack, "norm", np.inf)) == np.inf:
         return width
     return width * float(np.sqrt(np.prod(np.asarray(X).shape[1:])))
@@ -220,14 +222,18 @@ def check_attack_failure(
         big = _unbounded_eps(attack, target, X)
         ok_big, _ = evasion_of(_variant(attack, eps=big))
         checks["unbounded"] = _check(
-            "unbounded", ok_big.mean() < 1 - tol, float(ok_big.mean()),
+            "unbounded",
+            ok_big.mean() < 1 - tol,
+            float(ok_big.mean()),
             f"with eps={big:g} only {ok_big.mean():.1%} of the rows evade",
         )
     if getattr(result, "loss_range", None) is not None:
         stalled = _stalled_rows(result.loss_range, ok)
         share = stalled.sum() / max(int((~ok).sum()), 1)
         checks["stalled"] = _check(
-            "stalled", share > stalled_tol, float(share),
+            "stalled",
+            share > stalled_tol,
+            float(share),
             f"the loss never moved on {int(stalled.sum())} of the {int((~ok).sum())} rows the attack fails on",
         )
     elif "checks" in result and "stalled" in result.checks:
@@ -236,7 +242,9 @@ def check_attack_failure(
         ok_na, _ = evasion_of(_variant(attack, adaptive=False))
         gap = float(ok.mean() - ok_na.mean())
         checks["non_adaptive"] = _check(
-            "non_adaptive", gap < -tol, gap,
+            "non_adaptive",
+            gap < -tol,
+            gap,
             f"adaptive evasion {ok.mean():.1%} < non-adaptive evasion {ok_na.mean():.1%}",
         )
     if eps_values is not None and evasion_curve is not None:
@@ -254,7 +262,9 @@ def check_attack_failure(
     if eps_values is not None and (evasion_curve is not None or "eps" in attack.get_params()):
         drop = float(np.max(np.maximum.accumulate(curve) - curve))
         checks["monotone"] = _check(
-            "monotone", drop > tol, drop,
+            "monotone",
+            drop > tol,
+            drop,
             f"evasion over eps={np.round(eps_values, 4).tolist()} is {np.round(curve, 3).tolist()}",
         )
         checks["monotone"].curve = curve
@@ -264,14 +274,19 @@ def check_attack_failure(
             from ._square import Square
 
             black_box = Square(
-                attack.target, eps=attack.eps, norm=getattr(attack, "norm", np.inf), random_state=0,
+                attack.target,
+                eps=attack.eps,
+                norm=getattr(attack, "norm", np.inf),
+                random_state=0,
                 **_shared_params(attack),
             )
     if black_box is not None:
         ok_bb, _ = evasion_of(black_box)
         gap = float(ok_bb.mean() - ok.mean())
         checks["black_box"] = _check(
-            "black_box", gap > tol, gap,
+            "black_box",
+            gap > tol,
+            gap,
             f"black-box evasion {ok_bb.mean():.1%} > white-box evasion {ok.mean():.1%} "
             f"({int((ok_bb & ~ok).sum())} rows broken only by the black-box attack)",
         )

@@ -362,7 +362,7 @@ class _AttackScorer:
                 warnings.warn(
                     "The attack fooled the classifier on no input of this fold; "
                     "the detection score is undefined (NaN).",
-                    UserWarning,
+                    UserWarning, stacklevel=2,
                 )
                 return np.nan
             scores_attacked = scores_attacked[fooled]
@@ -457,8 +457,9 @@ def make_attack_scorer(
     >>> from skadv.attacks import AutoAttack, PGD
     >>> from skadv.metrics import make_attack_scorer
     >>> tuning = make_attack_scorer(PGD, eps=0.1, max_iter=10, random_state=0)
-    >>> tuning
-    make_attack_scorer(PGD, metric='auroc', fpr=0.05, successful_only=True, adaptive=True, eps=0.1, max_iter=10, random_state=0)
+    >>> tuning  # doctest: +NORMALIZE_WHITESPACE
+    make_attack_scorer(PGD, metric='auroc', fpr=0.05, successful_only=True, adaptive=True, eps=0.1,
+                       max_iter=10, random_state=0)
 
     Typical use with a detector ``det`` protecting a torch classifier: tune
     with PGD, then evaluate the chosen detector on held-out rows with a

@@ -11,7 +11,7 @@ def _as_image(x, image_shape):
     if image_shape is not None:
         x = x.reshape(image_shape)
     else:
-        side = int(round(np.sqrt(x.size)))
+        side = round(np.sqrt(x.size))
         if side * side == x.size and x.ndim == 1:
             x = x.reshape(side, side)
     x = np.squeeze(x)

@@ -1,23 +1,25 @@
 """The end-to-end demo on the 8x8 digits behind ``python -m skadv demo``.
 
-Protocol: every detector's threshold is fixed on held-out clean rows (5 % false
-positives there) before any attack; each detector is then measured on other
-clean rows (its false-positive rate and clean accuracy with rejection, the cost
-of deploying it) and on attacked rows at that threshold: the evasion rate
-(misclassified and not flagged), the share of successful adversarial examples it
-flags (TPR) and their AUROC. The adaptive attack is the AutoAttack ensemble,
-checked with the indicators of attack failure.
+The MSP baseline and the four detectors, evaluated at fixed thresholds as
+:mod:`skadv._evaluation` describes, against FGSM, PGD and AutoAttack, plus figures.
 """
 
 import os
 import time
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
-import torch
 from sklearn.model_selection import train_test_split
+
+from ._evaluation import (
+    adaptive_attack,
+    attack_row,
+    clean_row,
+    detector_defense,
+    fit_at_fixed_threshold,
+    print_checks,
+    section,
+    verdict,
+)
 
 # Settings of the full run and of --quick. The adaptive rows dominate the run time:
 # AutoAttack and the failure checks run on the first n_adaptive / n_check test rows.
@@ -38,68 +40,16 @@ _SETTINGS = {
     },
 }
 _DNR_LAYERS = ["features.1", "features.4", "classifier.2"]
-
-
-def _section(title):
-    print(f"\n== {title} " + "=" * max(0, 66 - len(title)), flush=True)
-
-
-@dataclass
-class _Defense:
-    """What the evaluation needs of a defended classifier, detectors and baseline alike.
-
-    ``scores``: adversarial scores (higher = more adversarial); ``flagged``: rows
-    flagged / rejected at the fixed threshold; ``labels``: the deployed
-    classifier's labels (DNR's own, the CNN's otherwise); ``threshold`` on the
-    ``scores`` scale; ``estimator``: what adaptive attacks target (None: the
-    baseline, not attackable adaptively).
-    """
-
-    scores: Callable
-    flagged: Callable
-    labels: Callable
-    threshold: float
-    estimator: object = None
-
-
-def _detector_defense(det):
-    from .metrics import adversarial_scores, deployed_predictions, detection_threshold
-
-    return _Defense(
-        scores=lambda X: adversarial_scores(det, X),
-        flagged=lambda X: np.asarray(det.predict(X)) == -1,
-        # The deployed system's label of each row, flagged or not (DNR's own, the CNN's for the detectors).
-        labels=lambda X: deployed_predictions(det, X).labels,
-        threshold=detection_threshold(det),
-        estimator=det,
-    )
-
-
-def _max_softmax_baseline(net, X_val, threshold_perc=95):
-    """Baseline: 1 - the classifier's max-softmax probability (MSP; Hendrycks & Gimpel 2017) as the score.
-
-    Thresholded like the detectors: ``threshold_perc`` % of the held-out clean rows ``X_val`` pass.
-    """
-
-    def scores(X):
-        # 1 - p_max as -expm1(log p_max) from float64 logits: 1 - predict_proba's float32 maximum
-        # rounds to 0 on confident rows, which would pile them at 0 and rule out a log axis.
-        logits = torch.as_tensor(net.forward(np.asarray(X, dtype=np.float32)), dtype=torch.float64)
-        return (-torch.expm1(torch.log_softmax(logits, dim=1).max(dim=1).values)).numpy()
-
-    threshold = float(np.percentile(scores(X_val), threshold_perc))
-    return _Defense(
-        scores=scores,
-        flagged=lambda X: scores(X) > threshold,
-        labels=lambda X: net.predict(np.asarray(X, dtype=np.float32)),
-        threshold=threshold,
-    )
+# The baseline is scored and thresholded like the detectors but not attacked adaptively here
+# (``python -m skadv benchmark`` attacks it too).
+_BASELINE = "MSP (baseline)"
 
 
 def _fit_detectors(cnn, X_fit, y_fit, X_val, settings, random_state):
-    """The four detectors, fitted on clean data; thresholds at 5 % FPR on held-out clean rows ``X_val``."""
+    """The MSP baseline and the four detectors, fitted on clean data; thresholds at 5 % FPR on ``X_val``."""
     from . import (
         AdversarialAEDetector,
+        ConfidenceDetector,
         DeepNeuralRejection,
         ModelDistillationDetector,
         VAEDetector,
@@ -107,70 +57,19 @@ def _fit_detectors(cnn, X_fit, y_fit, X_val, settings, random_state):
 
     common = {"input_shape": (1, 8, 8), "random_state": random_state}
     detectors = {
+        # 1 - the classifier's max-softmax probability (Hendrycks & Gimpel 2017): what every detector must beat.
+        _BASELINE: ConfidenceDetector(cnn, **common),
         "AdversarialAE": AdversarialAEDetector(cnn, epochs=settings["ae_epochs"], temperature=0.5, **common),
         "ModelDistillation": ModelDistillationDetector(cnn, epochs=settings["distillation_epochs"], **common),
         "VAE": VAEDetector(cnn, epochs=settings["vae_epochs"], **common),
         "DNR": DeepNeuralRejection(cnn, layers=_DNR_LAYERS, cv=settings["dnr_cv"], n_jobs=1, **common),
     }
-    for name, det in detectors.items():
-        start = time.perf_counter()
-        det.fit(X_fit, y_fit)  # detectors ignore y; DNR trains its SVMs on it
-        # Not contamination (in-sample, on the training rows): held-out clean rows, the same call for all.
-        det.infer_threshold(X_val, threshold_perc=95)
-        print(f"{name:18s} fitted in {time.perf_counter() - start:5.1f} s", flush=True)
+    fit_at_fixed_threshold(detectors, X_fit, y_fit, X_val)
     return detectors
 
 
-def _clean_row(defense, X, y):
-    from .metrics import accuracy_with_rejection
-
-    flagged = defense.flagged(X)
-    return {
-        "fpr": float(flagged.mean()),
-        "clean_acc_rej": accuracy_with_rejection(y, defense.labels(X), rejected=flagged),
-    }
-
-
-def _attack_row(defense, clean_scores, X_adv, y):
-    """Evasion, TPR and AUROC at the fixed threshold; positives: the successful adversarial examples."""
-    from .metrics import detection_auroc
-
-    wrong = defense.labels(X_adv) != y
-    flagged = defense.flagged(X_adv)
-    successful = defense.scores(X_adv)[wrong]
-    return {
-        "evasion": float(np.mean(wrong & ~flagged)),
-        "tpr": float(flagged[wrong].mean()) if wrong.any() else np.nan,
-        "auroc": detection_auroc(clean_scores, successful) if wrong.any() else np.nan,
-        "n_successful": int(wrong.sum()),
-    }
-
-
-def _adaptive_attack(det, X, y, settings, random_state):
-    """AutoAttack on classifier + detector, and the attack-failure checks of that attack.
-
-    The ensemble reports the "stalled" and "black_box" checks of its own run;
-    :func:`~skadv.attacks.check_attack_failure` adds "unbounded" and
-    "non_adaptive" on the first ``n_check`` rows (Square is in the ensemble already).
-    """
-    from .attacks import AttackFailureWarning, AutoAttack, check_attack_failure
-
-    attack = AutoAttack(
-        det, eps=0.2, max_iter=settings["auto_iter"], square_max_iter=settings["auto_square"],
-        eot_samples=settings["eot"], random_state=random_state,
-    )
-    with warnings.catch_warnings():
-        # The verdicts are printed with the table; no warning text in between.
-        warnings.simplefilter("ignore", AttackFailureWarning)
-        result = attack.run(X, y)
-        n_check = settings["n_check"]
-        report = check_attack_failure(attack, X[:n_check], y[:n_check], black_box=None, max_samples=n_check)
-    checks = {**report.checks, **result.checks}
-    return result.X_adv, checks
-
-
 def _print_table(clean, rows):
-    _section("results at the fixed thresholds (5 % FPR on held-out clean validation rows)")
+    section("results at the fixed thresholds (5 % FPR on held-out clean validation rows)")
     header = (f"{'detector':18s} {'clean FPR':>9s} {'clean acc':>9s} | {'attack':24s} {'evasion':>7s} "
               f"{'TPR':>6s} {'AUROC':>6s}  failure checks")
     print(header)
@@ -180,9 +79,8 @@ def _print_table(clean, rows):
         c = clean[name]
         lead = f"{name:18s} {c['fpr']:9.3f} {c['clean_acc_rej']:9.3f}" if name != last else " " * 38
         last = name
-        verdict = "" if checks is None else (", ".join(n for n, ch in checks.items() if ch.fired) + " FIRED"
-                                             if any(ch.fired for ch in checks.values()) else "none fired")
-        print(f"{lead} | {attack_name:24s} {r['evasion']:7.3f} {r['tpr']:6.3f} {r['auroc']:6.3f}  {verdict}")
+        phrase = "" if checks is None else verdict(checks)
+        print(f"{lead} | {attack_name:24s} {r['evasion']:7.3f} {r['tpr']:6.3f} {r['auroc']:6.3f}  {phrase}")
     print(
         "clean FPR: share of clean test rows flagged; clean acc: clean accuracy with rejection (a flagged clean\n"
         "row is an error): the cost of deploying the detector. evasion: share of attacked rows misclassified and\n"
@@ -192,16 +90,6 @@ def _print_table(clean, rows):
         "APGD-CE, APGD-margin on the K+1 scores, two-phase, orthogonal PGD, Square). MSP (the classifier's\n"
         "max-softmax probability) is the baseline every detector must beat; it is not attacked adaptively here."
     )
-
-
-def _print_checks(checks_by_detector):
-    for name, checks in checks_by_detector.items():
-        for check_name, check in checks.items():
-            value = check.value if isinstance(check.value, (int, float)) else float("nan")
-            state = "FIRED" if check.fired else "ok"
-            print(f"{name:18s} {check_name:13s} {state:5s} value {value:7.3f}")
-            if check.fired:
-                print(f"{'':18s} {check.message}")
 
 
 def _figures(out_dir, defenses, detectors, X_eval, y_eval, X_pgd, settings, random_state):
@@ -230,14 +118,8 @@ def _figures(out_dir, defenses, detectors, X_eval, y_eval, X_pgd, settings, rand
 
     fig, axes = plt.subplots(1, len(defenses), figsize=(4.0 * len(defenses), 3.6))
     for ax, (name, defense) in zip(axes, defenses.items()):
-        if defense.estimator is None:
-            ScoreHistogramDisplay.from_predictions(
-                defense.scores(X_eval), defense.scores(X_pgd), threshold=defense.threshold, name=name,
-                score_name="1 - max softmax probability", log_scale="auto", ax=ax,
-            )
-        else:
-            # Each detector's own threshold on its own scale; log axes for scores piled up near 0.
-            ScoreHistogramDisplay.from_estimator(defense.estimator, X_eval, X_pgd, name=name, log_scale="auto", ax=ax)
+        # Each detector's own threshold on its own scale; log axes for scores piled up near 0.
+        ScoreHistogramDisplay.from_estimator(defense.estimator, X_eval, X_pgd, name=name, log_scale="auto", ax=ax)
     fig.suptitle("Scores of clean test digits vs PGD eps=0.2 (non-adaptive); dashed: the fixed threshold")
     save(fig, "score_histograms.png")
 
@@ -290,18 +172,17 @@ def run_demo(out_dir="skadv_demo", quick=False, random_state=0):
                                               random_state=random_state)
     X_eval, y_eval = X_test[: settings["n_eval"]], y_test[: settings["n_eval"]]
 
-    _section(f"classifier: small CNN on the 8x8 digits, trained through skorch ({len(X_fit)} rows)")
+    section(f"classifier: small CNN on the 8x8 digits, trained through skorch ({len(X_fit)} rows)")
     net = make_digits_classifier(X_fit, y_fit, epochs=settings["classifier_epochs"], random_state=random_state,
                                  verbose=True)
     cnn = net.module_
     print(f"clean test accuracy: {np.mean(net.predict(X_test) == y_test):.3f}")
 
-    _section(f"detectors: fit on {len(X_fit)} clean rows, thresholds on {len(X_val)} held-out clean rows")
+    section(f"detectors: fit on {len(X_fit)} clean rows, thresholds on {len(X_val)} held-out clean rows")
     detectors = _fit_detectors(cnn, X_fit, y_fit, X_val, settings, random_state)
-    defenses = {"MSP (baseline)": _max_softmax_baseline(net, X_val)}
-    defenses.update({name: _detector_defense(det) for name, det in detectors.items()})
+    defenses = {name: detector_defense(det) for name, det in detectors.items()}
 
-    _section(f"non-adaptive attacks on {len(X_eval)} test digits (the classifier alone)")
+    section(f"non-adaptive attacks on {len(X_eval)} test digits (the classifier alone)")
     shape = {"input_shape": (1, 8, 8)}
     attacks = {
         "FGSM eps=0.1": FGSM(cnn, eps=0.1, **shape).generate(X_eval, y_eval),
@@ -315,24 +196,28 @@ def run_demo(out_dir="skadv_demo", quick=False, random_state=0):
     n_adaptive = min(settings["n_adaptive"], len(X_eval))
     for name, defense in defenses.items():
         clean_scores = defense.scores(X_eval)
-        clean[name] = _clean_row(defense, X_eval, y_eval)
+        clean[name] = clean_row(defense, X_eval, y_eval)
         for attack_name, X_adv in attacks.items():
-            rows.append((name, attack_name, _attack_row(defense, clean_scores, X_adv, y_eval), None))
-        if defense.estimator is None:
+            rows.append((name, attack_name, attack_row(defense, clean_scores, X_adv, y_eval), None))
+        if name == _BASELINE:
             continue
-        X_adv, checks = _adaptive_attack(defense.estimator, X_eval[:n_adaptive], y_eval[:n_adaptive], settings,
-                                         random_state)
+        X_adv, checks = adaptive_attack(
+            defense.estimator, X_eval[:n_adaptive], y_eval[:n_adaptive], eps=0.2, max_iter=settings["auto_iter"],
+            square_max_iter=settings["auto_square"], eot_samples=settings["eot"], n_check=settings["n_check"],
+            random_state=random_state,
+        )
         checks_by_detector[name] = checks
-        row = _attack_row(defense, clean_scores, X_adv, y_eval[:n_adaptive])
+        row = attack_row(defense, clean_scores, X_adv, y_eval[:n_adaptive])
         rows.append((name, f"AutoAttack eps=0.2 ({n_adaptive})", row, checks))
         print(f"{name:18s} attacked adaptively ({time.perf_counter() - start:5.0f} s so far)", flush=True)
 
     _print_table(clean, rows)
-    _section("attack-failure checks of the adaptive attack (Pintor et al. 2022)")
-    _print_checks(checks_by_detector)
+    section("attack-failure checks of the adaptive attack (Pintor et al. 2022)")
+    print_checks(checks_by_detector)
 
-    _section("figures")
-    for path in _figures(out_dir, defenses, detectors, X_eval, y_eval, attacks["PGD eps=0.2"], settings,
+    section("figures")
+    seeds = {name: det for name, det in detectors.items() if name != _BASELINE}
+    for path in _figures(out_dir, defenses, seeds, X_eval, y_eval, attacks["PGD eps=0.2"], settings,
                          random_state):
         print(path)
     print(f"\nfinished in {time.perf_counter() - start:.0f} s")

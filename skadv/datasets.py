@@ -245,11 +245,14 @@ def _print_epoch_log(text):
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "module": [nn.Module, None],
     },
     prefer_skip_nested_validation=True,
 )
-def make_digits_classifier(X, y, *, epochs=25, lr=2e-3, batch_size=64, random_state=None, verbose=False):
-    """A :class:`DigitsCNN` trained on digit images through skorch: the model to protect.
+def make_digits_classifier(
+    X, y, *, epochs=25, lr=2e-3, batch_size=64, random_state=None, verbose=False, module=None
+):
+    """A :class:`DigitsCNN` (or another module) trained on digit images through skorch: the model to protect.
 
     Adam on the cross-entropy, shuffled mini-batches, no validation split.
     Training runs under :func:`torch.random.fork_rng` seeded from
@@ -275,6 +278,10 @@ def make_digits_classifier(X, y, *, epochs=25, lr=2e-3, batch_size=64, random_st
     verbose : bool, default=False
         Print skorch's table of epochs (without colour codes when the output
         is not a terminal).
+    module : torch.nn.Module, default=None
+        The network to train, returning logits for rows (e.g. an MLP behind
+        ``nn.Flatten()``, which takes images too); trained in place. None: a
+        new :class:`DigitsCNN` for the images' side.
 
     Returns
     -------
@@ -303,10 +310,12 @@ def make_digits_classifier(X, y, *, epochs=25, lr=2e-3, batch_size=64, random_st
             f"got shape {X.shape}."
         )
     seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    architecture = (
+        {"module": DigitsCNN, "module__n_classes": int(y.max()) + 1, "module__image_size": side}
+        if module is None else {"module": module}
+    )
     net = NeuralNetClassifier(
-        DigitsCNN,
-        module__n_classes=int(y.max()) + 1,
-        module__image_size=side,
+        **architecture,
         criterion=nn.CrossEntropyLoss,
         optimizer=torch.optim.Adam,
         lr=lr,

@@ -95,6 +95,19 @@ def test_make_digits_classifier_is_deterministic_and_leaves_the_global_generator
     assert len(first.history) == 2
 
 
+def test_make_digits_classifier_trains_a_given_module_in_place(small_digits):
+    X, y = small_digits
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    initial = mlp[3].weight.detach().clone()
+    net = make_digits_classifier(X, y, epochs=10, random_state=0, module=mlp)
+    assert net.module_ is mlp and not mlp.training
+    assert not torch.equal(mlp[3].weight, initial)  # trained, not replaced by a DigitsCNN
+    assert (net.predict(X) == y).mean() > 0.8
+    with pytest.raises(ValueError, match="module"):
+        make_digits_classifier(X, y, module="mlp")
+
+
 def test_digits_cnn_takes_28x28_rows_and_rejects_odd_sizes():
     cnn = DigitsCNN(image_size=28)
     assert cnn(torch.zeros(2, 784)).shape == (2, 10)

@@ -624,8 +624,8 @@ class NystroemOneVsAll(_KernelExpansionMixin, ClassifierMixin, BaseEstimator):
     identical decisions (label, or reject at a 10 % reject rate) on only 92.8 %: every
     difference is a row rejected by one model and accepted by the other. More landmarks
     narrow the gap slowly (2000 landmarks: 99.5 % and 94.0 %; with all training rows as
-    landmarks the squared loss alone leaves it at about 95 % on the digits test workload). It fitted 20 000 such rows in
-    88 s of CPU time (206 s wall on a loaded 2-core machine). Below about 10 000 rows
+    landmarks the squared loss alone leaves it at about 95 % on the digits test workload).
+    It fitted 20 000 such rows in 50 s on two idle cores. Below about 10 000 rows
     the exact DNR fits in minutes and is the one to use.
 
     Parameters

@@ -564,8 +564,8 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
             )
         return _per_class(scores, len(self.classes_))
 
-    def _class_scores(self, x):
-        """Combiner scores ``(n, n_classes)`` (float64) of a batch shaped ``(n, *input_shape_)``."""
+    def _layer_scores(self, x):
+        """The layer classifiers' scores side by side (the combiner's input), batch shaped ``(n, *input_shape_)``."""
         layer_outputs = capture_layers(self.model_.net, self.layer_names_, x)
         dtype = getattr(torch, getattr(self, "kernel_dtype", "float64"))
         layer_scores = [
@@ -574,7 +574,11 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
             )
             for i, (estimator, z) in enumerate(zip(self.layer_estimators_, layer_outputs))
         ]
-        return self._scores_of(self.combiner_, self.kernel_net_.combiner, torch.cat(layer_scores, dim=1))
+        return torch.cat(layer_scores, dim=1)
+
+    def _class_scores(self, x):
+        """Combiner scores ``(n, n_classes)`` (float64) of a batch shaped ``(n, *input_shape_)``."""
+        return self._scores_of(self.combiner_, self.kernel_net_.combiner, self._layer_scores(x))
 
     def _threshold_value(self):
         if self.threshold is None:
@@ -622,10 +626,20 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
         def classifier(x):
             return self.model_(self._preprocess(x))
 
+        def escape(x):
+            # The combiner's scores against the threshold as log-ratios of their RBF expansions:
+            # same sign, and a gradient in the flat region far from every support vector.
+            combiner, z = self.kernel_net_.combiner, self._layer_scores(x)
+            ratio = combiner.log_ratio(z, threshold)
+            if ratio.shape[1] == 1 and n_classes == 2:  # class 0 scores -d: -d > t exactly when d < -t
+                return torch.cat([-combiner.log_ratio(z, -threshold), ratio], dim=1)
+            return ratio
+
         n_classes = len(self.classes_)
         return AttackSurface(
             forward=forward,
             classifier=classifier,
+            escape=escape if np.isfinite(threshold) else None,
             n_classes=n_classes,
             reject_index=n_classes,
             device=self.device_,

@@ -476,6 +476,42 @@ class RBFKernelMachine(nn.Module):
             kernel = exponent.sub_(z_term).clamp_max_(0.0).exp_()
         return torch.addmm(intercept, kernel, dual_coef).to(torch.float64)
 
+    def log_ratio(self, z, offset):
+        """Per output, ``log(P + (b - offset)_+) - log(N + (offset - b)_+)``, float64.
+
+        ``P`` and ``N`` are the parts of the kernel expansion with positive and
+        negative dual coefficients (``forward(z) = b + P - N``), so the value has
+        the sign of ``forward(z) - offset``. Computed in the log domain
+        (log-sum-exp of ``-gamma * ||z - sv||^2 + log |dual_coef|``), it stays
+        well scaled where every kernel value is tiny and ``forward`` is flat (at
+        the intercepts): its gradient pulls towards the nearest support vectors
+        of positive weight instead of vanishing with them.
+
+        Parameters
+        ----------
+        z : tensor of shape (n, n_features)
+        offset : float
+            Finite level compared with each output.
+
+        Returns
+        -------
+        log_ratio : tensor of shape (n, n_outputs), float64
+        """
+        support_vectors, support_sq_norms, dual_coef, intercept = self._weights(torch.float64)
+        z = z.to(torch.float64)
+        exponent = torch.addmm(support_sq_norms, z, support_vectors.T, beta=-self.gamma, alpha=2.0 * self.gamma)
+        exponent = (exponent - self.gamma * (z * z).sum(dim=1, keepdim=True)).clamp_max(0.0)[:, :, None]
+        # Non-positive weights count as the smallest normal float (not 0): every log stays
+        # finite, so no gradient is NaN, and the value moves by ~1e-308.
+        tiny = torch.finfo(torch.float64).tiny
+
+        def log_part(weights, constant):
+            log_sum = torch.logsumexp(exponent + weights.clamp_min(tiny).log(), dim=1)
+            return torch.logaddexp(log_sum, constant.clamp_min(tiny).log())
+
+        gap = intercept - offset
+        return log_part(dual_coef, gap) - log_part(-dual_coef, -gap)
+
 
 def _is_rbf_svc(estimator):
     return (

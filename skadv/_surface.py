@@ -65,6 +65,17 @@ class AttackSurface:
     classes : array-like or None, default=None
         Labels of the ``K`` class columns; None when the labels are the column
         indices.
+    escape : callable or None, default=None
+        Optional. Maps raw inputs to ``(n, K)`` scores, one per class, with
+        the sign of "column ``k`` of :attr:`forward` minus the flagged
+        column" (positive exactly where the row's class-``k`` score clears
+        the flagged score) and a gradient that does not vanish where
+        :attr:`forward` is flat. A detector whose reject region is flat
+        (DNR's RBF combiner, at its intercepts far from every support vector)
+        provides it so that attacks can leave that region:
+        :class:`~skadv.attacks.APGD`'s ``loss="escape"`` and
+        :class:`~skadv.attacks.AutoAttack`'s ``"escape"`` member, run
+        automatically when it is set. None when the estimator has none.
 
     See Also
     --------
@@ -110,6 +121,7 @@ class AttackSurface:
     stochastic: bool = False
     outputs_are_logits: bool = True
     classes: object = None
+    escape: Callable | None = None
 
     def __post_init__(self):
         if self.reject_index is not None and self.reject_index != self.n_classes:
@@ -127,10 +139,11 @@ class AttackSurface:
         Returns
         -------
         surface : AttackSurface
-            With ``forward = classifier``, no flagged column, deterministic.
+            With ``forward = classifier``, no flagged column, deterministic,
+            no ``escape``.
         """
         return dataclasses.replace(
-            self, forward=self.classifier, reject_index=None, stochastic=False, outputs_are_logits=True
+            self, forward=self.classifier, reject_index=None, stochastic=False, outputs_are_logits=True, escape=None
         )
 
     def to_tensor(self, X):

@@ -1,5 +1,6 @@
 """Auto-PGD (Croce & Hein, 2020): PGD with a budget-aware step-size schedule."""
 
+import dataclasses
 import math
 from numbers import Integral, Real
 
@@ -59,7 +60,14 @@ class APGD(BaseAttack):
     ``-(max_{j != t} z_j - z_t) / (z_(1) - (z_(3) + z_(4)) / 2)``); ``"margin"``,
     ``-(z_bad - max_other z)`` (Carlini & Wagner's margin on the K+1 scores
     of an adaptive attack; it keeps a useful gradient where the softmax of
-    raw decision scores, such as DNR's, is flat).
+    raw decision scores, such as DNR's, is flat); ``"escape"``, the largest
+    escape score of a wrong class (targeted: the target's), from the
+    target's :attr:`~skadv.utils.AttackSurface.escape`: it leaves a flat
+    reject region, where the other losses have no usable gradient, towards
+    an accepted wrong class (success is still judged on the target's
+    scores). It needs an adaptive attack on an estimator whose attack
+    surface provides escape scores (such as a thresholded
+    :class:`~skadv.DeepNeuralRejection`).
 
     Parameters
     ----------
@@ -72,7 +80,7 @@ class APGD(BaseAttack):
     norm : {np.inf, 2, "inf"}, default=np.inf
         Norm of the perturbation ball.
 
-    loss : {"ce", "dlr", "margin"}, default="ce"
+    loss : {"ce", "dlr", "margin", "escape"}, default="ce"
         Loss to maximise (see above).
 
     max_iter : int, default=100
@@ -134,7 +142,7 @@ class APGD(BaseAttack):
         **BaseAttack._parameter_constraints,
         "eps": [Interval(Real, 0, None, closed="left")],
         "norm": _NORM_CONSTRAINT,
-        "loss": [StrOptions({"ce", "dlr", "margin"})],
+        "loss": [StrOptions({"ce", "dlr", "margin", "escape"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "n_restarts": [Interval(Integral, 1, None, closed="left")],
         "step_size": [Interval(Real, 0, None, closed="neither"), None],
@@ -193,9 +201,11 @@ class APGD(BaseAttack):
 
     # ------------------------------------------------------------- losses
     def _objective(self, target, y):
-        """Per-sample loss to maximise."""
+        """Per-sample loss to maximise (of the escape scores for ``loss="escape"``, else of the scores)."""
         if self.loss == "ce":
             return self._xent_objective(target, y)
+        if self.loss == "escape":
+            return self._escape_objective(target, y)
         margin = self._margin_objective(target, y)
         if self.loss == "margin":
             return lambda logits: -margin(logits)
@@ -212,6 +222,29 @@ class APGD(BaseAttack):
             return -margin(logits) / (scale + _DLR_TINY)
 
         return dlr
+
+    def _escape_objective(self, target, y):
+        if target.escape is None:
+            raise ValueError(
+                "loss='escape' needs a target whose attack surface provides escape scores (such as a "
+                "DeepNeuralRejection with a threshold), attacked with adaptive=True; use loss='margin' otherwise."
+            )
+
+        def objective(escape):
+            if self.targeted:
+                return escape.gather(1, y[:, None])[:, 0]
+            return escape.scatter(1, y[:, None], float("-inf")).amax(dim=1)
+
+        return objective
+
+    def _value_and_grad(self, target, x, objective):
+        if self.loss != "escape":
+            return super()._value_and_grad(target, x, objective)
+        # The loss follows the escape scores; success is judged on the scores.
+        value, grad, _ = super()._value_and_grad(dataclasses.replace(target, forward=target.escape), x, objective)
+        with torch.no_grad():
+            logits = self._forward_mean(target, x)
+        return value, grad, logits
 
     # -------------------------------------------------------------- attack
     def _start(self, run, x0, first):

@@ -27,9 +27,11 @@ from ._square import Square
 
 __all__ = ["AutoAttack"]
 
-_MEMBERS = ("apgd-ce", "apgd-dlr", "apgd-margin", "two-phase", "guided", "orthogonal", "selective", "square")
+_MEMBERS = (
+    "apgd-ce", "apgd-dlr", "apgd-margin", "two-phase", "escape", "guided", "orthogonal", "selective", "square"
+)
 _DEFAULT_PLAIN = ("apgd-ce", "apgd-dlr", "square")
-_DEFAULT_ADAPTIVE = ("apgd-ce", "apgd-margin", "two-phase", "orthogonal", "square")
+_DEFAULT_ADAPTIVE = ("apgd-ce", "apgd-margin", "two-phase", "escape", "orthogonal", "square")
 # Share of all rows that the black-box member may break after the white-box members
 # before the ensemble reports the white-box attacks as failing.
 _BLACK_BOX_TOL = 0.02
@@ -61,6 +63,11 @@ class AutoAttack(BaseAttack):
       started from it. It leaves a flat reject region from the outside: DNR's
       RBF scores give vanishing gradients far from its support vectors, where
       an adaptive attack started at the clean input stalls;
+    - ``"escape"``: adaptive :class:`APGD` with ``loss="escape"`` started at
+      the clean input (no random start), on the target's escape scores
+      (:attr:`~skadv.utils.AttackSurface.escape`): where a rejecting
+      detector's scores are flat, they still point towards an accepted wrong
+      class. Skipped when the target provides no escape scores (DNR does);
     - ``"guided"``: adaptive :class:`APGD` with the margin loss started, for
       each input, from the nearest (L2) of the ensemble's own inputs that has
       another label and is accepted and classified correctly, projected
@@ -74,7 +81,7 @@ class AutoAttack(BaseAttack):
       queries); skipped for non-image inputs;
     - an attack instance: run as given on the remaining inputs.
 
-    Default: ``("apgd-ce", "apgd-margin", "two-phase", "orthogonal", "square")``
+    Default: ``("apgd-ce", "apgd-margin", "two-phase", "escape", "orthogonal", "square")``
     against a skadv estimator attacked adaptively, ``("apgd-ce", "apgd-dlr",
     "square")`` otherwise (``apgd-dlr`` becomes ``apgd-margin`` with fewer
     than three outputs).
@@ -248,6 +255,8 @@ class AutoAttack(BaseAttack):
                 continue
             if name in ("two-phase", "guided") and not has_detector:
                 continue
+            if name == "escape" and (not has_detector or target.escape is None):
+                continue
             if name == "square" and not image:
                 continue
             if name == "apgd-dlr" and n_out < (4 if self.targeted else 3):
@@ -260,6 +269,8 @@ class AutoAttack(BaseAttack):
                     APGD(self.target, loss="ce", **{**apgd, "adaptive": False}),
                     APGD(self.target, loss="margin", **apgd),
                 ).run
+            elif name == "escape":
+                runner = APGD(self.target, loss="escape", **{**apgd, "random_start": False}).run
             elif name == "guided":
                 runner = _Guided(APGD(self.target, loss="margin", **apgd), *self._guides(target, X, y_idx)).run
             elif name in ("orthogonal", "selective"):

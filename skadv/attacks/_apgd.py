@@ -231,9 +231,13 @@ class APGD(BaseAttack):
             )
 
         def objective(escape):
+            # Positive only where the good class clears the flagged score and the bad ones do not:
+            # enough for success. In a flat reject region it is the good class's escape score.
+            own = escape.gather(1, y[:, None])[:, 0]
+            others = escape.scatter(1, y[:, None], float("-inf")).amax(dim=1)
             if self.targeted:
-                return escape.gather(1, y[:, None])[:, 0]
-            return escape.scatter(1, y[:, None], float("-inf")).amax(dim=1)
+                return torch.minimum(own, -others)
+            return torch.minimum(others, -own)
 
         return objective
 

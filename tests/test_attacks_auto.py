@@ -5,6 +5,8 @@ a shared attack instance, the ensemble's per-row guarantee, and each failure che
 on a deliberately masked model while staying silent on the plain one.
 """
 
+import copy
+import pickle
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,7 +15,8 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from skadv import ModelDistillationDetector
+from skadv import DeepNeuralRejection, ModelDistillationDetector
+from skadv._kernel_svm import RBFKernelMachine
 from skadv.attacks import (
     APGD,
     PGD,
@@ -24,6 +27,7 @@ from skadv.attacks import (
     check_attack_failure,
 )
 from skadv.attacks._apgd import _checkpoints
+from skadv.metrics import deployed_predictions
 
 from _attack_helpers import SurfaceView, train_module
 
@@ -376,3 +380,73 @@ def test_failure_checks_fire_on_a_masked_detector(shuffled_digits, mlp, detector
         black_box=None, unbounded=False, max_samples=100,
     )
     assert not {"non_adaptive", "monotone", "stalled"} & set(report.fired)
+
+
+# --------------------------------------------------------------------------- escape scores (flat reject regions)
+
+
+def test_kernel_log_ratio_matches_hand_computation_and_keeps_a_gradient_far_away():
+    rng = np.random.RandomState(0)
+    support, coef, intercept, gamma = rng.randn(6, 3), rng.randn(6, 2), np.array([-0.9, 0.2]), 0.5
+    machine = RBFKernelMachine(support, coef, intercept, gamma)
+    z = np.vstack([rng.randn(4, 3), [[30.0, 0.0, 0.0]]])  # the last row is far from every support vector
+    kernel = np.exp(-gamma * ((z[:, None] - support[None]) ** 2).sum(-1))
+    offset = -0.5
+    gap = intercept - offset
+    positive = kernel @ np.clip(coef, 0, None) + np.clip(gap, 0, None)
+    negative = kernel @ np.clip(-coef, 0, None) + np.clip(-gap, 0, None)
+    zt = torch.tensor(z, requires_grad=True)
+    ratio = machine.log_ratio(zt, offset)
+    np.testing.assert_allclose(ratio[:4].detach().numpy(), np.log(positive / negative)[:4], rtol=1e-10)
+    scores = machine(zt)
+    np.testing.assert_array_equal((ratio > 0).numpy(), (scores > offset).numpy())
+    # Far away the score sits at the intercept with a vanishing gradient (exp(-gamma * d^2) ~ 1e-180)...
+    (score_grad,) = torch.autograd.grad(scores[4, 0], zt)
+    assert score_grad[4].abs().max() < 1e-150
+    # ... while the log-ratio still pulls towards the nearest support vector of positive weight.
+    (ratio_grad,) = torch.autograd.grad(machine.log_ratio(zt, offset)[4, 0], zt)
+    positive_rows = np.flatnonzero(coef[:, 0] > 0)
+    nearest = support[positive_rows[np.argmin(((z[4] - support[positive_rows]) ** 2).sum(1))]]
+    np.testing.assert_allclose(ratio_grad[4].numpy(), 2 * gamma * (nearest - z[4]), rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def small_dnr(shuffled_digits, mlp):
+    (X, y), _ = shuffled_digits
+    dnr = DeepNeuralRejection(mlp, layers=["2", "3"], input_shape=SHAPE, random_state=0).fit(X[:500], y[:500])
+    return dnr.infer_threshold(X[500:], threshold_perc=95)
+
+
+def test_dnr_escape_scores_have_the_sign_of_acceptance_and_survive_pickling(shuffled_digits, small_dnr):
+    _, (X, _) = shuffled_digits
+    surface = small_dnr.attack_surface()
+    x = surface.to_tensor(X[:100])
+    with torch.no_grad():
+        escape = surface.escape(x)
+        scores = surface.forward(x)
+    np.testing.assert_array_equal((escape > 0).numpy(), (scores[:, :-1] > scores[:, -1:]).numpy())
+    assert 0 < (escape > 0).any(dim=1).float().mean() < 1  # some rows rejected, some accepted
+    with torch.no_grad():
+        np.testing.assert_array_equal(pickle.loads(pickle.dumps(small_dnr)).attack_surface().escape(x), escape)
+    assert surface.classifier_only().escape is None
+    detector = small_dnr.as_detector()
+    with torch.no_grad():
+        np.testing.assert_array_equal(detector.attack_surface().escape(x), escape)
+    assert copy.deepcopy(small_dnr).set_params(threshold=None).attack_surface().escape is None
+
+
+def test_escape_loss_breaks_rows_the_margin_loss_leaves_rejected(shuffled_digits, small_dnr):
+    _, (X, y) = shuffled_digits
+    X, y = X[:60], y[:60]
+    common = {"eps": 0.1, "max_iter": 20, "random_state": 0}
+    margin = deployed_predictions(small_dnr, APGD(small_dnr, loss="margin", **common).generate(X, y))
+    escape = deployed_predictions(
+        small_dnr, APGD(small_dnr, loss="escape", random_start=False, **common).generate(X, y)
+    )
+    left_rejected = margin.flagged & (margin.labels != y)
+    broken_by_escape = (escape.labels != y) & ~escape.flagged
+    assert (left_rejected & broken_by_escape).sum() >= 2
+    result = AutoAttack(small_dnr, eps=0.1, max_iter=20, square_max_iter=20, random_state=0).run(X, y)
+    assert list(result.members)[:4] == ["apgd-ce", "apgd-margin", "two-phase", "escape"]
+    with pytest.raises(ValueError, match="loss='escape' needs"):
+        APGD(small_dnr, loss="escape", adaptive=False).generate(X[:2], y[:2])

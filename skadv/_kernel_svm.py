@@ -500,16 +500,21 @@ class RBFKernelMachine(nn.Module):
         support_vectors, support_sq_norms, dual_coef, intercept = self._weights(torch.float64)
         z = z.to(torch.float64)
         exponent = torch.addmm(support_sq_norms, z, support_vectors.T, beta=-self.gamma, alpha=2.0 * self.gamma)
-        exponent = (exponent - self.gamma * (z * z).sum(dim=1, keepdim=True)).clamp_max(0.0)[:, :, None]
-        # Non-positive weights count as the smallest normal float (not 0): every log stays
-        # finite, so no gradient is NaN, and the value moves by ~1e-308.
+        exponent = (exponent - self.gamma * (z * z).sum(dim=1, keepdim=True)).clamp_max(0.0)
+        # Kernel values relative to the row's nearest support vector (the largest is 1): two
+        # matrix products instead of a log-sum-exp per output. A part underflows only when all
+        # its support vectors are farther than the nearest one by gamma * d^2 > ~700.
+        shift = exponent.detach().amax(dim=1, keepdim=True)
+        kernel = torch.exp(exponent - shift)
+        # Non-positive terms count as the smallest normal float (not 0): every log stays finite,
+        # so no gradient is NaN, and the value moves by ~1e-308.
         tiny = torch.finfo(torch.float64).tiny
+        gap = intercept - offset
 
         def log_part(weights, constant):
-            log_sum = torch.logsumexp(exponent + weights.clamp_min(tiny).log(), dim=1)
+            log_sum = torch.log((kernel @ weights.clamp_min(0.0)).clamp_min(tiny)) + shift
             return torch.logaddexp(log_sum, constant.clamp_min(tiny).log())
 
-        gap = intercept - offset
         return log_part(dual_coef, gap) - log_part(-dual_coef, -gap)
 
 

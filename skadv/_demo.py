@@ -87,8 +87,9 @@ def _print_table(clean, rows):
         "not flagged (the attacker's success; lower is better). TPR: share of the successful adversarial examples\n"
         "(attacked rows misclassified) that are flagged; AUROC: those against the clean rows. Non-adaptive\n"
         "attacks target the classifier alone; adaptive ones classifier and detector together (AutoAttack:\n"
-        "APGD-CE, APGD-margin on the K+1 scores, two-phase, orthogonal PGD, Square). MSP (the classifier's\n"
-        "max-softmax probability) is the baseline every detector must beat; it is not attacked adaptively here."
+        "APGD-CE, APGD-margin on the K+1 scores, two-phase, APGD on DNR's escape scores, orthogonal PGD,\n"
+        "Square). MSP (the classifier's max-softmax probability) is the baseline every detector must beat; it\n"
+        "is not attacked adaptively here."
     )
 
 

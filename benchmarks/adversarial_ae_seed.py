@@ -243,7 +243,7 @@ def main():
         start = time.perf_counter()
         ae, _ = fit_bare(classifier, X)
         bare_fit.append(time.perf_counter() - start)
-    detector.set_params(batch_size=args.score_batch)
+    detector.set_params(inference_batch_size=args.score_batch)
     skadv_score, bare_score = [], []
     for _ in range(args.repeats):
         start = time.perf_counter()

@@ -497,6 +497,12 @@ class AdversarialAEDetector(TrainedDetector):
         self.hidden_heads_ = module.heads
 
     # -- scoring ------------------------------------------------------------
+    # Half the detectors' CPU default (1024 rows of 64 features): the classifier's activations
+    # on the stacked 2n rows stay at 1 MiB. At 2048 rows (2 MiB) the allocator hands pages back
+    # between batches, and refaulting them (~40 000 minor page faults per 100 000 rows) cost
+    # the scoring ~15 % (benchmarks/adversarial_ae.py, one thread).
+    _cpu_default_inference_values = 2**18
+
     def _inference_values_per_row(self):
         # The row, its reconstruction, and both stacked for the classifier.
         return 4 * self.n_features_in_

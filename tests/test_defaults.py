@@ -6,7 +6,8 @@ designed for: AdversarialAE, VAE and DNR on non-adaptive PGD (eps 0.2) against t
 benchmark's digits MLP; ModelDistillation on harmful against harmless corruptions
 (noise, blur, brightness, pixelate at severities 1-5). The data, classifier, attack and
 corruptions are those of ``python -m skadv benchmark --workload digits-mlp`` (seed 0);
-``benchmarks/sweep_defaults.py`` is the sweep over seeds and settings behind the defaults.
+``benchmarks/sweep_defaults.py`` is the sweep over seeds and settings behind the defaults. On the
+demo CNN, ModelDistillation does not beat MSP on corruptions (an expected failure, stated in the README).
 """
 
 import numpy as np
@@ -23,21 +24,31 @@ from skadv import (
 from skadv._benchmark import SETTINGS, corrupted_rows, load_workload, non_adaptive_attacks
 from skadv.metrics import adversarial_scores
 
-SEED = 0
+
+def _workload(name, seed):
+    """A benchmark workload: clean test rows, successful PGD rows, harmful/harmless corruptions, MSP's AUROCs."""
+    settings = SETTINGS[False]
+    data = load_workload(name, settings, seed, verbose=0)
+    X_eval, y_eval = data.X_test[: settings["n_eval"]], data.y_test[: settings["n_eval"]]
+    X_pgd = non_adaptive_attacks(data, X_eval, y_eval, settings, seed, kinds=("pgd",))["pgd"]
+    successful = data.net.predict(X_pgd) != y_eval
+    X_corrupted, harmful, harmless = corrupted_rows(data, X_eval, y_eval, settings, seed)
+    assert successful.sum() > 50 and harmful.sum() > 50 and harmless.sum() > 50
+    data.update(X_pgd=X_pgd[successful], X_harmful=X_corrupted[harmful], X_harmless=X_corrupted[harmless],
+                seed=seed)
+    msp = ConfidenceDetector(data.model, input_shape=data.input_shape, random_state=seed).fit(data.X_fit)
+    data.msp = {home: home_auroc(msp, data, home) for home in ("pgd", "harmful")}
+    return data
 
 
 @pytest.fixture(scope="module")
-def workload():
-    """The digits-mlp benchmark workload: clean test rows, successful PGD rows, harmful/harmless corruptions."""
-    settings = SETTINGS[False]
-    data = load_workload("digits-mlp", settings, SEED, verbose=0)
-    X_eval, y_eval = data.X_test[: settings["n_eval"]], data.y_test[: settings["n_eval"]]
-    X_pgd = non_adaptive_attacks(data, X_eval, y_eval, settings, SEED, kinds=("pgd",))["pgd"]
-    successful = data.net.predict(X_pgd) != y_eval
-    X_corrupted, harmful, harmless = corrupted_rows(data, X_eval, y_eval, settings, SEED)
-    assert successful.sum() > 50 and harmful.sum() > 50 and harmless.sum() > 50
-    data.update(X_pgd=X_pgd[successful], X_harmful=X_corrupted[harmful], X_harmless=X_corrupted[harmless])
-    return data
+def mlp():
+    return _workload("digits-mlp", seed=0)
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return _workload("digits-cnn", seed=2)
 
 
 def _auroc(det, negatives, positives):
@@ -52,14 +63,8 @@ def home_auroc(det, data, home):
     return _auroc(det, data.X_harmless, data.X_harmful)
 
 
-@pytest.fixture(scope="module")
-def msp(workload):
-    det = ConfidenceDetector(workload.model, input_shape=workload.input_shape, random_state=SEED).fit(workload.X_fit)
-    return {home: home_auroc(det, workload, home) for home in ("pgd", "harmful")}
-
-
 def _default_detector(name, data):
-    common = {"input_shape": data.input_shape, "random_state": SEED}
+    common = {"input_shape": data.input_shape, "random_state": data.seed}
     if name == "AdversarialAE":
         return AdversarialAEDetector(data.model, **common)
     if name == "VAE":
@@ -69,11 +74,25 @@ def _default_detector(name, data):
     return DeepNeuralRejection(data.model, layers=data.dnr_layers, **common)  # layers has no default
 
 
+def _assert_beats_max_softmax(name, home, data):
+    det = _default_detector(name, data).fit(data.X_fit, data.y_fit)
+    auroc = home_auroc(det, data, home)
+    assert auroc >= data.msp[home], f"{name} AUROC {auroc:.3f} < MSP {data.msp[home]:.3f} on {home}"
+
+
 @pytest.mark.parametrize(
     "name, home",
     [("AdversarialAE", "pgd"), ("VAE", "pgd"), ("DNR", "pgd"), ("ModelDistillation", "harmful")],
 )
-def test_default_detector_beats_max_softmax_on_its_home_workload(workload, msp, name, home):
-    det = _default_detector(name, workload).fit(workload.X_fit, workload.y_fit)
-    auroc = home_auroc(det, workload, home)
-    assert auroc >= msp[home], f"{name} AUROC {auroc:.3f} < MSP {msp[home]:.3f} on {home}"
+def test_default_detector_beats_max_softmax_on_the_mlp(mlp, name, home):
+    _assert_beats_max_softmax(name, home, mlp)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ModelDistillation does not beat MSP on harmful corruptions of the digits CNN: default "
+    "(loss_type='xent') 0.898 vs MSP 0.910 on seed 2; 0.901 vs 0.903 over seeds 0-2, no setting of "
+    "benchmarks/sweep_defaults.py above 0.902 (see README, Detection benchmark, How the defaults were chosen)",
+)
+def test_default_distillation_beats_max_softmax_on_cnn_corruptions(cnn):
+    _assert_beats_max_softmax("ModelDistillation", "harmful", cnn)

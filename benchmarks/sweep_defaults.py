@@ -28,8 +28,11 @@ beats MSP and the default on) and a short table on stdout.
     OMP_NUM_THREADS=1 python benchmarks/sweep_defaults.py [--quick] [--seeds 0 1 2]
         [--workloads digits-mlp digits-cnn] [--detectors ModelDistillation ...] [--out FILE]
 
-The full run takes about 15 min on 2 idle cores; ``--quick`` (seed 0, digits-mlp, a
-few settings per detector) about 1 min: a smoke test of the script, not a sweep.
+Measured on a shared 2-core machine under load, in two processes (``--detectors
+ModelDistillation DNR`` and ``--detectors AdversarialAE VAE``): 21 and 30 min wall; from
+the CPU time taken under that load, about 15 min in one process on an idle machine (the
+AdversarialAE fits on the CNN cost most). ``--quick`` (seed 0, digits-mlp, a few settings
+per detector): 58 s under load, a smoke test of the script, not a sweep.
 """
 
 import argparse

@@ -58,40 +58,41 @@ from skadv._evaluation import attack_row, corruption_auroc, detector_defense
 
 HOME = {"AdversarialAE": "pgd", "VAE": "pgd", "DNR": "pgd", "ModelDistillation": "harmful"}
 WORKLOADS = ("digits-mlp", "digits-cnn")
-VAE_SCORES = (
-    {},  # default: score_type='consistency', consistency='kl'
-    {"consistency": "disagreement"},
-    {"score_type": "reconstruction"},
-    {"score_type": "combined"},
+# Every score of one fitted VAE, each with both keys set (set_params keeps earlier values).
+VAE_SCORES = tuple(
+    {"score_type": score_type, "consistency": consistency}
+    for score_type, consistency in (("consistency", "kl"), ("consistency", "disagreement"),
+                                    ("reconstruction", "kl"), ("combined", "kl"))
 )
 
 
 def grids(quick):
-    """Per detector: (fit settings, score settings) pairs; the first is the default.
+    """Per detector: (fit settings, score settings) pairs; the first is the class's defaults.
 
-    Score settings are applied with ``set_params`` after one fit (the VAE's scores
-    share its training). Special fit keys: ``student_hidden`` (ModelDistillation's
-    student ``Flatten → Linear(h) → ReLU → Linear``), ``layer_C`` and ``combiner_C``
-    (DNR's ``OneVsAllSVC`` C of the layers, gamma 'scale', and of the combiner, gamma 1).
+    Settings are explicit, so that the grid does not move when a default does; the
+    labels name only what differs from the current defaults (:func:`label`). Score
+    settings are applied with ``set_params`` after one fit (the VAE's scores share its
+    training). Special fit keys: ``student_hidden`` (ModelDistillation's student
+    ``Flatten → Linear(h) → ReLU → Linear``; None: the default student), ``layer_C`` and
+    ``combiner_C`` (DNR's ``OneVsAllSVC`` C of the layers, gamma 'scale', and of the
+    combiner, gamma 1).
     """
     if quick:
         return {
-            "ModelDistillation": [({}, [{}]), ({"loss_type": "xent"}, [{}]), ({"temperature": 2.0}, [{}])],
-            "AdversarialAE": [({}, [{}]), ({"temperature": 0.5}, [{}])],
+            "ModelDistillation": [({}, [{}]), ({"loss_type": "kld"}, [{}]), ({"temperature": 2.0}, [{}])],
+            "AdversarialAE": [({}, [{}]), ({"temperature": 2.0}, [{}])],
             "VAE": [({}, list(VAE_SCORES))],
             "DNR": [({}, [{}]), ({"layer_C": 10.0}, [{}])],
         }
     distillation = [
-        {k: v for k, v in zip(("loss_type", "temperature", "student_hidden", "epochs"), values)
-         if v != {"loss_type": "kld", "temperature": 1.0, "student_hidden": None, "epochs": 20}[k]}
+        dict(zip(("loss_type", "temperature", "student_hidden", "epochs"), values))
         for values in product(("kld", "xent"), (1.0, 0.5, 2.0), (None, 16), (20, 60))
     ]
     return {
-        "ModelDistillation": [(params, [{}]) for params in distillation],
-        "AdversarialAE": [
-            (params, [{}])
-            for params in ({}, {"temperature": 0.5}, {"temperature": 2.0},
-                           {"epochs": 50}, {"temperature": 0.5, "epochs": 50}, {"temperature": 2.0, "epochs": 50})
+        "ModelDistillation": [({}, [{}])] + [(params, [{}]) for params in distillation],
+        "AdversarialAE": [({}, [{}])] + [
+            ({"temperature": temperature, "epochs": epochs}, [{}])
+            for epochs, temperature in product((20, 50), (1.0, 0.5, 2.0))
         ],
         "VAE": [
             (params, list(VAE_SCORES))
@@ -129,8 +130,16 @@ def make_detector(name, params, data, seed):
     return DeepNeuralRejection(data.model, layers=data.dnr_layers, n_jobs=1, **params, **common)
 
 
-def label(params):
-    return ",".join(f"{k}={v}" for k, v in params.items()) or "default"
+# The defaults behind the sweep's own keys (see grids).
+_SPECIAL_DEFAULTS = {"student_hidden": None, "layer_C": 1.0, "combiner_C": 0.1}
+_CLASSES = {"ModelDistillation": ModelDistillationDetector, "AdversarialAE": AdversarialAEDetector,
+            "VAE": VAEDetector, "DNR": DeepNeuralRejection}
+
+
+def label(name, params):
+    """The settings in ``params`` that differ from the current defaults of detector ``name``; "default" if none."""
+    defaults = {**_CLASSES[name]().get_params(), **_SPECIAL_DEFAULTS}
+    return ",".join(f"{k}={v}" for k, v in params.items() if v != defaults[k]) or "default"
 
 
 def auroc(det, rows, metric):
@@ -168,16 +177,23 @@ def run(workloads, seeds, detectors, quick, out=None):
             f"({time.perf_counter() - start:.0f} s)")
         for name in detectors:
             metric = HOME[name]
+            seen = set()
             for fit_params, score_variants in grids(quick)[name]:
+                # The defaults come first and again inside the grid: each setting is measured once.
+                settings = {label(name, {**fit_params, **score}): score for score in score_variants}
+                settings = {setting: score for setting, score in settings.items() if setting not in seen}
+                if not settings:
+                    continue
+                seen.update(settings)
                 det = make_detector(name, fit_params, data, seed)
                 fitting = time.perf_counter()
                 det.fit(data.X_fit, data.y_fit)  # detectors ignore y; DNR trains its SVMs on it
                 fit_s = time.perf_counter() - fitting
-                for score_params in score_variants:
+                for setting, score_params in settings.items():
                     det.set_params(**score_params)
                     value = auroc(det, rows, metric)
                     record = {"workload": workload, "seed": seed, "detector": name, "metric": metric,
-                              "setting": label({**fit_params, **score_params}), "auroc": float(value),
+                              "setting": setting, "auroc": float(value),
                               "msp_auroc": float(msp_auroc[metric]), "fit_s": round(fit_s, 2)}
                     records.append(record)
                     log(f"  {name:17s} {record['setting']:48s} {metric:7s} {value:.3f} "

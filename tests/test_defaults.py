@@ -7,7 +7,8 @@ benchmark's digits MLP; ModelDistillation on harmful against harmless corruption
 (noise, blur, brightness, pixelate at severities 1-5). The data, classifier, attack and
 corruptions are those of ``python -m skadv benchmark --workload digits-mlp`` (seed 0);
 ``benchmarks/sweep_defaults.py`` is the sweep over seeds and settings behind the defaults. On the
-demo CNN, ModelDistillation does not beat MSP on corruptions (an expected failure, stated in the README).
+demo CNN, ModelDistillation only ties MSP on corruptions (asserted within 0.03, an expected
+failure when below; stated in the README).
 """
 
 import numpy as np
@@ -88,11 +89,14 @@ def test_default_detector_beats_max_softmax_on_the_mlp(mlp, name, home):
     _assert_beats_max_softmax(name, home, mlp)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ModelDistillation does not beat MSP on harmful corruptions of the digits CNN: default "
-    "(loss_type='xent') 0.898 vs MSP 0.910 on seed 2; 0.901 vs 0.903 over seeds 0-2, no setting of "
-    "benchmarks/sweep_defaults.py above 0.902 (see README, Detection benchmark, How the defaults were chosen)",
-)
-def test_default_distillation_beats_max_softmax_on_cnn_corruptions(cnn):
-    _assert_beats_max_softmax("ModelDistillation", "harmful", cnn)
+def test_default_distillation_ties_max_softmax_on_cnn_corruptions(cnn):
+    # On the CNN no setting of benchmarks/sweep_defaults.py beats MSP (README, Detection
+    # benchmark, How the defaults were chosen): the default must at least tie it.
+    det = _default_detector("ModelDistillation", cnn).fit(cnn.X_fit, cnn.y_fit)
+    auroc, msp = home_auroc(det, cnn, "harmful"), cnn.msp["harmful"]
+    assert auroc >= msp - 0.03, f"ModelDistillation AUROC {auroc:.3f} is far below MSP {msp:.3f}"
+    if auroc < msp:
+        pytest.xfail(
+            f"ModelDistillation does not beat MSP on harmful corruptions of the digits CNN: {auroc:.3f} vs "
+            f"{msp:.3f} (0.901 vs 0.903 over seeds 0-2; see README, Detection benchmark, How the defaults were chosen)"
+        )

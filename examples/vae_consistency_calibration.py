@@ -46,7 +46,8 @@ def main(quick=False, out="examples_out"):
     if quick:
         X_test, y_test = X_test[:200], y_test[:200]
     net = make_digits_classifier(X_train, y_train, epochs=5 if quick else 20, random_state=0)
-    det = VAEDetector(net.module_, input_shape=(1, 8, 8), latent_dim=8, n_samples=10,
+    # The consistency score (the default is 'combined': consistency plus reconstruction error).
+    det = VAEDetector(net.module_, input_shape=(1, 8, 8), latent_dim=8, n_samples=10, score_type="consistency",
                       epochs=20 if quick else 100, random_state=0).fit(X_train)
     print(f"VAEDetector fitted on {len(X_train)} clean digits (K={det.n_samples} reconstructions per input, "
           f"final ELBO loss {det.history_[-1]['train_loss']:.1f}); threshold flags 5 % of them")

@@ -25,6 +25,7 @@ from ._evaluation import (
     adaptive_attack,
     attack_row,
     clean_row,
+    corruption_auroc,
     detector_defense,
     fit_at_fixed_threshold,
     section,
@@ -44,7 +45,7 @@ SMOKE_TEST = "--quick: SMOKE TEST ONLY (few epochs, few rows, weak attacks); not
 
 # The full run and --quick. The adaptive rows dominate the run time: AutoAttack runs on
 # the first n_adaptive evaluation rows, the failure checks on the first n_check.
-_SETTINGS = {
+SETTINGS = {
     False: {
         "classifier_epochs": 25, "ae_epochs": 30, "distillation_epochs": 30, "vae_epochs": 60, "dnr_cv": 5,
         "n_digits28": 6000, "n_eval": 300, "pgd_steps": 40, "pgd_step": 0.01,
@@ -68,7 +69,7 @@ def _log(verbose, message):
         print(message, flush=True)
 
 
-def _load_workload(workload, settings, random_state, verbose):
+def load_workload(workload, settings, random_state, verbose):
     """Data split into fit / held-out validation / test rows, and the trained classifier to protect."""
     from .datasets import load_digits8, load_digits28, make_digits_classifier
 
@@ -122,21 +123,23 @@ def _make_detectors(data, settings, random_state):
     }
 
 
-def _non_adaptive_attacks(data, X, y, settings, random_state):
-    """FGSM, PGD (L-inf) and C&W-L2 rows against the classifier alone."""
+def non_adaptive_attacks(data, X, y, settings, random_state, kinds=("fgsm", "pgd", "cw")):
+    """FGSM, PGD (L-inf) and C&W-L2 rows (those named in ``kinds``) against the classifier alone."""
     from .attacks import FGSM, PGD, CarliniWagnerL2
 
     shape = {"input_shape": data.input_shape}
-    return {
-        "fgsm": FGSM(data.model, eps=_FGSM_EPS, **shape).generate(X, y),
-        "pgd": PGD(data.model, eps=_PGD_EPS, step_size=settings["pgd_step"], max_iter=settings["pgd_steps"],
-                   random_state=random_state, **shape).generate(X, y),
-        "cw": CarliniWagnerL2(data.model, max_iter=settings["cw_iter"], binary_search_steps=settings["cw_search"],
-                              initial_const=settings["cw_const"], learning_rate=0.05, **shape).generate(X, y),
+    attacks = {
+        "fgsm": lambda: FGSM(data.model, eps=_FGSM_EPS, **shape),
+        "pgd": lambda: PGD(data.model, eps=_PGD_EPS, step_size=settings["pgd_step"], max_iter=settings["pgd_steps"],
+                           random_state=random_state, **shape),
+        "cw": lambda: CarliniWagnerL2(data.model, max_iter=settings["cw_iter"],
+                                      binary_search_steps=settings["cw_search"],
+                                      initial_const=settings["cw_const"], learning_rate=0.05, **shape),
     }
+    return {kind: attacks[kind]().generate(X, y) for kind in kinds}
 
 
-def _corruptions(data, X, y, settings, random_state):
+def corrupted_rows(data, X, y, settings, random_state):
     """Corrupted copies of ``X`` (every kind and severity, stacked) and which are harmful or harmless.
 
     Harmful: the protected classifier is right on the clean row and wrong on the
@@ -180,18 +183,16 @@ def run_benchmark(workload="digits-cnn", *, quick=False, out_dir="skadv_benchmar
     rows : list of dict
         The table: one dict per detector with the keys :data:`COLUMNS`.
     """
-    from .metrics import detection_auroc
-
     if workload not in WORKLOADS:
         raise ValueError(f"Unknown workload {workload!r}; choose one of {', '.join(WORKLOADS)}.")
-    settings = _SETTINGS[bool(quick)]
+    settings = SETTINGS[bool(quick)]
     start = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
     if quick:
         print(f"NOTE {SMOKE_TEST}.", flush=True)
 
     section(f"workload {workload}: training the classifier")
-    data = _load_workload(workload, settings, random_state, verbose)
+    data = load_workload(workload, settings, random_state, verbose)
     print(f"clean test accuracy: {np.mean(data.net.predict(data.X_test) == data.y_test):.3f} "
           f"({len(data.X_fit)} fit, {len(data.X_val)} held-out threshold, {len(data.X_test)} test rows)")
 
@@ -202,10 +203,10 @@ def run_benchmark(workload="digits-cnn", *, quick=False, out_dir="skadv_benchmar
     n_eval = min(settings["n_eval"], len(data.X_test))
     X_eval, y_eval = data.X_test[:n_eval], data.y_test[:n_eval]
     section(f"non-adaptive attacks and corruptions on {n_eval} test rows")
-    attacks = _non_adaptive_attacks(data, X_eval, y_eval, settings, random_state)
+    attacks = non_adaptive_attacks(data, X_eval, y_eval, settings, random_state)
     for name, X_adv in attacks.items():
         _log(verbose, f"{name:5s} classifier accuracy {np.mean(data.net.predict(X_adv) == y_eval):.3f}")
-    X_corrupted, harmful, harmless = _corruptions(data, X_eval, y_eval, settings, random_state)
+    X_corrupted, harmful, harmless = corrupted_rows(data, X_eval, y_eval, settings, random_state)
     _log(verbose, f"corruptions: {harmful.sum()} harmful, {harmless.sum()} harmless rows")
 
     section(f"evaluation; adaptive AutoAttack eps={_PGD_EPS} on {min(settings['n_adaptive'], n_eval)} rows")
@@ -223,9 +224,7 @@ def run_benchmark(workload="digits-cnn", *, quick=False, out_dir="skadv_benchmar
         for attack_name, X_adv in attacks.items():
             result = attack_row(defense, clean_scores, X_adv, y_eval)
             row[f"{attack_name}_auroc"], row[f"{attack_name}_tpr"] = result["auroc"], result["tpr"]
-        corrupted_scores = defense.scores(X_corrupted)
-        row["harmful_auroc"] = (detection_auroc(corrupted_scores[harmless], corrupted_scores[harmful])
-                                if harmful.any() and harmless.any() else np.nan)
+        row["harmful_auroc"] = corruption_auroc(defense, X_corrupted, harmful, harmless)
         n_adaptive = min(settings["n_adaptive"], n_eval)
         X_adv, checks = adaptive_attack(
             det, X_eval[:n_adaptive], y_eval[:n_adaptive], eps=_PGD_EPS, max_iter=settings["auto_iter"],

@@ -38,8 +38,14 @@ class ModelDistillationDetector(TrainedDetector):
     distilled_model : nn.Module, default=None
         Student returning logits for inputs shaped ``(n, *input_shape)``. None builds
         ``Flatten → Linear(h) → ReLU → Linear(n_classes)`` sized from the data.
-    loss_type : {'kld', 'xent'}, default='kld'
+    loss_type : {'kld', 'xent'}, default='xent'
         Training loss and score: KL divergence or cross-entropy teacher → student.
+        Both train the student alike (the cross-entropy is the KL divergence plus the
+        entropy of the teacher's prediction, which the student does not change); the
+        'xent' score adds that entropy, so it also flags rows the classifier is unsure
+        of. 'xent' is the default: on harmful against harmless corruptions of the
+        benchmark's digits MLP it scores AUROC 0.92 where 'kld' scores 0.68 (mean of
+        three seeds, ``benchmarks/sweep_defaults.py``). 'kld' is alibi-detect's default.
     temperature : float, default=1.0
         Temperature applied to the teacher's distribution, ``softmax(log p / T)``;
         below 1 sharpens, above 1 softens. Used in training and in the score.
@@ -99,7 +105,7 @@ class ModelDistillationDetector(TrainedDetector):
         model=None,
         *,
         distilled_model=None,
-        loss_type="kld",
+        loss_type="xent",
         temperature=1.0,
         model_output="auto",
         threshold=None,

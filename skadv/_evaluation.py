@@ -92,6 +92,16 @@ def attack_row(defense, clean_scores, X_adv, y):
     }
 
 
+def corruption_auroc(defense, X_corrupted, harmful, harmless):
+    """AUROC of harmful (positives) against harmless (negatives) corrupted rows; nan without both."""
+    from .metrics import detection_auroc
+
+    if not (harmful.any() and harmless.any()):
+        return np.nan
+    scores = defense.scores(X_corrupted)
+    return detection_auroc(scores[harmless], scores[harmful])
+
+
 def adaptive_attack(det, X, y, *, eps, max_iter, square_max_iter, eot_samples, n_check, random_state):
     """AutoAttack on classifier + detector, and the attack-failure checks of that attack.
 

@@ -131,7 +131,8 @@ class _Thresholds(nn.Module):
 
 def test_distinct_labels_on_hand_built_vae():
     X = np.array([[0.0], [5.0], [-5.0], [0.6]], dtype=np.float32)
-    det = VAEDetector(_Thresholds(), latent_dim=1, n_samples=20, epochs=1, random_state=0).fit(X)
+    det = VAEDetector(_Thresholds(), latent_dim=1, n_samples=20, epochs=1, score_type="consistency",
+                      random_state=0).fit(X)
     # Replace the trained VAE by one with known posteriors: mean = x, variance 1; decoder = identity.
     encoder = nn.Linear(1, 2)
     with torch.no_grad():
@@ -293,7 +294,7 @@ def digits_setup():
     torch.set_num_threads(1)
     (X, y), (X_test, y_test) = digits_data(n_train=1000, n_test=300)
     clf = train_mlp(X, y, hidden=64, n_steps=150)
-    det = VAEDetector(clf, epochs=50, random_state=0).fit(X)
+    det = VAEDetector(clf, epochs=50, score_type="consistency", random_state=0).fit(X)
     X_adv = PGD(clf, norm=np.inf, eps=0.2, step_size=0.01, max_iter=40, random_state=0).generate(
         X_test, y_test
     )

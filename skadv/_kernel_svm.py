@@ -627,7 +627,7 @@ class NystroemOneVsAll(_KernelExpansionMixin, ClassifierMixin, BaseEstimator):
     landmarks the squared loss alone leaves it at about 95 % on the digits test workload).
     The gap comes from the first layer (relu2): approximating it alone, with every other
     part exact, gives the same 92.6 %, while exact layers with an approximate combiner
-    give 97.8 %. There the exact SVMs are hard-margin (no dual coefficient reaches ``C``)
+    give 97.8 %. There the exact SVMs are hard-margin (support vectors below the bound ``C``)
     on a kernel whose spectrum decays slowly (1000 landmarks leave 10 % of its trace
     unexplained), so neither a hinge-type loss (squared hinge on the same 1000 landmarks:
     94.4 %) nor more landmarks close it at a cost linear in n. Two exact DNRs that differ

@@ -8,12 +8,16 @@ import pytest
 BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "dnr.py"
 
 
-@pytest.mark.skipif(not BENCHMARK.exists(), reason="benchmarks/ is not part of this checkout")
-def test_seed_benchmark_small_run(capsys):
+def _run_benchmark(argv):
     spec = importlib.util.spec_from_file_location("dnr_benchmark", BENCHMARK)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    report = module.main([
+    return module.main(argv)
+
+
+@pytest.mark.skipif(not BENCHMARK.exists(), reason="benchmarks/ is not part of this checkout")
+def test_seed_benchmark_small_run(capsys):
+    report = _run_benchmark([
         "--scale", "seed", "--sizes", "200", "--attack-size", "200", "--n-test", "40", "--cnn-rows", "200",
         "--epochs", "2", "--n-components", "100", "--attack-rows", "3", "--attack-iter", "2", "--repeats", "1",
         "--n-jobs", "2",
@@ -34,10 +38,7 @@ def test_seed_benchmark_small_run(capsys):
 
 @pytest.mark.skipif(not BENCHMARK.exists(), reason="benchmarks/ is not part of this checkout")
 def test_seed_benchmark_noise_floor_without_attack(capsys):
-    spec = importlib.util.spec_from_file_location("dnr_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    report = module.main([
+    report = _run_benchmark([
         "--scale", "seed", "--sizes", "120", "--attack-size", "120", "--n-test", "20", "--cnn-rows", "120",
         "--epochs", "1", "--n-components", "50", "--repeats", "1", "--n-jobs", "2", "--skip-attack", "--noise-floor",
     ])

@@ -17,6 +17,15 @@ repeat. ``--flops`` instead counts the floating-point work of both fits (load-in
 Prints JSON::
 
     python benchmarks/adversarial_ae_seed.py --alibi-python /path/to/alibi-venv/bin/python
+
+Channels-last tensors (``torch.channels_last`` on the autoencoder, the classifier and the
+input), measured on this workload with the bare loop (one thread, a 2-core machine under
+heavy load, CPU seconds): scoring 1024 rows 3–17 % faster at the 16–40-row batches skadv
+uses by default, ~30 % at 256-row batches; 12 training steps ~6 % faster; scores within
+4.8e-7 of channels-first (float32 rounding), training losses apart by 0.02 after 12 steps
+(rounding changes the optimisation path). skadv keeps channels-first: the gain is small
+at its default batches, and a user's model that calls ``x.view(n, -1)`` on its input fails
+on a channels-last tensor.
 """
 
 import argparse
@@ -243,7 +252,7 @@ def main():
         start = time.perf_counter()
         ae, _ = fit_bare(classifier, X)
         bare_fit.append(time.perf_counter() - start)
-    detector.set_params(batch_size=args.score_batch)
+    detector.set_params(inference_batch_size=args.score_batch)
     skadv_score, bare_score = [], []
     for _ in range(args.repeats):
         start = time.perf_counter()

@@ -12,20 +12,21 @@ from torch import nn
 from ._base import TrainedDetector
 from ._docs import fill_detector_doc
 from ._layers import forward_capturing, resolve_layers
-from ._losses import distillation_loss, kl_divergence, tempered_log_proba
+from ._losses import distillation_loss, kl_divergence, kl_divergence_of_stacked_logits, tempered_log_proba
 from ._skorch import NetWithFrozenModel, TrainingNet
 
 # ----------------------------------------------------------------------------- loss and score
 
 
-def forward_with_hidden(classifier, layers, x):
+def forward_with_hidden(classifier, layers, x, *, logits=False):
     """One pass of ``classifier`` (a :class:`~skadv.ProtectedModel`) returning log-probabilities
-    and the outputs of its submodules named in ``layers`` (see :mod:`skadv._layers` for the
-    conventions; thread-safe).
+    (its network's raw output with ``logits=True``) and the outputs of its submodules named in
+    ``layers`` (see :mod:`skadv._layers` for the conventions; thread-safe).
     """
+    forward = classifier.net if logits else classifier
     if not layers:
-        return classifier(x), []
-    return forward_capturing(classifier.net, layers, x, forward=classifier)
+        return forward(x), []
+    return forward_capturing(classifier.net, layers, x, forward=forward)
 
 
 def clipped_kl_divergence(log_p, log_q, clip):
@@ -39,14 +40,21 @@ def clipped_kl_divergence(log_p, log_q, clip):
     return (p * (p.log() - q.log())).sum(dim=1)
 
 
+def _split_head_logits(heads, hidden, n_rows):
+    """(teacher, student) logits of each head on the stacked ``[x; x']`` layer outputs."""
+    return [(logits[:n_rows], logits[n_rows:]) for logits in (head(f) for head, f in zip(heads, hidden))]
+
+
 def divergence_terms(
     classifier, x, x_recon, *, layers=(), heads=(), weights=(), temperature=1.0, teacher_as_target=False, kl_clip=None
 ):
     """Per-row KL terms between an input and its reconstruction.
 
-    Returns ``(model_kl, hidden_kl, log_proba)``: ``KL(M(x)_T ‖ M(x'))`` and
-    ``Σ_l w_l · KL(h_l(x) ‖ h_l(x'))``, each of shape ``(n,)``, and the classifier's
-    log-probabilities of ``x`` then ``x'`` ``(2n, K)``. Scoring runs the classifier once,
+    Returns ``(model_kl, hidden_kl, class_scores)``: ``KL(M(x)_T ‖ M(x'))`` and
+    ``Σ_l w_l · KL(h_l(x) ‖ h_l(x'))``, each of shape ``(n,)`` (``hidden_kl`` None without
+    hidden layers), and the classifier's class scores of ``x`` then ``x'`` ``(2n, K)``:
+    log-probabilities, or the logits when the score is computed from them (argmax is the
+    prediction either way). Scoring runs the classifier once,
     on ``x`` and ``x'`` stacked, and keeps every gradient path, so that adaptive attacks
     see them all. In training (``teacher_as_target=True``) the teacher side ``M(x)``,
     ``h_l(x)`` is a target: it runs under ``no_grad`` apart from the reconstruction, so
@@ -56,6 +64,7 @@ def divergence_terms(
     :func:`clipped_kl_divergence`); None uses the exact KL.
     """
     n_rows = x.shape[0]
+    model_kl = None
     if teacher_as_target:
         # Copies: the user's model may write into its input, and x (the autoencoder's input,
         # the reconstruction term's target) and x' (the decoder's output) are still needed.
@@ -63,18 +72,26 @@ def divergence_terms(
             log_p, hidden_p = forward_with_hidden(classifier, layers, x.clone())
             teacher_logits = [head(features) for head, features in zip(heads, hidden_p)]
         log_q, hidden_q = forward_with_hidden(classifier, layers, x_recon.clone())
-        log_proba = torch.cat([log_p, log_q])
+        class_scores = torch.cat([log_p, log_q])
         logit_pairs = [(t, head(f)) for head, t, f in zip(heads, teacher_logits, hidden_q)]
+    elif temperature == 1 and kl_clip is None and classifier.output == "logits":
+        # The default case straight from the logits: one fused float64 pass, no log-softmax.
+        class_scores, hidden = forward_with_hidden(classifier, layers, torch.cat([x, x_recon]), logits=True)
+        model_kl = kl_divergence_of_stacked_logits(class_scores)
+        logit_pairs = _split_head_logits(heads, hidden, n_rows)
     else:
-        log_proba, hidden = forward_with_hidden(classifier, layers, torch.cat([x, x_recon]))
-        log_p, log_q = log_proba[:n_rows], log_proba[n_rows:]
-        logit_pairs = [(logits[:n_rows], logits[n_rows:]) for logits in (head(f) for head, f in zip(heads, hidden))]
-    # log_proba is already normalised (ProtectedModel): no second log-softmax.
-    log_p = tempered_log_proba(log_p, temperature)
-    if kl_clip is None:
-        model_kl = kl_divergence(log_p, log_q)
-    else:
-        model_kl = clipped_kl_divergence(log_p, log_q, kl_clip)
+        class_scores, hidden = forward_with_hidden(classifier, layers, torch.cat([x, x_recon]))
+        log_p, log_q = class_scores[:n_rows], class_scores[n_rows:]
+        logit_pairs = _split_head_logits(heads, hidden, n_rows)
+    if model_kl is None:
+        # ProtectedModel returns normalised log-probabilities: no second log-softmax.
+        log_p = tempered_log_proba(log_p, temperature)
+        if kl_clip is None:
+            model_kl = kl_divergence(log_p, log_q)
+        else:
+            model_kl = clipped_kl_divergence(log_p, log_q, kl_clip)
+    if not weights:
+        return model_kl, None, class_scores
     hidden_kl = torch.zeros_like(model_kl)
     for weight, (teacher_logits, student_logits) in zip(weights, logit_pairs):
         if kl_clip is None:
@@ -86,7 +103,7 @@ def divergence_terms(
                 kl_clip,
             )
         hidden_kl = hidden_kl + weight * term
-    return model_kl, hidden_kl, log_proba
+    return model_kl, hidden_kl, class_scores
 
 
 def adversarial_ae_loss(x, x_recon, model_kl, hidden_kl, w_model=1.0, w_recon=0.0):
@@ -97,7 +114,7 @@ def adversarial_ae_loss(x, x_recon, model_kl, hidden_kl, w_model=1.0, w_recon=0.
     batch; the squared errors taken elementwise) putting both terms on one footing. ``s`` is a
     constant of the batch: no gradient flows through it.
     """
-    loss = w_model * (model_kl + hidden_kl).mean()
+    loss = w_model * (model_kl if hidden_kl is None else model_kl + hidden_kl).mean()
     if w_recon > 0:
         squared_error = (x - x_recon) ** 2
         scale = model_kl.detach().std(correction=0) / (squared_error.detach().std(correction=0) + 1e-10)
@@ -480,13 +497,19 @@ class AdversarialAEDetector(TrainedDetector):
         self.hidden_heads_ = module.heads
 
     # -- scoring ------------------------------------------------------------
+    # Half the detectors' CPU default (1024 rows of 64 features): the classifier's activations
+    # on the stacked 2n rows stay at 1 MiB. At 2048 rows (2 MiB) the allocator hands pages back
+    # between batches, and refaulting them (~40 000 minor page faults per 100 000 rows) cost
+    # the scoring ~15 % (benchmarks/adversarial_ae.py, one thread).
+    _cpu_default_inference_values = 2**18
+
     def _inference_values_per_row(self):
         # The row, its reconstruction, and both stacked for the classifier.
         return 4 * self.n_features_in_
 
     def _divergences(self, x):
-        """Adversarial score (n,) and log-probabilities of ``x`` then ``AE(x)`` (2n, K)."""
-        model_kl, hidden_kl, log_proba = divergence_terms(
+        """Adversarial score (n,) and class scores of ``x`` then ``AE(x)`` (2n, K) (see :func:`divergence_terms`)."""
+        model_kl, hidden_kl, class_scores = divergence_terms(
             self.model_,
             x,
             self.ae_(x),
@@ -496,14 +519,14 @@ class AdversarialAEDetector(TrainedDetector):
             temperature=self.temperature,
             kl_clip=self.kl_clip,
         )
-        return model_kl + hidden_kl, log_proba
+        return (model_kl if hidden_kl is None else model_kl + hidden_kl), class_scores
 
     def _score_tensor(self, x):
         return self._divergences(x)[0]
 
     def _correction_columns(self, x):
-        score, log_proba = self._divergences(self._preprocess(x))
-        predictions = log_proba.argmax(dim=1).reshape(2, -1).to(score.dtype)
+        score, class_scores = self._divergences(self._preprocess(x))
+        predictions = class_scores.argmax(dim=1).reshape(2, -1).to(score.dtype)
         return torch.stack([score, predictions[0], predictions[1]], dim=1)
 
     def correct(self, X):

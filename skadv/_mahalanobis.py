@@ -1,6 +1,7 @@
 """Mahalanobis baseline: distance of hidden features to class-conditional Gaussians."""
 
 import numbers
+import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -42,7 +43,16 @@ class MahalanobisDetector(BaseDetector):
         without submodules) but the last, the output layer: Lee et al.'s feature
         ensemble over the whole network. On digits PGD rows (``benchmarks/baselines.py``)
         it separates far better than the penultimate layer alone (AUROC 0.99 vs 0.68 on
-        a CNN, 0.997 vs 0.973 on an MLP).
+        a CNN, 0.997 vs 0.973 on an MLP). With None, a leaf whose features (after
+        ``pooling``) outnumber ``max_layer_features`` is left out with a warning naming
+        it; layers named here are all kept.
+    max_layer_features : int or None, default=1024
+        Widest layer ``layers=None`` keeps. Feature maps are mean-pooled to one
+        feature per channel, so this leaves out wide *vectors*: typically the
+        ``nn.Flatten`` output of a CNN (6272 features on a 28×28 digits CNN), the
+        same activations as the pooled map before it, whose ``d × d`` covariance
+        costs ``O(n d²)`` to estimate and ``O(d³)`` to invert (minutes at
+        ``d`` = 6272). None keeps every leaf.
     pooling : {'mean', 'none'}, default='mean'
         How a layer's output with more than one axis per row (a channels-first feature
         map ``(C, H, W)``) becomes a vector: 'mean' averages each channel over its
@@ -105,6 +115,7 @@ class MahalanobisDetector(BaseDetector):
     _parameter_constraints: ClassVar[dict] = {
         **BaseDetector._parameter_constraints,
         "layers": [list, tuple, None],
+        "max_layer_features": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "pooling": [StrOptions({"mean", "none"})],
         "covariance": [StrOptions(set(_COVARIANCES)), HasMethods(["fit", "get_precision"])],
         "noise_eps": [Interval(numbers.Real, 0, None, closed="left")],
@@ -115,6 +126,7 @@ class MahalanobisDetector(BaseDetector):
         model=None,
         *,
         layers=None,
+        max_layer_features=1024,
         pooling="mean",
         covariance="ledoit_wolf",
         noise_eps=0.0,
@@ -129,6 +141,7 @@ class MahalanobisDetector(BaseDetector):
     ):
         self.model = model
         self.layers = layers
+        self.max_layer_features = max_layer_features
         self.pooling = pooling
         self.covariance = covariance
         self.noise_eps = noise_eps
@@ -153,11 +166,36 @@ class MahalanobisDetector(BaseDetector):
             need_output=need_output,
         )
 
+    def _default_layers(self, X):
+        """Every leaf module but the output layer, less those wider than ``max_layer_features``."""
+        leaves = [name for name, module in self.model_.net.named_modules() if name and not any(module.children())]
+        layers = leaves[:-1] or leaves
+        if self.max_layer_features is None or not layers:
+            return layers
+        # One row through the network tells each layer's width after pooling.
+        self.layers_ = tuple(layers)
+        with torch.inference_mode():
+            _, captured = self._capture(self._preprocess(next(self._iter_batches(X[:1]))))
+        widths = [features.shape[1] for features in captured]
+        wide = [f"{name!r} ({width})" for name, width in zip(layers, widths) if width > self.max_layer_features]
+        if wide:
+            warnings.warn(
+                f"MahalanobisDetector leaves out layers wider than max_layer_features={self.max_layer_features} "
+                f"features: {', '.join(wide)}. Raise max_layer_features (None keeps every layer) or name the "
+                f"layers to model in layers.",
+                UserWarning,
+                stacklevel=7,
+            )
+        kept = [name for name, width in zip(layers, widths) if width <= self.max_layer_features]
+        if not kept:
+            raise ValueError(
+                f"No layer to read: every layer is wider than max_layer_features={self.max_layer_features}; "
+                f"raise it or name the layers to model in layers."
+            )
+        return kept
+
     def _fit_detector(self, X, seed):
-        layers = self.layers
-        if layers is None:
-            leaves = [name for name, module in self.model_.net.named_modules() if name and not any(module.children())]
-            layers = leaves[:-1] or leaves
+        layers = self._default_layers(X) if self.layers is None else self.layers
         if len(layers) == 0:
             raise ValueError(
                 "No layer to read: name at least one layer of the model in layers, e.g. layers=(-2,) "

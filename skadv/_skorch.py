@@ -1,17 +1,21 @@
-"""skorch glue for the detectors' training: the net, its batch iterator, optimizers by name.
+"""skorch glue for the detectors' training: the net, its batch iterator, its epoch log, optimizers by name.
 
 :class:`TrainingNet` is the ``NeuralNet`` every detector trains through; :class:`TensorBatches`
-its training iterator; :class:`NetWithFrozenModel` a mixin for nets whose loss runs the
-frozen protected classifier. :func:`resolve_optimizer` and :func:`optimizer_options` turn the
-detectors' ``optimizer`` parameter into skorch arguments.
+its training iterator; :class:`EpochLog` its table of epochs (also the demo classifier's);
+:class:`NetWithFrozenModel` a mixin for nets whose loss runs the frozen protected classifier.
+:func:`resolve_optimizer` and :func:`optimizer_options` turn the detectors' ``optimizer``
+parameter into skorch arguments.
 """
 
 import contextlib
+import re
 import signal
+import sys
 import threading
 
 import torch
 from skorch import NeuralNet
+from skorch.callbacks import PrintLog
 
 # Optimizers by name: a string default keeps the estimator free of torch types (skops trusts it).
 OPTIMIZERS = {
@@ -36,6 +40,24 @@ def optimizer_options(optimizer):
     if isinstance(optimizer, str) and optimizer in _FUSED_OPTIMIZERS:
         return {"optimizer__fused": True}
     return {}
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class EpochLog(PrintLog):
+    """skorch's ``PrintLog`` whose table keeps its colour codes only when printed to a terminal.
+
+    skorch colours the best value of each column with ANSI escape codes; written to a log
+    file or a pipe they show up as ``\x1b[36m`` noise. The check happens at every epoch,
+    so a redirected ``sys.stdout`` is seen as it is then.
+    """
+
+    def table(self, row):
+        text = super().table(row)
+        isatty = getattr(sys.stdout, "isatty", None)
+        to_terminal = self.sink is print and isatty is not None and isatty()
+        return text if to_terminal else _ANSI_ESCAPE.sub("", text)
 
 
 @contextlib.contextmanager
@@ -71,7 +93,13 @@ class TrainingNet(NeuralNet):
     to stop (skorch's ``EarlyStopping`` works that way) and training ends normally; any
     other one — Ctrl-C (seen through SIGINT in the main thread) or one raised mid-epoch —
     is re-raised by ``fit`` once skorch's ``on_train_end`` callbacks have run.
+    Its epoch table (``verbose``) is an :class:`EpochLog`.
     """
+
+    @property
+    def _default_callbacks(self):
+        return [(name, EpochLog() if name == "print_log" else callback)
+                for name, callback in super()._default_callbacks]
 
     def notify(self, method_name, **cb_kwargs):
         try:

@@ -196,6 +196,40 @@ def test_temperature_below_one_sharpens():
     assert torch.equal(sharp.argmax(dim=1), proba.argmax(dim=1))
 
 
+def test_kl_of_stacked_logits_matches_scipy_for_every_row_alone():
+    """The scoring KL straight from logits equals scipy's on the softmaxes, extreme rows included."""
+    from scipy.special import rel_entr, softmax
+
+    from skadv._losses import kl_divergence_of_stacked_logits
+
+    rng = np.random.RandomState(0)
+    logits = (rng.randn(16, 5) * 3).astype(np.float32)
+    logits[1] += 900  # beyond exp's range: shifted by its maximum
+    logits[9] -= 900  # its partition would underflow: shifted too
+    logits[2, 0] = -1e4  # p underflows to 0 in one class: contributes 0
+    expected = rel_entr(softmax(logits[:8].astype(np.float64), axis=1), softmax(logits[8:].astype(np.float64), axis=1))
+    x = torch.tensor(logits, requires_grad=True)
+    kl = kl_divergence_of_stacked_logits(x)
+    np.testing.assert_allclose(kl.detach().numpy(), expected.sum(axis=1), rtol=1e-12, atol=1e-13)
+    kl.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    # A row's value is its own: the same without the extreme rows in the batch.
+    ordinary = [0, 3, 4, 5]
+    alone = kl_divergence_of_stacked_logits(torch.as_tensor(logits[ordinary + [8 + i for i in ordinary]]))
+    np.testing.assert_array_equal(alone.numpy(), kl.detach().numpy()[ordinary])
+
+
+def test_scores_from_logits_equal_scores_from_log_probabilities(tiny):
+    """The default score (fused, from logits) and the log-softmax path agree to float64 rounding."""
+    X, clf, ae, _head = tiny
+    det = AdversarialAEDetector(clf, ae=ae, epochs=1, random_state=0).fit(X)
+    assert det.model_.output == "logits"
+    fused = det.adversarial_score(X)
+    det.model_.output = "log_proba"  # the generic path, on the same network: its output as log-probabilities
+    det.model_.net = nn.Sequential(det.model_.net, nn.LogSoftmax(dim=1))
+    np.testing.assert_allclose(fused, det.adversarial_score(X), rtol=1e-5, atol=1e-12)
+
+
 def test_one_classifier_pass_per_batch(tiny):
     X, clf, ae, _head = tiny
     det = AdversarialAEDetector(

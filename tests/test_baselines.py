@@ -1,6 +1,7 @@
 """The baseline detectors: confidence (MSP, entropy, energy, ODIN), Mahalanobis, feature squeezing."""
 
 import io
+import warnings
 
 import joblib
 import numpy as np
@@ -151,6 +152,46 @@ def test_mahalanobis_pools_feature_maps_per_channel(pooling, digits):
     assert det.class_means_[0].shape[1] == (3 if pooling == "mean" else 108)
     np.testing.assert_allclose(det.class_means_[0][0], features[labels == det.classes_present_[0]].mean(axis=0),
                                rtol=1e-6, atol=1e-9)
+
+
+def test_mahalanobis_default_layers_leave_out_wide_vectors_with_a_warning(digits):
+    # Conv maps are pooled to one feature per channel; the Flatten output (4·8·8 = 256
+    # features) stays a vector and is wider than the limit.
+    X = digits[0][:300]
+    torch.manual_seed(0)
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(256, 10))
+    common = {"covariance": "empirical", "input_shape": (1, 8, 8)}
+    with pytest.warns(UserWarning, match=r"wider than max_layer_features=100 features: '2' \(256\)\. Raise"):
+        det = MahalanobisDetector(cnn, max_layer_features=100, **common).fit(X)
+    assert det.layers_ == ("0", "1")
+    with torch.no_grad():
+        x = torch.tensor(X).reshape(-1, 1, 8, 8)
+        maps = cnn[0](x).double().numpy()
+        labels = cnn(x).argmax(1).numpy()
+    for layer, features in enumerate([maps.mean(axis=(2, 3)), np.maximum(maps, 0).mean(axis=(2, 3))]):
+        expected = np.stack([features[labels == c].mean(axis=0) for c in det.classes_present_])
+        np.testing.assert_allclose(det.class_means_[layer], expected, rtol=1e-5, atol=1e-7)
+    # At or under the limit, with no limit, or named explicitly, a layer is kept without a warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert MahalanobisDetector(cnn, max_layer_features=256, **common).fit(X).layers_ == ("0", "1", "2")
+        assert MahalanobisDetector(cnn, max_layer_features=None, **common).fit(X).layers_ == ("0", "1", "2")
+        assert MahalanobisDetector(cnn, layers=["2"], max_layer_features=100, **common).fit(X).layers_ == ("2",)
+    with pytest.raises(ValueError, match="every layer is wider than max_layer_features=2"), \
+            pytest.warns(UserWarning, match="max_layer_features"):
+        MahalanobisDetector(cnn, max_layer_features=2, **common).fit(X)
+
+
+def test_mahalanobis_default_leaves_out_the_flattened_map_of_the_28x28_digits_cnn():
+    from skadv.datasets import DigitsCNN
+
+    torch.manual_seed(0)
+    X = np.random.RandomState(0).rand(40, 784).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"'classifier.0' \(6272\)"):
+        det = MahalanobisDetector(DigitsCNN(image_size=28), input_shape=(1, 28, 28)).fit(X)
+    assert "classifier.0" not in det.layers_ and "features.4" in det.layers_
+    assert max(means.shape[1] for means in det.class_means_) == 64
 
 
 def test_mahalanobis_classes_come_from_the_classifier_not_y(tiny):

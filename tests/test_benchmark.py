@@ -65,3 +65,14 @@ def test_unknown_workload_is_refused_with_the_valid_names(tmp_path, capsys):
         main(["benchmark", "--workload", "mnist", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "invalid choice: 'mnist'" in capsys.readouterr().err
+
+
+def test_full_digits28_run_is_lighter_and_quick_runs_are_alike():
+    from skadv._benchmark import _settings
+
+    full8, full28 = _settings("digits-cnn", False), _settings("digits28-cnn", False)
+    changed = {key for key in full8 if full8[key] != full28[key]}
+    assert changed == {"n_digits28", "classifier_epochs", "ae_epochs", "distillation_epochs", "vae_epochs",
+                       "dnr_cv", "n_eval", "n_adaptive"}
+    assert all(full28[key] < full8[key] for key in changed)
+    assert _settings("digits28-cnn", True) == _settings("digits-cnn", True) == _settings("digits-mlp", True)

@@ -128,9 +128,25 @@ def test_epoch_log_has_no_colour_codes_when_redirected(small_digits, capsys):
     assert capsys.readouterr().out == ""  # quiet by default
 
 
-def test_epoch_log_keeps_colour_codes_on_a_terminal(monkeypatch, capsys):
-    from skadv import datasets
+def test_epoch_log_keeps_colour_codes_on_a_terminal(monkeypatch):
+    from skadv._skorch import EpochLog
 
+    row = {"epoch": 1, "train_loss": 0.5, "train_loss_best": True, "dur": 0.1}
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
-    datasets._print_epoch_log("\x1b[36m0.5\x1b[0m")
-    assert capsys.readouterr().out == "\x1b[36m0.5\x1b[0m\n"
+    assert "\x1b[" in EpochLog().initialize().table(row)
+    assert "\x1b[" not in EpochLog(sink=lambda text: None).initialize().table(row)  # a logger gets plain text
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False, raising=False)
+    assert "\x1b[" not in EpochLog().initialize().table(row)
+
+
+def test_detector_epoch_log_has_no_colour_codes_when_redirected(small_digits, capsys):
+    from skadv import ModelDistillationDetector
+
+    from _models import seeded_mlp
+
+    X, _ = small_digits
+    ModelDistillationDetector(seeded_mlp(), epochs=2, verbose=True, random_state=0).fit(X[:100])
+    captured = capsys.readouterr()  # captured: not a terminal
+    lines = captured.out.strip().splitlines()
+    assert lines[0].split() == ["epoch", "train_loss", "dur"] and len(lines) == 4  # header, rule, two epochs
+    assert "\x1b[" not in captured.out + captured.err

@@ -26,7 +26,9 @@ and float32 kernels), skadv's approximate DNR (:class:`skadv.NystroemOneVsAll` l
 and, with ``--secml-python``, secml 0.15.6 itself (``benchmarks/dnr_secml.py`` in its own
 environment, reading and writing files in a temporary folder), plus a batched PGD
 line-search attack on DNR against secml's per-sample one. ``--approx-only-sizes`` adds
-sizes (e.g. 10000 20000) where only the approximate DNR is fitted::
+sizes (e.g. 10000 20000) where only the approximate DNR is fitted; ``--noise-floor`` fits
+a second exact DNR with other cross-validation folds and reports how far the two exact
+models agree (the bar for the approximate one); ``--skip-attack`` leaves the attack out::
 
     python benchmarks/dnr.py --scale seed --sizes 1000 2500 5000 --secml-python /path/to/secml-venv/bin/python
 """
@@ -188,6 +190,16 @@ def decisions(dnr, X, rej_percent=0.1):
     return dnr.set_params(threshold=dnr.compute_threshold(X, rej_percent)).predict(X)
 
 
+def agreement(scores, decided, other_scores, other_decided):
+    """Same argmax, same decisions (label or reject) and rows rejected by one model only."""
+    return {
+        "same_argmax": float(np.mean(scores[:, :-1].argmax(1) == other_scores[:, :-1].argmax(1))),
+        "same_decisions_10pct_reject": float(np.mean(decided == other_decided)),
+        # Where the decisions differ: rows one model rejects and the other accepts.
+        "rejected_by_one_only": int(np.sum((decided == -1) != (other_decided == -1))),
+    }
+
+
 def seed_main(args):
     if args.attack_size not in args.sizes:
         # Checked first: the attack runs on a DNR fitted at one of --sizes, after minutes of fitting.
@@ -239,25 +251,28 @@ def seed_main(args):
             dnr_at[(n, name)] = (dnr, scores)
         (exact, exact_scores), (approx, approx_scores) = dnr_at[(n, "exact")], dnr_at[(n, "approximate")]
         exact_decisions, approx_decisions = decisions(exact, X_test), decisions(approx, X_test)
-        entry["approximate_vs_exact"] = {
-            "same_argmax": float(np.mean(exact_scores[:, :-1].argmax(1) == approx_scores[:, :-1].argmax(1))),
-            "same_decisions_10pct_reject": float(np.mean(exact_decisions == approx_decisions)),
-            # Where the decisions differ: rows one model rejects and the other accepts.
-            "rejected_by_one_only": int(np.sum((exact_decisions == -1) != (approx_decisions == -1))),
-        }
+        entry["approximate_vs_exact"] = agreement(exact_scores, exact_decisions, approx_scores, approx_decisions)
+        if args.noise_floor:
+            # Two exact DNRs that differ only in random_state (their cross-validation folds): the
+            # agreement the approximation cannot be expected to beat.
+            other = seed_dnr(cnn, n_jobs=args.n_jobs, device=args.device, random_state=1).fit(X_train[:n], y_train[:n])
+            entry["exact_vs_exact_other_folds"] = agreement(
+                exact_scores, exact_decisions, other.decision_function(X_test), decisions(other, X_test)
+            )
         report["sizes"][str(n)] = entry
     for n in args.approx_only_sizes:
         dnr = seed_dnr(cnn, approximate=True, n_components=args.n_components, n_jobs=args.n_jobs, device=args.device)
         fit_s, dnr = timed(functools.partial(dnr.fit, X_train[:n], y_train[:n]))
         report["sizes"].setdefault(str(n), {})["approximate"] = {"fit_s": round(fit_s, 2)}
 
-    attack_dnr = dnr_at[(args.attack_size, "exact")][0].set_params(threshold=None, kernel_dtype="float64")
-    attack = PGDLineSearch(attack_dnr, eps=args.attack_eps, step_size=args.attack_step, max_iter=args.attack_iter,
-                           input_shape=(1, 28, 28))
-    attack_s, _ = timed(lambda: attack.generate(X_attack, y_attack))
-    report["attack"] = {"training_rows": args.attack_size, "rows": len(X_attack), "max_iter": args.attack_iter,
-                        "eps_l2": args.attack_eps, "skadv_s": round(attack_s, 2),
-                        "skadv_rows_per_s": round(len(X_attack) / attack_s, 3)}
+    if not args.skip_attack:
+        attack_dnr = dnr_at[(args.attack_size, "exact")][0].set_params(threshold=None, kernel_dtype="float64")
+        attack = PGDLineSearch(attack_dnr, eps=args.attack_eps, step_size=args.attack_step, max_iter=args.attack_iter,
+                               input_shape=(1, 28, 28))
+        attack_s, _ = timed(lambda: attack.generate(X_attack, y_attack))
+        report["attack"] = {"training_rows": args.attack_size, "rows": len(X_attack), "max_iter": args.attack_iter,
+                            "eps_l2": args.attack_eps, "skadv_s": round(attack_s, 2),
+                            "skadv_rows_per_s": round(len(X_attack) / attack_s, 3)}
 
     if args.secml_python:
         with tempfile.TemporaryDirectory() as tmp:
@@ -292,7 +307,7 @@ def seed_main(args):
                         "predict_speedup_float32": round(
                             ours["exact"]["predict_rows_per_s_float32"] / theirs["predict_rows_per_s"], 2),
                     }
-                    if "attack" in theirs:
+                    if "attack" in theirs and "attack" in report:
                         report["attack"]["secml_rows"] = theirs["attack"]["rows"]
                         report["attack"]["secml_rows_per_s"] = theirs["attack"]["rows_per_s"]
                         report["attack"]["speedup"] = round(
@@ -310,6 +325,9 @@ def main(argv=None):
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2500, 5000], help="seed: training rows")
     parser.add_argument("--approx-only-sizes", type=int, nargs="*", default=[], help="seed: approximate-only sizes")
     parser.add_argument("--n-components", type=int, default=1000, help="seed: Nystroem landmarks per layer")
+    parser.add_argument("--skip-attack", action="store_true", help="seed: do not time the attack")
+    parser.add_argument("--noise-floor", action="store_true",
+                        help="seed: also fit an exact DNR with other folds (random_state=1) and report its agreement")
     parser.add_argument("--cnn-rows", type=int, default=3000, help="seed: rows that train the CNN")
     parser.add_argument("--epochs", type=int, default=3, help="seed: CNN epochs")
     parser.add_argument("--attack-size", type=int, default=2500, help="seed: training rows of the attacked DNR")

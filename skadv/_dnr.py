@@ -185,7 +185,8 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
         use :class:`NystroemOneVsAll` (layers and combiner): its fit is linear in the
         number of rows and its scores abate likewise, but its reject set differs more
         from the exact one than its labels do (measured there: 98 % same argmax, 93 %
-        same decisions at a 10 % reject rate, 1000 landmarks, 2500 rows).
+        same decisions at a 10 % reject rate, 1000 landmarks, 2500 rows; two exact DNRs
+        with different folds agree on 99 %).
     combiner : classifier with decision_function, default=None
         Classifier of the stacked layer scores. None means ``OneVsAllSVC(C=0.1, gamma=1)``.
     threshold : float, default=None

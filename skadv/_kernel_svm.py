@@ -666,6 +666,13 @@ class NystroemOneVsAll(_KernelExpansionMixin, ClassifierMixin, BaseEstimator):
     difference is a row rejected by one model and accepted by the other. More landmarks
     narrow the gap slowly (2000 landmarks: 99.5 % and 94.0 %; with all training rows as
     landmarks the squared loss alone leaves it at about 95 % on the digits test workload).
+    The gap comes from the first layer (relu2): approximating it alone, with every other
+    part exact, gives the same 92.6 %, while exact layers with an approximate combiner
+    give 97.8 %. There the exact SVMs are hard-margin (support vectors below the bound ``C``)
+    on a kernel whose spectrum decays slowly (1000 landmarks leave 10 % of its trace
+    unexplained), so neither a hinge-type loss (squared hinge on the same 1000 landmarks:
+    94.4 %) nor more landmarks close it at a cost linear in n. Two exact DNRs that differ
+    only in their cross-validation folds agree on 99.0 % of the decisions.
     It fitted 20 000 such rows in 50 s on two idle cores. Below about 10 000 rows
     the exact DNR fits in minutes and is the one to use.
 

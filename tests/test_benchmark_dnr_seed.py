@@ -8,12 +8,16 @@ import pytest
 BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "dnr.py"
 
 
-@pytest.mark.skipif(not BENCHMARK.exists(), reason="benchmarks/ is not part of this checkout")
-def test_seed_benchmark_small_run(capsys):
+def _run_benchmark(argv):
     spec = importlib.util.spec_from_file_location("dnr_benchmark", BENCHMARK)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    report = module.main([
+    return module.main(argv)
+
+
+@pytest.mark.skipif(not BENCHMARK.exists(), reason="benchmarks/ is not part of this checkout")
+def test_seed_benchmark_small_run(capsys):
+    report = _run_benchmark([
         "--scale", "seed", "--sizes", "200", "--attack-size", "200", "--n-test", "40", "--cnn-rows", "200",
         "--epochs", "2", "--n-components", "100", "--attack-rows", "3", "--attack-iter", "2", "--repeats", "1",
         "--n-jobs", "2",
@@ -30,3 +34,18 @@ def test_seed_benchmark_small_run(capsys):
     assert 0 <= entry["approximate_vs_exact"]["rejected_by_one_only"] <= 8  # 10 % of 40 rows each
     assert report["attack"]["rows"] == 3 and report["attack"]["skadv_rows_per_s"] > 0
     assert "secml" not in report
+
+
+@pytest.mark.skipif(not BENCHMARK.exists(), reason="benchmarks/ is not part of this checkout")
+def test_seed_benchmark_noise_floor_without_attack(capsys):
+    report = _run_benchmark([
+        "--scale", "seed", "--sizes", "120", "--attack-size", "120", "--n-test", "20", "--cnn-rows", "120",
+        "--epochs", "1", "--n-components", "50", "--repeats", "1", "--n-jobs", "2", "--skip-attack", "--noise-floor",
+    ])
+    capsys.readouterr()
+    assert "attack" not in report
+    floor = report["sizes"]["120"]["exact_vs_exact_other_folds"]
+    assert set(floor) == {"same_argmax", "same_decisions_10pct_reject", "rejected_by_one_only"}
+    # Both exact DNRs reject 2 of the 20 rows, so at most 4 rows are rejected by one of them only.
+    assert 0 <= floor["rejected_by_one_only"] <= 4
+    assert 0.5 < floor["same_argmax"] <= 1.0

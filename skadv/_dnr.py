@@ -834,10 +834,12 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
 
     Examples
     --------
+    >>> import torch
     >>> from torch import nn
     >>> from sklearn.datasets import load_digits
     >>> from skadv import DeepNeuralRejection, DNRDetector
     >>> X, y = load_digits(return_X_y=True)
+    >>> _ = torch.manual_seed(0)  # an untrained network: its predictions must cover 2+ classes
     >>> net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
     >>> det = DNRDetector(DeepNeuralRejection(net, layers=["1"], random_state=0))
     >>> det = det.fit(X[:300] / 16)  # labels: the network's own predictions

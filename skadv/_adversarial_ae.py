@@ -303,8 +303,7 @@ class AdversarialAEDetector(TrainedDetector):
         Dotted names, in the protected model, of the layers with a KL term.
     w_model_hl_ : tuple of float
         Weights of the hidden-layer terms.
-    model_ : ProtectedModel
-        Frozen copy of the classifier returning log-probabilities.
+%(model_attributes)s
     n_classes_ : int
         Number of classes of the classifier.
 %(training_attributes)s

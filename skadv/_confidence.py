@@ -61,10 +61,7 @@ class ConfidenceDetector(BaseDetector):
 
     Attributes
     ----------
-    model_ : ProtectedModel or None
-        Frozen copy of a torch classifier returning log-probabilities.
-    sklearn_model_ : estimator or None
-        Copy of a scikit-learn classifier.
+%(model_attributes)s
 %(detector_attributes)s
 
     See Also

@@ -57,10 +57,7 @@ class ModelDistillationDetector(TrainedDetector):
     ----------
     distilled_model_ : nn.Module
         The trained student (eval mode).
-    model_ : ProtectedModel or None
-        Frozen copy of a torch classifier returning log-probabilities.
-    sklearn_model_ : estimator or None
-        Copy of a scikit-learn classifier used as teacher.
+%(model_attributes)s
     n_classes_ : int
         Number of classes of the classifier.
 %(training_attributes)s

@@ -114,6 +114,16 @@ _DETECTOR_ATTRIBUTES = """\
     device_ : str
         The device the detector runs on."""
 
+_MODEL_ATTRIBUTES_ANY_CLASSIFIER = """\
+    model_ : ProtectedModel or None
+        Frozen copy of a torch classifier returning log-probabilities.
+    sklearn_model_ : estimator or None
+        Copy of a scikit-learn classifier."""
+
+_MODEL_ATTRIBUTES_TORCH = """\
+    model_ : ProtectedModel
+        Frozen copy of the classifier returning log-probabilities."""
+
 _TRAINING_ATTRIBUTES = """\
     history_ : list of dict
         skorch's training history, one dict per epoch."""
@@ -133,11 +143,22 @@ def _with_defaults(template):
                                           for name, value in _defaults(cls).items()})
 
 
-#: Decorator filling a detector's docstring: ``%(model)s`` (by the class's
-#: ``_accepts_sklearn_model``), ``%(detector_params)s``, ``%(training_params)s``,
-#: ``%(input_params)s``, ``%(detector_attributes)s``, ``%(training_attributes)s``.
+def _accepts_sklearn_model(cls):
+    """Whether ``cls`` may protect a scikit-learn classifier: its class-level flag, or a
+    property of it (a scikit-learn classifier is accepted in some settings)."""
+    flag = inspect.getattr_static(cls, "_accepts_sklearn_model", False)
+    return isinstance(flag, property) or bool(flag)
+
+
+#: Decorator filling a detector's docstring: ``%(model)s`` and ``%(model_attributes)s``
+#: (by the class's ``_accepts_sklearn_model``), ``%(detector_params)s``,
+#: ``%(training_params)s``, ``%(input_params)s``, ``%(detector_attributes)s``,
+#: ``%(training_attributes)s``.
 fill_detector_doc = docstring_filler(
-    model=lambda cls: _MODEL_ANY_CLASSIFIER if cls._accepts_sklearn_model else _MODEL_NEEDING_GRADIENTS,
+    model=lambda cls: _MODEL_ANY_CLASSIFIER if _accepts_sklearn_model(cls) else _MODEL_NEEDING_GRADIENTS,
+    model_attributes=lambda cls: (
+        _MODEL_ATTRIBUTES_ANY_CLASSIFIER if _accepts_sklearn_model(cls) else _MODEL_ATTRIBUTES_TORCH
+    ),
     detector_params=_with_defaults(_DETECTOR_PARAMS),
     training_params=_with_defaults(_TRAINING_PARAMS),
     input_params=_INPUT_PARAMS,

@@ -83,8 +83,7 @@ class MahalanobisDetector(BaseDetector):
         Per layer, the tied covariance (``get_precision()`` is its inverse).
     layer_mean_, layer_std_ : ndarray of shape (n_layers,)
         Mean and standard deviation of each layer's score over the clean rows.
-    model_ : ProtectedModel
-        Frozen copy of the classifier returning log-probabilities.
+%(model_attributes)s
 %(detector_attributes)s
 
     See Also

@@ -77,10 +77,7 @@ class FeatureSqueezingDetector(BaseDetector):
 
     Attributes
     ----------
-    model_ : ProtectedModel or None
-        Frozen copy of a torch classifier returning log-probabilities.
-    sklearn_model_ : estimator or None
-        Copy of a scikit-learn classifier.
+%(model_attributes)s
 %(detector_attributes)s
 
     See Also

@@ -258,10 +258,7 @@ class VAEDetector(TrainedDetector):
     ----------
     vae_ : VAE
         The trained VAE (eval mode).
-    model_ : ProtectedModel or None
-        Frozen copy of a torch classifier returning log-probabilities.
-    sklearn_model_ : estimator or None
-        Copy of a scikit-learn classifier.
+%(model_attributes)s
     sampling_seed_ : int
         Seed of the latent draws used by the scoring methods.
     score_scales_ : ndarray of shape (2,)

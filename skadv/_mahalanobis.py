@@ -159,10 +159,11 @@ class MahalanobisDetector(BaseDetector):
         # A copy (later in-place operations of the pass must not change it), still differentiable.
         return output.flatten(1).to(torch.float64, copy=True)
 
-    def _capture(self, x, need_output=False):
+    def _capture(self, x, need_output=False, layers=None):
+        """Features of ``layers`` (default: the fitted ``layers_``) on ``x``, pooled or flattened."""
         return forward_capturing(
-            self.model_.net, self.layers_, x, forward=self.model_, transform=self._layer_features,
-            need_output=need_output,
+            self.model_.net, self.layers_ if layers is None else layers, x, forward=self.model_,
+            transform=self._layer_features, need_output=need_output,
         )
 
     def _default_layers(self, X):
@@ -172,9 +173,8 @@ class MahalanobisDetector(BaseDetector):
         if self.max_layer_features is None or not layers:
             return layers
         # One row through the network tells each layer's width after pooling.
-        self.layers_ = tuple(layers)
         with torch.inference_mode():
-            _, captured = self._capture(self._preprocess(next(self._iter_batches(X[:1]))))
+            _, captured = self._capture(self._preprocess(next(self._iter_batches(X[:1]))), layers=layers)
         widths = [features.shape[1] for features in captured]
         wide = [f"{name!r} ({width})" for name, width in zip(layers, widths) if width > self.max_layer_features]
         if wide:

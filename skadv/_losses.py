@@ -48,16 +48,18 @@ def kl_divergence_of_stacked_logits(logits):
     logits = logits.double()
     exp = logits.exp()
     partition = exp.sum(dim=1)
-    needs_shift = ~(partition.log().abs() < _UNSHIFTED_LOG_PARTITION_MAX)  # NaN/inf included
-    if bool(needs_shift.any()):
-        shift = torch.where(needs_shift[:, None], logits.amax(dim=1, keepdim=True), 0.0)
-        logits = logits - shift
+    log_partition = partition.log()
+    # One reduction decides whether any row needs the shift (NaN compares False: shifted too).
+    if log_partition.numel() and not float(log_partition.abs().max()) < _UNSHIFTED_LOG_PARTITION_MAX:
+        needs_shift = ~(log_partition.abs() < _UNSHIFTED_LOG_PARTITION_MAX)
+        logits = logits - torch.where(needs_shift[:, None], logits.amax(dim=1, keepdim=True), 0.0)
         exp = logits.exp()
         partition = exp.sum(dim=1)
+        log_partition = partition.log()
     n_rows = logits.shape[0] // 2
-    log_partition = partition.log()
-    expected_gap = (exp[:n_rows] * (logits[:n_rows] - logits[n_rows:])).sum(dim=1) / partition[:n_rows]
-    return expected_gap - log_partition[:n_rows] + log_partition[n_rows:]
+    # Σ p (a − b) − lse(a) + lse(b), with the row sums as dot products (fewer passes).
+    expected_gap = torch.linalg.vecdot(exp[:n_rows], logits[:n_rows] - logits[n_rows:])
+    return torch.addcdiv(log_partition[n_rows:] - log_partition[:n_rows], expected_gap, partition[:n_rows])
 
 
 def distillation_loss(student_logits, teacher_proba, loss_type="kld"):

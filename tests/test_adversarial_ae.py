@@ -217,6 +217,13 @@ def test_kl_of_stacked_logits_matches_scipy_for_every_row_alone():
     ordinary = [0, 3, 4, 5]
     alone = kl_divergence_of_stacked_logits(torch.as_tensor(logits[ordinary + [8 + i for i in ordinary]]))
     np.testing.assert_array_equal(alone.numpy(), kl.detach().numpy()[ordinary])
+    # A NaN logit makes its row NaN, not its neighbours; an empty batch gives no rows.
+    with_nan = torch.as_tensor(logits[ordinary + [8 + i for i in ordinary]]).clone()
+    with_nan[0, 1] = float("nan")
+    nan_kl = kl_divergence_of_stacked_logits(with_nan).numpy()
+    assert np.isnan(nan_kl[0])
+    np.testing.assert_allclose(nan_kl[1:], alone.numpy()[1:], rtol=1e-12)
+    assert kl_divergence_of_stacked_logits(torch.empty(0, 5)).shape == (0,)
 
 
 def test_scores_from_logits_equal_scores_from_log_probabilities(tiny):

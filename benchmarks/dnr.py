@@ -28,7 +28,11 @@ environment, reading and writing files in a temporary folder), plus a batched PG
 line-search attack on DNR against secml's per-sample one. ``--approx-only-sizes`` adds
 sizes (e.g. 10000 20000) where only the approximate DNR is fitted; ``--noise-floor`` fits
 a second exact DNR with other cross-validation folds and reports how far the two exact
-models agree (the bar for the approximate one); ``--skip-attack`` leaves the attack out::
+models agree (the bar for the approximate one); ``--landmark-sweep 0.4 0.8 1`` fits, for
+each share of the training rows drawn as landmarks, a DNR whose first layer (relu2) is
+libsvm's exact hinge-loss SVM on those Nystroem features and whose other parts are exact, and
+reports its agreement with the exact DNR (how many landmarks that layer needs, whatever the
+linear solver); ``--skip-attack`` leaves the attack out::
 
     python benchmarks/dnr.py --scale seed --sizes 1000 2500 5000 --secml-python /path/to/secml-venv/bin/python
 """
@@ -44,7 +48,9 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import load_digits
+from sklearn.kernel_approximation import Nystroem
 from sklearn.model_selection import KFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.svm import SVC
@@ -185,6 +191,32 @@ def train_seed_cnn(X, y, epochs, seed=0):
     return net.module_.eval()
 
 
+class NystroemHingeOneVsAll(ClassifierMixin, BaseEstimator):
+    """libsvm's exact hinge-loss SVMs (one-vs-rest) on Nystroem features of a share of the rows.
+
+    The best any linear one-vs-all SVM can do on those features: ``--landmark-sweep`` puts
+    it in the place of one layer's SVMs to see how many landmarks the approximation needs.
+    ``landmark_fraction`` of the rows of each fit are drawn as landmarks, so that the
+    cross-validation fits and the final fit approximate the kernel alike. Its fit is
+    quadratic in the rows (libsvm on the Gram matrix of the features): a measurement, not a
+    candidate for large training sets.
+    """
+
+    def __init__(self, C=1.0, gamma=1.0, landmark_fraction=0.4, random_state=0):
+        self.C, self.gamma, self.landmark_fraction, self.random_state = C, gamma, landmark_fraction, random_state
+
+    def fit(self, X, y):
+        n_components = max(1, round(self.landmark_fraction * len(X)))
+        self.nystroem_ = Nystroem(gamma=self.gamma, n_components=n_components, random_state=self.random_state).fit(X)
+        self.features_ = self.nystroem_.transform(X)
+        self.svc_ = OneVsRestClassifier(SVC(kernel="precomputed", C=self.C)).fit(self.features_ @ self.features_.T, y)
+        self.classes_ = self.svc_.classes_
+        return self
+
+    def decision_function(self, X):
+        return self.svc_.decision_function(self.nystroem_.transform(X) @ self.features_.T)
+
+
 def decisions(dnr, X, rej_percent=0.1):
     """Labels with -1 for the rows rejected at the threshold that rejects ``rej_percent`` of ``X``."""
     return dnr.set_params(threshold=dnr.compute_threshold(X, rej_percent)).predict(X)
@@ -259,6 +291,24 @@ def seed_main(args):
             entry["exact_vs_exact_other_folds"] = agreement(
                 exact_scores, exact_decisions, other.decision_function(X_test), decisions(other, X_test)
             )
+        if args.landmark_sweep:
+            # The first layer's SVMs replaced by exact hinge SVMs on m Nystroem landmarks, every
+            # other part exact: how many landmarks that layer needs to reach the exact decisions.
+            from _seed_cnn import COMBINER, INPUT_SHAPE, LAYERS
+
+            (first, (C, gamma)), *rest = LAYERS.items()
+            entry["landmark_sweep"] = {"layer": first, "solver": "libsvm hinge on Nystroem features"}
+            for fraction in args.landmark_sweep:
+                swept = DeepNeuralRejection(
+                    cnn,
+                    layers=[(first, NystroemHingeOneVsAll(C=C, gamma=gamma, landmark_fraction=fraction))]
+                    + [(name, OneVsAllSVC(C=c, gamma=g)) for name, (c, g) in rest],
+                    combiner=OneVsAllSVC(C=COMBINER[0], gamma=COMBINER[1]),
+                    n_jobs=args.n_jobs, input_shape=INPUT_SHAPE, batch_size=256, device=args.device, random_state=0,
+                ).fit(X_train[:n], y_train[:n])
+                entry["landmark_sweep"][f"{round(fraction * n)} landmarks ({fraction:g} of the rows)"] = agreement(
+                    exact_scores, exact_decisions, swept.decision_function(X_test), decisions(swept, X_test)
+                )
         report["sizes"][str(n)] = entry
     for n in args.approx_only_sizes:
         dnr = seed_dnr(cnn, approximate=True, n_components=args.n_components, n_jobs=args.n_jobs, device=args.device)
@@ -328,6 +378,8 @@ def main(argv=None):
     parser.add_argument("--skip-attack", action="store_true", help="seed: do not time the attack")
     parser.add_argument("--noise-floor", action="store_true",
                         help="seed: also fit an exact DNR with other folds (random_state=1) and report its agreement")
+    parser.add_argument("--landmark-sweep", type=float, nargs="*", default=[],
+                        help="seed: shares of the rows drawn as landmarks for the first layer's hinge SVMs")
     parser.add_argument("--cnn-rows", type=int, default=3000, help="seed: rows that train the CNN")
     parser.add_argument("--epochs", type=int, default=3, help="seed: CNN epochs")
     parser.add_argument("--attack-size", type=int, default=2500, help="seed: training rows of the attacked DNR")

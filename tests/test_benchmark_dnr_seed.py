@@ -49,3 +49,21 @@ def test_seed_benchmark_noise_floor_without_attack(capsys):
     # Both exact DNRs reject 2 of the 20 rows, so at most 4 rows are rejected by one of them only.
     assert 0 <= floor["rejected_by_one_only"] <= 4
     assert 0.5 < floor["same_argmax"] <= 1.0
+
+
+@pytest.mark.skipif(not BENCHMARK.exists(), reason="benchmarks/ is not part of this checkout")
+def test_seed_benchmark_landmark_sweep_reaches_exact_with_every_row(capsys):
+    """With every training row a landmark, hinge SVMs on the Nystroem features are the exact SVMs."""
+    report = _run_benchmark([
+        "--scale", "seed", "--sizes", "120", "--attack-size", "120", "--n-test", "20", "--cnn-rows", "120",
+        "--epochs", "1", "--n-components", "50", "--repeats", "1", "--n-jobs", "2", "--skip-attack",
+        "--landmark-sweep", "0.25", "1",
+    ])
+    capsys.readouterr()
+    sweep = report["sizes"]["120"]["landmark_sweep"]
+    assert sweep["layer"] == "features.relu2"
+    assert set(sweep["30 landmarks (0.25 of the rows)"]) == {
+        "same_argmax", "same_decisions_10pct_reject", "rejected_by_one_only"
+    }
+    # Every fit's Nystroem map then spans all its rows: the same kernel, the same decisions.
+    assert sweep["120 landmarks (1 of the rows)"]["same_decisions_10pct_reject"] == 1.0

@@ -40,11 +40,6 @@ def clipped_kl_divergence(log_p, log_q, clip):
     return (p * (p.log() - q.log())).sum(dim=1)
 
 
-def _split_head_logits(heads, hidden, n_rows):
-    """(teacher, student) logits of each head on the stacked ``[x; x']`` layer outputs."""
-    return [(logits[:n_rows], logits[n_rows:]) for logits in (head(f) for head, f in zip(heads, hidden))]
-
-
 def divergence_terms(
     classifier, x, x_recon, *, layers=(), heads=(), weights=(), temperature=1.0, teacher_as_target=False, kl_clip=None
 ):
@@ -74,15 +69,15 @@ def divergence_terms(
         log_q, hidden_q = forward_with_hidden(classifier, layers, x_recon.clone())
         class_scores = torch.cat([log_p, log_q])
         logit_pairs = [(t, head(f)) for head, t, f in zip(heads, teacher_logits, hidden_q)]
-    elif temperature == 1 and kl_clip is None and classifier.output == "logits":
-        # The default case straight from the logits: one fused float64 pass, no log-softmax.
-        class_scores, hidden = forward_with_hidden(classifier, layers, torch.cat([x, x_recon]), logits=True)
-        model_kl = kl_divergence_of_stacked_logits(class_scores)
-        logit_pairs = _split_head_logits(heads, hidden, n_rows)
     else:
-        class_scores, hidden = forward_with_hidden(classifier, layers, torch.cat([x, x_recon]))
-        log_p, log_q = class_scores[:n_rows], class_scores[n_rows:]
-        logit_pairs = _split_head_logits(heads, hidden, n_rows)
+        from_logits = temperature == 1 and kl_clip is None and classifier.output == "logits"
+        class_scores, hidden = forward_with_hidden(classifier, layers, torch.cat([x, x_recon]), logits=from_logits)
+        logit_pairs = [(logits[:n_rows], logits[n_rows:]) for logits in (head(f) for head, f in zip(heads, hidden))]
+        if from_logits:
+            # The default case straight from the logits: one fused float64 pass, no log-softmax.
+            model_kl = kl_divergence_of_stacked_logits(class_scores)
+        else:
+            log_p, log_q = class_scores[:n_rows], class_scores[n_rows:]
     if model_kl is None:
         # ProtectedModel returns normalised log-probabilities: no second log-softmax.
         log_p = tempered_log_proba(log_p, temperature)

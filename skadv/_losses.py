@@ -45,17 +45,19 @@ def kl_divergence_of_stacked_logits(logits):
     classifier). Each row is shifted by its maximum only where its log-partition is beyond
     ±600, so a row's value depends on that row alone, and gradients stay finite.
     """
+
+    def exp_and_partition(logits):
+        exp = logits.exp()
+        partition = exp.sum(dim=1)
+        return exp, partition, partition.log()
+
     logits = logits.double()
-    exp = logits.exp()
-    partition = exp.sum(dim=1)
-    log_partition = partition.log()
+    exp, partition, log_partition = exp_and_partition(logits)
     # One reduction decides whether any row needs the shift (NaN compares False: shifted too).
     if log_partition.numel() and not float(log_partition.abs().max()) < _UNSHIFTED_LOG_PARTITION_MAX:
         needs_shift = ~(log_partition.abs() < _UNSHIFTED_LOG_PARTITION_MAX)
         logits = logits - torch.where(needs_shift[:, None], logits.amax(dim=1, keepdim=True), 0.0)
-        exp = logits.exp()
-        partition = exp.sum(dim=1)
-        log_partition = partition.log()
+        exp, partition, log_partition = exp_and_partition(logits)
     n_rows = logits.shape[0] // 2
     # Σ p (a − b) − lse(a) + lse(b), with the row sums as dot products (fewer passes).
     expected_gap = torch.linalg.vecdot(exp[:n_rows], logits[:n_rows] - logits[n_rows:])

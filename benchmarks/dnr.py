@@ -292,19 +292,15 @@ def seed_main(args):
                 exact_scores, exact_decisions, other.decision_function(X_test), decisions(other, X_test)
             )
         if args.landmark_sweep:
-            # The first layer's SVMs replaced by exact hinge SVMs on m Nystroem landmarks, every
-            # other part exact: how many landmarks that layer needs to reach the exact decisions.
-            from _seed_cnn import COMBINER, INPUT_SHAPE, LAYERS
+            # The first layer's SVMs replaced by exact hinge SVMs on Nystroem features of a share of
+            # the rows, every other part exact: how many landmarks that layer needs.
+            from _seed_cnn import LAYERS
 
-            (first, (C, gamma)), *rest = LAYERS.items()
+            first, (C, gamma) = next(iter(LAYERS.items()))
             entry["landmark_sweep"] = {"layer": first, "solver": "libsvm hinge on Nystroem features"}
             for fraction in args.landmark_sweep:
-                swept = DeepNeuralRejection(
-                    cnn,
-                    layers=[(first, NystroemHingeOneVsAll(C=C, gamma=gamma, landmark_fraction=fraction))]
-                    + [(name, OneVsAllSVC(C=c, gamma=g)) for name, (c, g) in rest],
-                    combiner=OneVsAllSVC(C=COMBINER[0], gamma=COMBINER[1]),
-                    n_jobs=args.n_jobs, input_shape=INPUT_SHAPE, batch_size=256, device=args.device, random_state=0,
+                swept = seed_dnr(cnn, n_jobs=args.n_jobs, device=args.device).set_params(
+                    **{first: NystroemHingeOneVsAll(C=C, gamma=gamma, landmark_fraction=fraction)}
                 ).fit(X_train[:n], y_train[:n])
                 entry["landmark_sweep"][f"{round(fraction * n)} landmarks ({fraction:g} of the rows)"] = agreement(
                     exact_scores, exact_decisions, swept.decision_function(X_test), decisions(swept, X_test)

@@ -1,25 +1,27 @@
-"""Every script in examples/ runs with its --quick settings and prints and writes what it says.
+"""Every example of the gallery runs during the documentation build and prints what it says.
 
-Each example has a check of its own printed results below: the rows of its tables, numbers
-in their ranges and the relations between them that hold whatever the seed (an attack at a
-larger eps leaves fewer digits classified right; "w/ det." counts flagged digits too, so it
-is never below "no def."; round trips print identical scores). The quick settings train
-tiny models, so no check pins a number that a change of model could move.
+The examples run once, in the documented docs build (``_docs_build.build_docs``, shared with
+``test_docs.py``); these tests read what each one printed from its generated gallery page and the
+figures the build captured. Each example has a check of its own printed results below: the rows
+of its tables, numbers in their ranges and the relations between them that hold whatever the
+seed (an attack at a larger eps leaves fewer digits classified right; "w/ det." counts flagged
+digits too, so it is never below "no def."; round trips print identical scores). The examples'
+small settings train tiny models, so no check pins a number that a change of model could move.
 """
 
-import pathlib
 import re
-import runpy
-import sys
 
 import matplotlib
 import matplotlib.image
 import numpy as np
 import pytest
 
+from _docs_build import EXAMPLES as EXAMPLES_DIR
+from _docs_build import build_docs, figures, gallery_page, printed_output
+
 matplotlib.use("Agg")
 
-EXAMPLES = sorted((pathlib.Path(__file__).parents[1] / "examples").glob("*.py"))
+EXAMPLES = sorted(EXAMPLES_DIR.rglob("*.py"))
 NUMBER = r"(\d+\.\d+)"
 
 
@@ -175,20 +177,42 @@ def check_vae_consistency_calibration(out):
 CHECKS = {name[len("check_"):]: check for name, check in globals().items() if name.startswith("check_")}
 
 
+def _name(script):
+    return script.stem.removeprefix("plot_")
+
+
+@pytest.fixture(scope="module")
+def docs_build():
+    return build_docs()
+
+
 def test_every_example_has_a_check():
-    assert sorted(CHECKS) == [script.stem for script in EXAMPLES]
+    assert sorted(CHECKS) == sorted(_name(script) for script in EXAMPLES)
 
 
-@pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_example_runs_quick(script, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", [str(script), "--quick", "--out", str(tmp_path)])
-    monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(script), run_name="__main__")
-    out = capsys.readouterr().out
-    CHECKS[script.stem](out)
-    # Every figure it writes is a real image, and it names the figures it wrote.
-    for path in sorted(tmp_path.rglob("*.png")):
-        assert path.name in out, path.name
+def test_examples_are_gallery_scripts():
+    # A folder per topic with its README.txt; plot_* exactly for the scripts that draw figures.
+    assert (EXAMPLES_DIR / "README.txt").is_file()
+    for script in EXAMPLES:
+        assert script.parent.parent == EXAMPLES_DIR, script
+        assert (script.parent / "README.txt").is_file(), script.parent
+        source = script.read_text()
+        assert source.startswith('"""\n'), script  # the docstring is the page's title and introduction
+        assert "# %%" in source, script
+        assert "What you should see" in source, script
+        assert script.name.startswith("plot_") == ("plt." in source), script
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=[_name(p) for p in EXAMPLES])
+def test_example_output(script, docs_build):
+    assert gallery_page(script).is_file(), f"the docs build wrote no page for {script}:\n{docs_build[1][-3000:]}"
+    out = printed_output(script)
+    assert "Traceback" not in out, out
+    CHECKS[_name(script)](out)
+    # Every figure it draws is a real image.
+    images = figures(script)
+    assert bool(images) == script.name.startswith("plot_"), images
+    for path in images:
         image = matplotlib.image.imread(path)
         assert image.shape[0] >= 200 and image.shape[1] >= 300, (path.name, image.shape)
         assert len(np.unique(image.reshape(-1, image.shape[-1]), axis=0)) > 20, path.name  # not a blank canvas

@@ -1,0 +1,198 @@
+"""What the API reference lists, grouped as scikit-learn's API reference groups it.
+
+``conf.py`` writes one page per public module from :data:`API_REFERENCE` (into ``doc/api/``,
+generated, not committed), and autosummary writes one page per public name (``doc/generated/``).
+
+To add a public module, add one line ``("skadv.newmodule", "Title", None)``: ``None`` lists the
+module's whole ``__all__`` in one table. A module given sections must place every name of its
+``__all__`` in exactly one of them; :func:`module_pages` raises otherwise, so that the build (and
+``tests/test_docs.py``) fails on a public name that has no page.
+"""
+
+import importlib
+import inspect
+import types
+
+# (module, page title, sections). A section is (title, description, names); None: all of __all__.
+API_REFERENCE = [
+    (
+        "skadv",
+        "Detectors and rejection",
+        [
+            (
+                "Detectors",
+                "Outlier detectors fitted on clean rows next to the classifier they protect: "
+                "``score_samples`` (higher = more normal), ``decision_function``, ``predict`` (+1 / -1).",
+                ["AdversarialAEDetector", "ModelDistillationDetector", "VAEDetector"],
+            ),
+            (
+                "Baselines",
+                "Detectors that train no network: what every detector above must beat.",
+                ["ConfidenceDetector", "MahalanobisDetector", "FeatureSqueezingDetector"],
+            ),
+            (
+                "Rejection (DNR)",
+                "Deep Neural Rejection: a classifier with a reject option (label -1), its detector view, "
+                "and the one-vs-all kernel SVMs it is built from.",
+                ["DeepNeuralRejection", "DNRDetector", "OneVsAllSVC", "NystroemOneVsAll"],
+            ),
+            ("Analysis", "", ["calibration_analysis"]),
+            (
+                "Base classes and warnings",
+                "For writing a detector of your own, and the protected-model wrapper every estimator uses.",
+                ["BaseDetector", "ProtectedModel", "InconsistentVersionWarning"],
+            ),
+        ],
+    ),
+    (
+        "skadv.attacks",
+        "Attacks",
+        [
+            (
+                "Gradient attacks",
+                "White-box attacks; adaptive (classifier and detector together) when the target is a "
+                "skadv estimator.",
+                ["FGSM", "PGD", "APGD", "OrthogonalPGD", "PGDLineSearch", "CarliniWagnerL2"],
+            ),
+            ("Black-box attacks", "", ["Square"]),
+            ("Ensembles", "", ["AutoAttack"]),
+            ("Attack-failure checks", "", ["check_attack_failure", "AttackFailureWarning"]),
+            ("Base class", "", ["BaseAttack"]),
+        ],
+    ),
+    (
+        "skadv.metrics",
+        "Evaluation metrics",
+        [
+            (
+                "Detection",
+                "",
+                [
+                    "detection_auroc",
+                    "tpr_at_fpr",
+                    "tpr_at_threshold",
+                    "clean_vs_attacked",
+                    "adversarial_scores",
+                    "detection_threshold",
+                ],
+            ),
+            (
+                "Security evaluation",
+                "",
+                [
+                    "evasion_rate",
+                    "accuracy_with_rejection",
+                    "deployed_predictions",
+                    "security_evaluation",
+                    "make_attack_scorer",
+                ],
+            ),
+            ("Corruptions and calibration", "", ["harmfulness", "ks_drift_test", "loss_by_confidence"]),
+        ],
+    ),
+    ("skadv.plotting", "Displays", None),
+    ("skadv.datasets", "Datasets", None),
+    ("skadv.corruptions", "Corruptions", None),
+    ("skadv.utils", "Utilities", None),
+    ("skadv.compat", "Compatibility", None),
+]
+
+
+def public_names(module_name):
+    """The names of ``module.__all__`` that get a page: no submodules, no dunders."""
+    module = importlib.import_module(module_name)
+    return [
+        name
+        for name in module.__all__
+        if not name.startswith("__") and not isinstance(getattr(module, name), types.ModuleType)
+    ]
+
+
+def public_modules(package="skadv"):
+    """Every public module reachable through ``__all__`` from ``package``, itself included."""
+    found, todo = [], [package]
+    while todo:
+        name = todo.pop(0)
+        found.append(name)
+        module = importlib.import_module(name)
+        for attr in getattr(module, "__all__", []):
+            value = getattr(module, attr)
+            if isinstance(value, types.ModuleType) and value.__name__.startswith(package + "."):
+                if value.__name__ not in found and value.__name__ not in todo:
+                    todo.append(value.__name__)
+    return found
+
+
+def module_pages():
+    """``{module: (title, [(section title, description, names), ...])}``, checked against ``__all__``."""
+    pages = {}
+    for module_name, title, sections in API_REFERENCE:
+        names = public_names(module_name)
+        if sections is None:
+            sections = [("", "", names)]
+        listed = [name for _, _, section_names in sections for name in section_names]
+        missing = sorted(set(names) - set(listed))
+        extra = sorted(set(listed) - set(names))
+        twice = sorted({name for name in listed if listed.count(name) > 1})
+        if missing or extra or twice:
+            raise ValueError(
+                f"doc/api_reference.py and {module_name}.__all__ disagree: not listed {missing}, "
+                f"not public {extra}, listed twice {twice}. Put each public name in one section."
+            )
+        pages[module_name] = (title, sections)
+    return pages
+
+
+def _underline(text, char):
+    return f"{text}\n{char * len(text)}\n"
+
+
+def _write_if_changed(path, text):
+    # Sphinx rereads a source whose modification time changed: leave unchanged pages alone.
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
+def write_pages(directory):
+    """Write ``index.rst`` and one page per module of :data:`API_REFERENCE` into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    documented = {}  # id(object) -> its page's full name, for a name public in two modules
+    toctree = []
+    for module_name, (title, sections) in module_pages().items():
+        module = importlib.import_module(module_name)
+        page = [
+            f".. _api_{module_name.replace('.', '_')}:\n",
+            _underline(f"{title}: ``{module_name}``", "="),
+            f".. automodule:: {module_name}\n   :no-members:\n",
+            f".. currentmodule:: {module_name}\n",
+        ]
+        for section_title, description, names in sections:
+            if section_title:
+                page.append(_underline(section_title, "-"))
+            if description:
+                page.append(description + "\n")
+            new, seen = [], []
+            for name in names:
+                obj = getattr(module, name)
+                key = id(obj) if inspect.isclass(obj) or inspect.isroutine(obj) else None
+                if key in documented:
+                    seen.append((name, documented[key]))
+                    continue
+                new.append(name)
+                if key is not None:
+                    documented[key] = f"{module_name}.{name}"
+            if new:
+                page.append(".. autosummary::\n   :toctree: ../generated/\n   :nosignatures:\n")
+                page.append("".join(f"   {name}\n" for name in new))
+            for name, full_name in seen:
+                page.append(f"``{module_name}.{name}``: the same object as :obj:`{full_name}`.\n")
+        _write_if_changed(directory / f"{module_name}.rst", "\n".join(page))
+        toctree.append(f"   {module_name}\n")
+    index = [
+        ".. _api_reference:\n",
+        _underline("API reference", "="),
+        "One page per public class and function, grouped by module. The estimators follow "
+        "scikit-learn's API (https://scikit-learn.org/stable/developers/develop.html).\n",
+        ".. toctree::\n   :maxdepth: 2\n\n" + "".join(toctree),
+    ]
+    _write_if_changed(directory / "index.rst", "\n".join(index))

@@ -1,0 +1,112 @@
+"""Sphinx configuration of skadv's documentation.
+
+Build (from the repository root; nothing is downloaded)::
+
+    python -m sphinx -W --keep-going -b html doc doc/_build/html
+"""
+
+import os
+import pathlib
+import re
+import sys
+import warnings
+
+DOC = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(DOC))
+# Document the checkout being built, whatever skadv is installed.
+sys.path.insert(0, str(DOC.parent))
+
+from api_reference import write_pages  # noqa: E402
+
+import skadv  # noqa: E402
+
+project = "skadv"
+author = "skadv developers"
+copyright = "skadv developers"
+release = skadv.__version__
+version = ".".join(release.split(".")[:2])
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.doctest",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+]
+
+templates_path = ["_templates"]
+exclude_patterns = ["_build"]
+root_doc = "index"
+html_theme = "pydata_sphinx_theme"
+html_static_path = ["_static"]
+html_css_files = ["skadv.css"]
+html_title = f"skadv {release}"
+html_show_sourcelink = False
+html_theme_options = {
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+    "header_links_before_dropdown": 6,
+    "secondary_sidebar_items": ["page-toc"],
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version"],
+}
+html_sidebars = {"index": [], "**": ["sidebar-nav-bs"]}
+pygments_style = "sphinx"
+
+# --- API reference: doc/api/*.rst from doc/api_reference.py, one page per name by autosummary.
+write_pages(DOC / "api")
+autosummary_generate = True
+autosummary_imported_members = False
+add_module_names = False
+autodoc_default_options = {"members": False, "inherited-members": False}
+autodoc_typehints = "none"
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_attributes_as_param_list = True
+
+# scikit-learn's boilerplate (set_output, the metadata-routing set_*_request methods) and the
+# methods of Python's exceptions are left out of the pages: see _templates/autosummary/class.rst.
+
+# --- Gallery: every example runs during the build (its small settings are its defaults).
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"\.py$",  # run every example, with or without figures
+    "subsection_order": [
+        f"../examples/{topic}" for topic in ("attacks", "detectors", "rejection", "evaluation", "workflows")
+    ],
+    "within_subsection_order": "FileNameSortKey",
+    "doc_module": ("skadv",),
+    "backreferences_dir": "generated/backreferences",
+    "reference_url": {"skadv": None},
+    "image_scrapers": ("matplotlib",),
+    "remove_config_comments": True,
+    "capture_repr": (),  # the pages show what the examples print, not the values of expressions
+    "min_reported_time": 1,
+    "show_memory": False,
+    "download_all_examples": False,
+    "show_signature": False,
+    "matplotlib_animations": False,
+}
+
+# Warnings from the examples' libraries that are not skadv's to fix.
+warnings.filterwarnings("ignore", category=UserWarning, message="Matplotlib is currently using agg")
+warnings.filterwarnings("ignore", category=UserWarning, message="FigureCanvasAgg is non-interactive")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+# Docstrings inherited from scikit-learn (e.g. ``score``) cite scikit-learn's own labels
+# (``:ref:`User Guide <accuracy_score>```), which this site does not have: keep their text.
+_SKLEARN_REF = re.compile(r":ref:`([^`<]*?)\s*<[^`>]*>`|:ref:`([^`<]*)`")
+
+
+def _plain_sklearn_refs(app, what, name, obj, options, lines):
+    module = getattr(obj, "__module__", "") or ""
+    if module.split(".")[0] != "sklearn":
+        return
+    for i, line in enumerate(lines):
+        lines[i] = _SKLEARN_REF.sub(lambda m: m.group(1) or m.group(2), line)
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _plain_sklearn_refs)

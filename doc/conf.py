@@ -16,6 +16,7 @@ sys.path.insert(0, str(DOC))
 # Document the checkout being built, whatever skadv is installed.
 sys.path.insert(0, str(DOC.parent))
 
+import torch  # noqa: E402
 from api_reference import write_pages  # noqa: E402
 
 import skadv  # noqa: E402
@@ -58,14 +59,18 @@ write_pages(DOC / "api")
 autosummary_generate = True
 autosummary_imported_members = False
 add_module_names = False
-autodoc_default_options = {"members": False, "inherited-members": False}
 autodoc_typehints = "none"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_attributes_as_param_list = True
 
-# scikit-learn's boilerplate (set_output, the metadata-routing set_*_request methods) and the
-# methods of Python's exceptions are left out of the pages: see _templates/autosummary/class.rst.
+# scikit-learn's boilerplate (set_output, the metadata-routing set_*_request methods), the
+# methods of Python's exceptions and those of torch's nn.Module are left out of the class pages
+# (_templates/autosummary/class.rst); a torch module's own forward stays.
+autosummary_context = {
+    "torch_module_methods": sorted(name for name in dir(torch.nn.Module) if not name.startswith("_")
+                                   and name != "forward"),
+}
 
 # --- Gallery: every example runs during the build (its small settings are its defaults).
 sphinx_gallery_conf = {
@@ -100,13 +105,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 _SKLEARN_REF = re.compile(r":ref:`([^`<]*?)\s*<[^`>]*>`|:ref:`([^`<]*)`")
 
 
-def _plain_sklearn_refs(app, what, name, obj, options, lines):
+# numpydoc renders a parameter's type as reST: the star of a shape such as
+# ``(n_samples, *input_shape)`` is Python's unpacking, not the start of an emphasis.
+_STARRED_SHAPE = re.compile(r"(?<=[(,] )\*(?=\w+\))|(?<=\()\*(?=\w+\))")
+
+
+def _fix_docstring(app, what, name, obj, options, lines):
     module = getattr(obj, "__module__", "") or ""
-    if module.split(".")[0] != "sklearn":
-        return
     for i, line in enumerate(lines):
-        lines[i] = _SKLEARN_REF.sub(lambda m: m.group(1) or m.group(2), line)
+        if module.split(".")[0] == "sklearn":
+            line = _SKLEARN_REF.sub(lambda m: m.group(1) or m.group(2), line)
+        lines[i] = _STARRED_SHAPE.sub(r"\\*", line)
 
 
 def setup(app):
-    app.connect("autodoc-process-docstring", _plain_sklearn_refs)
+    app.connect("autodoc-process-docstring", _fix_docstring)

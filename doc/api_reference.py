@@ -157,18 +157,29 @@ def write_pages(directory):
     """Write ``index.rst`` and one page per module of :data:`API_REFERENCE` into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     documented = {}  # id(object) -> its page's full name, for a name public in two modules
-    toctree = []
+    index = [
+        ".. _api_reference:\n",
+        _underline("API reference", "="),
+        "One page per public class and function, grouped by module. The estimators follow "
+        "scikit-learn's API (https://scikit-learn.org/stable/developers/develop.html).\n",
+        ".. toctree::\n   :hidden:\n\n" + "".join(f"   {module}\n" for module, _, _ in API_REFERENCE),
+    ]
     for module_name, (title, sections) in module_pages().items():
         module = importlib.import_module(module_name)
+        label = f"api_{module_name.replace('.', '_')}"
         page = [
-            f".. _api_{module_name.replace('.', '_')}:\n",
+            f".. _{label}:\n",
             _underline(f"{title}: ``{module_name}``", "="),
             f".. automodule:: {module_name}\n   :no-members:\n",
             f".. currentmodule:: {module_name}\n",
         ]
+        summary = (module.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        index.append(_underline(f"{title}: ``{module_name}``", "-"))
+        index.append(f"{summary} (:ref:`the module's page <{label}>`)\n")
         for section_title, description, names in sections:
             if section_title:
                 page.append(_underline(section_title, "-"))
+                index.append(f".. rubric:: {section_title}\n")
             if description:
                 page.append(description + "\n")
             new, seen = [], []
@@ -186,13 +197,8 @@ def write_pages(directory):
                 page.append("".join(f"   {name}\n" for name in new))
             for name, full_name in seen:
                 page.append(f"``{module_name}.{name}``: the same object as :obj:`{full_name}`.\n")
+            index.append(".. autosummary::\n   :nosignatures:\n")
+            index.append("".join(f"   {documented.get(id(getattr(module, name)), f'{module_name}.{name}')}\n"
+                                 for name in names))
         _write_if_changed(directory / f"{module_name}.rst", "\n".join(page))
-        toctree.append(f"   {module_name}\n")
-    index = [
-        ".. _api_reference:\n",
-        _underline("API reference", "="),
-        "One page per public class and function, grouped by module. The estimators follow "
-        "scikit-learn's API (https://scikit-learn.org/stable/developers/develop.html).\n",
-        ".. toctree::\n   :maxdepth: 2\n\n" + "".join(toctree),
-    ]
     _write_if_changed(directory / "index.rst", "\n".join(index))

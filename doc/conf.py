@@ -47,7 +47,8 @@ html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
     "header_links_before_dropdown": 6,
-    "secondary_sidebar_items": ["page-toc"],
+    # The gallery's code and output need the width; its sections are few.
+    "secondary_sidebar_items": {"index": [], "auto_examples/**": []},
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
@@ -59,6 +60,7 @@ write_pages(DOC / "api")
 autosummary_generate = True
 autosummary_imported_members = False
 add_module_names = False
+toc_object_entries_show_parents = "hide"  # "fit()" in a page's table of contents, not "Class.fit()"
 autodoc_typehints = "none"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
@@ -87,7 +89,8 @@ sphinx_gallery_conf = {
     "image_scrapers": ("matplotlib",),
     "remove_config_comments": True,
     "capture_repr": (),  # the pages show what the examples print, not the values of expressions
-    "min_reported_time": 1,
+    # The running time says how busy the building machine was, not what the example costs.
+    "min_reported_time": float("inf"),
     "show_memory": False,
     "download_all_examples": False,
     "show_signature": False,
@@ -106,16 +109,23 @@ _SKLEARN_REF = re.compile(r":ref:`([^`<]*?)\s*<[^`>]*>`|:ref:`([^`<]*)`")
 
 
 # numpydoc renders a parameter's type as reST: the star of a shape such as
-# ``(n_samples, *input_shape)`` is Python's unpacking, not the start of an emphasis.
+# (n_samples, *input_shape) is Python's unpacking, not the start of an emphasis. Literals
+# (``...``) are left as they are.
 _STARRED_SHAPE = re.compile(r"(?<=[(,] )\*(?=\w+\))|(?<=\()\*(?=\w+\))")
+_LITERAL = re.compile(r"(``.+?``)")
+
+
+def _escape_starred_shapes(line):
+    parts = _LITERAL.split(line)
+    return "".join(part if i % 2 else _STARRED_SHAPE.sub(r"\\*", part) for i, part in enumerate(parts))
 
 
 def _fix_docstring(app, what, name, obj, options, lines):
-    module = getattr(obj, "__module__", "") or ""
+    from_sklearn = (getattr(obj, "__module__", "") or "").split(".")[0] == "sklearn"
     for i, line in enumerate(lines):
-        if module.split(".")[0] == "sklearn":
+        if from_sklearn:
             line = _SKLEARN_REF.sub(lambda m: m.group(1) or m.group(2), line)
-        lines[i] = _STARRED_SHAPE.sub(r"\\*", line)
+        lines[i] = _escape_starred_shapes(line)
 
 
 def setup(app):

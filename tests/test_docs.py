@@ -97,4 +97,4 @@ def test_public_name_has_a_page(module, name, docs_build):
 def test_api_index_links_every_module(docs_build):
     index = (HTML / "api" / "index.html").read_text()
     for module in MODULES:
-        assert f'href="{module}.html"' in index, module
+        assert f'href="{module}.html' in index, module

@@ -14,11 +14,13 @@ every budget; the targeted PGD sends more digits to its target class as ``eps`` 
 figures, adversarial digits that still look like the original but are classified wrong (red).
 """
 
+# sphinx_gallery_thumbnail_number = 2
+
 # %%
 # Train the classifier
 # --------------------
 # A small CNN trained through skorch on the digits scaled to [0, 1]. The settings below are
-# small so that this page builds in about a minute; Madry et al. use 40 steps of 0.01 and the
+# small so that the documentation builds quickly; Madry et al. use 40 steps of 0.01 and the
 # tutorial 20 epochs: raise ``EPOCHS``, ``MAX_ITER`` and ``N_TEST`` for numbers worth reporting.
 import matplotlib.pyplot as plt
 import numpy as np

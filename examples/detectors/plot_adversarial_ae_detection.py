@@ -19,10 +19,12 @@ to the right of the clean ones, and the reconstructions do not look like digits 
 is trained to keep the CNN's prediction, not the pixels).
 """
 
+# sphinx_gallery_thumbnail_number = 2
+
 # %%
 # Classifier and attacks
 # ----------------------
-# The settings are small so that this page builds in about a minute (the full walkthrough
+# The settings are small so that the documentation builds quickly (the full walkthrough
 # trains the CNN 25 epochs and the detectors 60, and attacks every test digit with 40 steps).
 import matplotlib.pyplot as plt
 import numpy as np

@@ -21,7 +21,7 @@ corruptions; the KS p-values are tiny at high severity (the batch drifted).
 # %%
 # Classifier and detector
 # -----------------------
-# Small, seeded settings so that this page builds in seconds (the full walkthrough trains the
+# Small, seeded settings so that the documentation builds quickly (the full walkthrough trains the
 # CNN 20 epochs and the student 30).
 import matplotlib.pyplot as plt
 import numpy as np

@@ -19,7 +19,7 @@ the CNN is confident on many of them.
 # %%
 # Classifier, detector and attack
 # -------------------------------
-# Small, seeded settings so that this page builds in about a minute (the full walkthrough
+# Small, seeded settings so that the documentation builds quickly (the full walkthrough
 # trains the CNN 20 epochs and the VAE 100, and attacks every test digit with 40 PGD steps).
 # We use the consistency score here; the default, ``score_type='combined'``, adds the
 # reconstruction error.

@@ -27,7 +27,7 @@ the non-adaptive one, and the adaptive attacks' scores overlap the clean ones.
 # %%
 # Classifier and candidate detectors
 # ----------------------------------
-# Small, seeded settings so that this page builds in a few minutes (the full protocol trains
+# Small, seeded settings so that the documentation builds quickly (the full protocol trains
 # 20 and 30 epochs, attacks with 40 PGD steps of 0.01, and evaluates 200 rows).
 import warnings
 

@@ -19,7 +19,7 @@ clears the threshold.
 # %%
 # Classifier and DNR
 # ------------------
-# Small, seeded settings so that this page builds in about a minute (the full walkthrough fits
+# Small, seeded settings so that the documentation builds quickly (the full walkthrough fits
 # on all training digits with 5 folds and attacks 150 digits with 40 iterations). The layers are
 # named as ``cnn.named_modules()`` names them: after the first convolution, after the pooling,
 # and the penultimate dense layer.

@@ -27,7 +27,7 @@ shipping the estimator and the data to them.
 # %%
 # The grid search, run locally
 # ----------------------------
-# Small, seeded settings so that this page builds in about a minute.
+# Small, seeded settings so that the documentation builds quickly.
 import logging
 import os
 import tempfile

@@ -26,7 +26,7 @@ chunked scores equal unchunked ones.
 # A detector in a Pipeline
 # ------------------------
 # The detector learns from clean rows; ``fit`` ignores ``y``. Small, seeded settings so that
-# this page builds in about a minute (raise the epochs and the grid for real model selection).
+# the documentation builds quickly (raise the epochs and the grid for real model selection).
 import os
 import tempfile
 

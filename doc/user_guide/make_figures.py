@@ -16,15 +16,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from skorch import NeuralNetClassifier  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from torch import nn  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from skorch import NeuralNetClassifier
+from torch import nn
 
-from skadv import AdversarialAEDetector, DeepNeuralRejection  # noqa: E402
-from skadv.attacks import PGD  # noqa: E402
+from skadv import AdversarialAEDetector, DeepNeuralRejection
+from skadv.attacks import PGD
 
 OUT = Path(__file__).resolve().parent / "_images"
 

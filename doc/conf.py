@@ -47,8 +47,9 @@ html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
     "header_links_before_dropdown": 6,
-    # The gallery's code and output need the width; its sections are few.
-    "secondary_sidebar_items": {"index": [], "auto_examples/**": []},
+    # A page's table of contents on the right, except on the landing page and in the gallery,
+    # whose code and output need the width (pages no pattern matches get no right sidebar).
+    "secondary_sidebar_items": {"user_guide/**": ["page-toc"], "api/**": ["page-toc"], "generated/**": ["page-toc"]},
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }

@@ -9,7 +9,6 @@ from ``score_samples`` and ``offset_`` (shared with ``DNRDetector``).
 ``detect``) and the hook adaptive attacks optimise.
 """
 
-import contextlib
 import copy
 import functools
 import numbers
@@ -18,87 +17,40 @@ from abc import ABCMeta, abstractmethod
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
+from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils import Bunch, check_random_state
-from sklearn.utils._param_validation import (
-    Interval,
-    StrOptions,
-    validate_parameter_constraints,
-)
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from ._model import MODEL_OUTPUTS, adapt_model
-from ._persist import decode_state, encode_state
-from ._skorch import TensorBatches, TrainingNet, optimizer_options, resolve_optimizer
+from ._core import (
+    MODEL_OUTPUTS,
+    AttackSurface,
+    Interval,
+    StrOptions,
+    TensorBatches,
+    TrainingNet,
+    adapt_model,
+    decode_state,
+    encode_state,
+    fit_context,
+    flatten_nd,
+    is_fitted_attribute,
+    optimizer_options,
+    resolve_device,
+    resolve_optimizer,
+    torch_seed,
+    validate_parameter_constraints,
+)
 from ._version import __version__
-
-
-class InconsistentVersionWarning(UserWarning):
-    """Warns that an estimator is loaded with a skadv version other than the one that saved it."""
-
+from .exceptions import InconsistentVersionWarning
 
 # ----------------------------------------------------------------------------- helpers
-
-@contextlib.contextmanager
-def torch_seed(seed, device="cpu"):
-    """Run a block under torch's global RNG seeded with ``seed``, restoring it afterwards."""
-    devices = []
-    if str(device).startswith("cuda") and torch.cuda.is_available():
-        devices = [torch.device(device).index or 0]
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(int(seed))
-        yield
-
-
-def resolve_device(device, fitting=True):
-    """Map the ``device`` parameter to a torch device string."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    device = str(device)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        if fitting:
-            raise ValueError(
-                f"device={device!r} was requested but CUDA is not available on this machine; "
-                "use device='cpu' or device='auto'."
-            )
-        warnings.warn(
-            f"This estimator was set up for device={device!r} but CUDA is not available; using the CPU.",
-            UserWarning, stacklevel=2,
-        )
-        return "cpu"
-    return device
-
 
 _ROW_BLOCK = 8
 
 # Inference batches hold at most this many float32-sized values (16 MiB), counting each row
 # as the copies it expands into while scored, whatever ``inference_batch_size`` says.
 _INFERENCE_BUDGET = 2**22
-
-
-def _flatten_nd(X):
-    """Flatten image-like N-D arrays to 2-D rows, keeping their row shape.
-
-    Torch tensors become numpy arrays first; half-precision floats (float16, bfloat16,
-    which numpy cannot take from torch) are widened to float32, exactly.
-    """
-    if isinstance(X, torch.Tensor):
-        X = X.detach().cpu()
-        if X.is_floating_point() and X.dtype not in (torch.float32, torch.float64):
-            X = X.float()
-        X = X.numpy()
-    elif getattr(getattr(X, "dtype", None), "name", None) in ("bfloat16", "float16"):
-        X = np.asarray(X, dtype=np.float32)  # e.g. ml_dtypes' bfloat16 arrays
-    shape = getattr(X, "shape", None)
-    if shape is not None and getattr(X, "ndim", 0) > 2:
-        return np.asarray(X).reshape(shape[0], -1), tuple(shape[1:])
-    return X, None
-
-
-def _is_fitted_attribute(name):
-    # scikit-learn's convention (check_is_fitted): trailing underscore, not a dunder.
-    return name.endswith("_") and not name.startswith("__")
 
 
 def fit_atomically(fit):
@@ -113,10 +65,10 @@ def fit_atomically(fit):
     @functools.wraps(fit)
     def wrapper(self, *args, **kwargs):
         staged = type(self).__new__(type(self))
-        staged.__dict__.update({k: v for k, v in self.__dict__.items() if not _is_fitted_attribute(k)})
+        staged.__dict__.update({k: v for k, v in self.__dict__.items() if not is_fitted_attribute(k)})
         fit(staged, *args, **kwargs)
-        state = {k: v for k, v in self.__dict__.items() if not _is_fitted_attribute(k)}
-        state.update({k: v for k, v in staged.__dict__.items() if _is_fitted_attribute(k)})
+        state = {k: v for k, v in self.__dict__.items() if not is_fitted_attribute(k)}
+        state.update({k: v for k, v in staged.__dict__.items() if is_fitted_attribute(k)})
         # One assignment: a concurrent reader sees the old fitted state or the new one.
         self.__dict__ = state
         return self
@@ -164,7 +116,7 @@ class TorchEstimatorMixin:
 
     # -- validation ---------------------------------------------------------
     def _validate_fit_input(self, X):
-        X, nd_shape = _flatten_nd(X)
+        X, nd_shape = flatten_nd(X)
         X = validate_data(self, X, dtype=[np.float32, np.float64])
         n_features = X.shape[1]
         if self.input_shape is not None:
@@ -190,7 +142,7 @@ class TorchEstimatorMixin:
 
     def _validate_predict_input(self, X):
         check_is_fitted(self)
-        X, _ = _flatten_nd(X)
+        X, _ = flatten_nd(X)
         return validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
 
     # -- tensors ------------------------------------------------------------
@@ -392,7 +344,7 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
     ``_accepts_sklearn_model`` when it needs no gradient through the protected model.
     Detectors that train a torch module use :class:`TrainedDetector`, which writes
     ``_fit_detector`` once. The shared parameters are documented by
-    :func:`~skadv._docs.fill_detector_doc`.
+    :func:`~skadv._core._docs.fill_detector_doc`.
     """
 
     #: True when the score is randomized (the attack surface's ``stochastic``: attacks
@@ -426,7 +378,7 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
     _cpu_default_inference_values = 2**19
 
     # -- fit ----------------------------------------------------------------
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Fit the detector on clean rows ``X`` and set its threshold from their scores.
 
@@ -496,7 +448,6 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
         ValueError
             When the protected model is a scikit-learn classifier (no gradient).
         """
-        from ._surface import AttackSurface
 
         check_is_fitted(self)
         if self.model_ is None:
@@ -660,7 +611,7 @@ class TrainedDetector(BaseDetector):
         "verbose": ["verbose"],
     }
 
-    #: The skorch net class that trains the module: a :class:`~skadv._skorch.TrainingNet`
+    #: The skorch net class that trains the module: a :class:`~skadv._core._skorch.TrainingNet`
     #: (subclass one whose ``get_loss`` needs the input batch, as unsupervised losses do).
     _net_class = TrainingNet
 

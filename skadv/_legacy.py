@@ -46,7 +46,6 @@ def install(package):
     """Register the old module paths of ``package`` (``"skadv"``) in ``sys.modules``."""
     for old, new in MOVED.items():
         name = f"{package}.{old}"
-        if name in sys.modules:
-            continue
         modules = [importlib.import_module(f"{package}.{path}") for path in new]
         sys.modules[name] = modules[0] if len(modules) == 1 else _merged(name, modules)
+        setattr(sys.modules[package], old, sys.modules[name])  # as the import system does for submodules

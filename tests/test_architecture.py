@@ -115,7 +115,7 @@ def test_the_parser_sees_the_layout():
     assert _resolve("skadv.rejection", None, 1) == "skadv.rejection"
     from_core = [names for target, names, top, _ in IMPORTS["skadv.detectors._mahalanobis"] if target == "skadv._core"]
     assert from_core and "forward_capturing" in from_core[0]
-    lazy = [top for target, names, top, _ in IMPORTS["skadv.rejection._dnr"] if target == "skadv.rejection._dnr_detector"]
+    lazy = [top for target, _, top, _ in IMPORTS["skadv.rejection._dnr"] if target.endswith("._dnr_detector")]
     assert lazy == [False]  # an import inside a function does not count for cycles
 
 

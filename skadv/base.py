@@ -1,4 +1,9 @@
-"""The shared base of every skadv estimator.
+"""The public base of skadv's estimators: subclass it to write a new detector.
+
+A third-party detector subclasses :class:`BaseDetector` (scores from the protected
+classifier alone) or :class:`TrainedDetector` (a torch module trained on clean rows) and
+gets skadv's fit, thresholds, scores, attack surface and persistence; the contract
+checks of skadv's own test suite then apply to it.
 
 :class:`TorchEstimatorMixin` owns what all torch-backed estimators share: adapting the
 protected classifier, input validation and reshaping, the one float32 cast, batched
@@ -60,6 +65,35 @@ def fit_atomically(fit):
     attributes; only when it returns are its fitted attributes committed, replacing all
     the previous ones at once. An exception (or a KeyboardInterrupt) leaves the previous
     fitted state intact, or the estimator unfitted: never a mix of both.
+
+    Parameters
+    ----------
+    fit : callable
+        The estimator's ``fit(self, *args, **kwargs)``; it sets fitted attributes (names
+        ending with ``_``) on ``self``.
+
+    Returns
+    -------
+    wrapper : callable
+        ``fit`` run on the staged copy, returning ``self``.
+
+    Examples
+    --------
+    >>> from sklearn.base import BaseEstimator
+    >>> from skadv.base import fit_atomically
+    >>> class Mean(BaseEstimator):
+    ...     @fit_atomically
+    ...     def fit(self, X):
+    ...         self.mean_ = sum(X) / len(X)
+    ...         if self.mean_ < 0:
+    ...             raise ValueError("negative mean")
+    >>> est = Mean().fit([1.0, 3.0])
+    >>> try:
+    ...     est.fit([-5.0, -1.0])
+    ... except ValueError:
+    ...     pass
+    >>> est.mean_  # the failed fit left the previous state
+    2.0
     """
 
     @functools.wraps(fit)
@@ -77,7 +111,28 @@ def fit_atomically(fit):
 
 
 def check_threshold_perc(threshold_perc):
-    """Validate ``infer_threshold``'s percent of rows to accept; warn when it looks like a fraction."""
+    """Validate ``infer_threshold``'s percent of rows to accept; warn when it looks like a fraction.
+
+    Parameters
+    ----------
+    threshold_perc : float in [0, 100]
+        Percent of rows to accept. A value in (0, 1] is accepted with a ``UserWarning``
+        (it probably meant a fraction).
+
+    Raises
+    ------
+    ValueError
+        When ``threshold_perc`` is not a real number in [0, 100].
+
+    Examples
+    --------
+    >>> from skadv.base import check_threshold_perc
+    >>> check_threshold_perc(95)
+    >>> check_threshold_perc(120)
+    Traceback (most recent call last):
+    ...
+    ValueError: threshold_perc must be a percent in [0, 100], got 120.
+    """
     is_percent = isinstance(threshold_perc, numbers.Real) and not isinstance(threshold_perc, bool)
     if not is_percent or not 0 <= threshold_perc <= 100:
         raise ValueError(f"threshold_perc must be a percent in [0, 100], got {threshold_perc!r}.")
@@ -99,6 +154,17 @@ class TorchEstimatorMixin:
     Subclasses declare ``model``, ``input_shape``, ``inference_batch_size``, ``device``
     and ``random_state`` parameters (and ``batch_size`` where they train or read their
     training rows in batches).
+
+    See Also
+    --------
+    BaseDetector : The detector template built on it.
+
+    Examples
+    --------
+    >>> from skadv import DeepNeuralRejection
+    >>> from skadv.base import TorchEstimatorMixin
+    >>> issubclass(DeepNeuralRejection, TorchEstimatorMixin)  # a torch-backed classifier
+    True
     """
 
     #: Float32-sized values a batch holds on a CPU when ``inference_batch_size`` is None
@@ -297,6 +363,20 @@ class OffsetOutlierMixin(OutlierMixin):
     ``decision_function = score_samples - offset_`` and ``predict`` is +1 where the
     decision is >= 0, -1 elsewhere. Subclasses define ``score_samples(X)`` (validating
     ``X`` and checking that they are fitted) and ``offset_``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.base import BaseEstimator
+    >>> from skadv.base import OffsetOutlierMixin
+    >>> class Norm(OffsetOutlierMixin, BaseEstimator):
+    ...     def fit(self, X, y=None):
+    ...         self.offset_ = -2.0
+    ...         return self
+    ...     def score_samples(self, X):
+    ...         return -np.linalg.norm(X, axis=1)
+    >>> Norm().fit(None).predict([[1.0, 0.0], [3.0, 4.0]])
+    array([ 1, -1])
     """
 
     def decision_function(self, X):
@@ -345,6 +425,37 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
     Detectors that train a torch module use :class:`TrainedDetector`, which writes
     ``_fit_detector`` once. The shared parameters are documented by
     :func:`~skadv._core._docs.fill_detector_doc`.
+
+    See Also
+    --------
+    TrainedDetector : The base of the detectors that train a torch module.
+    skadv.ConfidenceDetector : A detector written on these two hooks alone.
+
+    Examples
+    --------
+    A detector scoring rows by minus the classifier's top log-probability:
+
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skadv.base import BaseDetector
+    >>> class LowConfidence(BaseDetector):
+    ...     _accepts_sklearn_model = True
+    ...     def __init__(self, model=None, *, model_output="auto", threshold=None, contamination=0.05,
+    ...                  inference_batch_size=None, preprocess_fn=None, input_shape=None, device="cpu",
+    ...                  random_state=None):
+    ...         self.model, self.model_output, self.threshold = model, model_output, threshold
+    ...         self.contamination, self.inference_batch_size = contamination, inference_batch_size
+    ...         self.preprocess_fn, self.input_shape = preprocess_fn, input_shape
+    ...         self.device, self.random_state = device, random_state
+    ...     def _fit_detector(self, X, seed):
+    ...         pass
+    ...     def _score_tensor(self, x):
+    ...         return -self._model_log_proba(x).max(dim=1).values
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = LogisticRegression(max_iter=500).fit(X / 16, y)
+    >>> det = LowConfidence(clf, contamination=0.1).fit(X / 16)
+    >>> round(float((det.predict(X / 16) == -1).mean()), 2)
+    0.1
     """
 
     #: True when the score is randomized (the attack surface's ``stochastic``: attacks
@@ -600,6 +711,18 @@ class TrainedDetector(BaseDetector):
     the trained module (in evaluation mode) and ``history_`` skorch's history. A
     subclass implements :meth:`_build_module`, :meth:`_store_trained_module` and
     ``_score_tensor``, and usually :meth:`_net_options`.
+
+    See Also
+    --------
+    BaseDetector : The template's two hooks.
+    skadv.ModelDistillationDetector : A short trained detector to read first.
+
+    Examples
+    --------
+    >>> from skadv import AdversarialAEDetector, ModelDistillationDetector, VAEDetector
+    >>> from skadv.base import TrainedDetector
+    >>> all(issubclass(d, TrainedDetector) for d in (AdversarialAEDetector, ModelDistillationDetector, VAEDetector))
+    True
     """
 
     _parameter_constraints = {

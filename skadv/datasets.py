@@ -290,7 +290,7 @@ def make_digits_classifier(
     """
     from skorch import NeuralNetClassifier
 
-    from ._skorch import EpochLog
+    from ._core import EpochLog
 
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y).astype(np.int64)

@@ -36,11 +36,10 @@ API_REFERENCE = [
                 "and the one-vs-all kernel SVMs it is built from.",
                 ["DeepNeuralRejection", "DNRDetector", "OneVsAllSVC", "NystroemOneVsAll"],
             ),
-            ("Analysis", "", ["calibration_analysis"]),
             (
-                "Base classes and warnings",
-                "For writing a detector of your own, and the protected-model wrapper every estimator uses.",
-                ["BaseDetector", "ProtectedModel", "InconsistentVersionWarning"],
+                "Also here",
+                "Importable from ``skadv`` too; each has its page in the module named.",
+                ["calibration_analysis", "BaseDetector", "ProtectedModel", "InconsistentVersionWarning"],
             ),
         ],
     ),
@@ -87,23 +86,39 @@ API_REFERENCE = [
                     "make_attack_scorer",
                 ],
             ),
-            ("Corruptions and calibration", "", ["harmfulness", "ks_drift_test", "loss_by_confidence"]),
+            ("Corruptions and calibration", "", ["harmfulness", "ks_drift_test", "loss_by_confidence",
+                                                 "calibration_analysis"]),
         ],
     ),
     ("skadv.plotting", "Displays", None),
     ("skadv.datasets", "Datasets", None),
     ("skadv.corruptions", "Corruptions", None),
+    ("skadv.base", "Base classes", None),
+    ("skadv.exceptions", "Exceptions and warnings", None),
     ("skadv.utils", "Utilities", None),
     ("skadv.compat", "Compatibility", None),
 ]
 
 
 def public_names(module_name):
-    """The names of ``module.__all__`` that get a page: no submodules, no dunders."""
+    """The names of ``module.__all__`` that get a page: no submodules, no dunders.
+
+    A module without ``__all__`` (it should have one) contributes the public classes and
+    functions it defines itself.
+    """
     module = importlib.import_module(module_name)
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [
+            name
+            for name, value in vars(module).items()
+            if not name.startswith("_")
+            and (inspect.isclass(value) or inspect.isfunction(value))
+            and value.__module__ == module_name
+        ]
     return [
         name
-        for name in module.__all__
+        for name in names
         if not name.startswith("__") and not isinstance(getattr(module, name), types.ModuleType)
     ]
 
@@ -143,6 +158,33 @@ def module_pages():
     return pages
 
 
+def canonical_names():
+    """``{id(object): full name}``: the page of an object public under several names.
+
+    The page goes to the most specific listing: the module the object is defined in
+    (``skadv.base`` for ``skadv.BaseDetector``, ``skadv.metrics`` for
+    ``skadv.calibration_analysis``), else a subpackage rather than ``skadv`` itself
+    (``skadv.utils.ProtectedModel``); the other listings link to it.
+    """
+    canonical = {}
+    for module_name, _, sections in API_REFERENCE:
+        module = importlib.import_module(module_name)
+        names = public_names(module_name) if sections is None else [n for _, _, ns in sections for n in ns]
+        for name in names:
+            obj = getattr(module, name)
+            if not (inspect.isclass(obj) or inspect.isroutine(obj)):
+                continue
+            home = obj.__module__ or ""
+            if home == module_name or (home.startswith(module_name + ".") and "." in module_name):
+                depth = len(module_name)
+            else:
+                depth = 1 if "." in module_name else 0
+            best = canonical.get(id(obj))
+            if best is None or depth > best[0]:
+                canonical[id(obj)] = (depth, f"{module_name}.{name}")
+    return {key: full_name for key, (_, full_name) in canonical.items()}
+
+
 def _underline(text, char):
     return f"{text}\n{char * len(text)}\n"
 
@@ -156,7 +198,7 @@ def _write_if_changed(path, text):
 def write_pages(directory):
     """Write ``index.rst`` and one page per module of :data:`API_REFERENCE` into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    documented = {}  # id(object) -> its page's full name, for a name public in two modules
+    canonical = canonical_names()
     index = [
         ".. _api_reference:\n",
         _underline("API reference", "="),
@@ -182,23 +224,28 @@ def write_pages(directory):
                 index.append(f".. rubric:: {section_title}\n")
             if description:
                 page.append(description + "\n")
-            new, seen = [], []
-            for name in names:
-                obj = getattr(module, name)
-                key = id(obj) if inspect.isclass(obj) or inspect.isroutine(obj) else None
-                if key in documented:
-                    seen.append((name, documented[key]))
-                    continue
-                new.append(name)
-                if key is not None:
-                    documented[key] = f"{module_name}.{name}"
-            if new:
+            full_names = [canonical.get(id(getattr(module, name)), f"{module_name}.{name}") for name in names]
+            here = [name for name, full_name in zip(names, full_names) if full_name == f"{module_name}.{name}"]
+            if here:
                 page.append(".. autosummary::\n   :toctree: ../generated/\n   :nosignatures:\n")
-                page.append("".join(f"   {name}\n" for name in new))
-            for name, full_name in seen:
-                page.append(f"``{module_name}.{name}``: the same object as :obj:`{full_name}`.\n")
+                page.append("".join(f"   {name}\n" for name in here))
+            for name, full_name in zip(names, full_names):
+                if full_name != f"{module_name}.{name}":
+                    page.append(f"``{module_name}.{name}``: the same object as :obj:`{full_name}`.\n")
             index.append(".. autosummary::\n   :nosignatures:\n")
-            index.append("".join(f"   {documented.get(id(getattr(module, name)), f'{module_name}.{name}')}\n"
-                                 for name in names))
+            index.append("".join(f"   {full_name}\n" for full_name in dict.fromkeys(full_names)))
         _write_if_changed(directory / f"{module_name}.rst", "\n".join(page))
     _write_if_changed(directory / "index.rst", "\n".join(index))
+
+
+def prune_generated(directory):
+    """Remove autosummary pages of names no longer listed (autosummary only ever adds pages)."""
+    canonical = canonical_names()
+    pages = set()
+    for module_name, _, _ in API_REFERENCE:
+        module = importlib.import_module(module_name)
+        for name in public_names(module_name):
+            pages.add(canonical.get(id(getattr(module, name)), f"{module_name}.{name}") + ".rst")
+    for path in directory.glob("*.rst"):
+        if path.name not in pages:
+            path.unlink()

@@ -17,7 +17,7 @@ sys.path.insert(0, str(DOC))
 sys.path.insert(0, str(DOC.parent))
 
 import torch  # noqa: E402
-from api_reference import write_pages  # noqa: E402
+from api_reference import prune_generated, write_pages  # noqa: E402
 
 import skadv  # noqa: E402
 
@@ -58,6 +58,7 @@ pygments_style = "sphinx"
 
 # --- API reference: doc/api/*.rst from doc/api_reference.py, one page per name by autosummary.
 write_pages(DOC / "api")
+prune_generated(DOC / "generated")
 autosummary_generate = True
 autosummary_imported_members = False
 add_module_names = False

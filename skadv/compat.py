@@ -113,9 +113,9 @@ def alibi_correct(detector, X, return_instance_score=True, return_all_prediction
     -------
     result : dict
         ``{'meta': {...}, 'data': {'instance_score', 'is_adversarial', 'corrected',
-        'no_defense', 'defense'}}`` (``meta`` as in :func:`alibi_predict`), from the detector's ``correct(X)``. The predictions
-        are the classifier's labels (alibi returns class indices; they coincide for
-        classes ``0..K-1``).
+        'no_defense', 'defense'}}`` (``meta`` as in :func:`alibi_predict`), from the
+        detector's ``correct(X)``. The predictions are the classifier's labels (alibi
+        returns class indices; they coincide for classes ``0..K-1``).
     """
     if not hasattr(detector, "correct"):
         raise ValueError(

@@ -356,7 +356,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
             self.layers = params.pop("layers")
         targeted = {key.split("__", 1)[0] for key in params}
         nested = {key.split("__", 1)[0] for key in params if "__" in key}
-        if self.layers and targeted & self._layer_entry_names():
+        if targeted & self._layer_entry_names():
             self.layers = self._with_own_classifiers(targeted, nested)
         return self._set_params("_named_layer_classifiers", **params)
 

@@ -104,18 +104,19 @@ def public_names(module_name):
     """The names of ``module.__all__`` that get a page: no submodules, no dunders.
 
     A module without ``__all__`` (it should have one) contributes the public classes and
-    functions it defines itself.
+    functions it defines itself, classes first.
     """
     module = importlib.import_module(module_name)
     names = getattr(module, "__all__", None)
     if names is None:
-        names = [
-            name
+        defined = [
+            (name, value)
             for name, value in vars(module).items()
             if not name.startswith("_")
             and (inspect.isclass(value) or inspect.isfunction(value))
             and value.__module__ == module_name
         ]
+        names = [name for name, value in sorted(defined, key=lambda item: not inspect.isclass(item[1]))]
     return [
         name
         for name in names

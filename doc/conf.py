@@ -5,7 +5,6 @@ Build (from the repository root; nothing is downloaded)::
     python -m sphinx -W --keep-going -b html doc doc/_build/html
 """
 
-import os
 import pathlib
 import re
 import sys
@@ -102,7 +101,6 @@ sphinx_gallery_conf = {
 # Warnings from the examples' libraries that are not skadv's to fix.
 warnings.filterwarnings("ignore", category=UserWarning, message="Matplotlib is currently using agg")
 warnings.filterwarnings("ignore", category=UserWarning, message="FigureCanvasAgg is non-interactive")
-os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 # Docstrings inherited from scikit-learn (e.g. ``score``) cite scikit-learn's own labels

@@ -109,7 +109,9 @@ def test_pgd_stays_in_eps_ball_and_clip_box(shuffled_digits, mlp, norm, eps, ste
 
 def test_pgd_with_custom_clip_box_and_no_clipping(shuffled_digits, mlp):
     _, (X, y) = shuffled_digits
-    X_adv = PGD(mlp, eps=0.3, step_size=0.05, max_iter=5, clip_values=(0.1, 0.8), random_state=0).generate(X, y)
+    # The inputs must lie in the box (see test_attacks_properties.py for inputs outside it).
+    X_boxed = np.clip(X, 0.1, 0.8)
+    X_adv = PGD(mlp, eps=0.3, step_size=0.05, max_iter=5, clip_values=(0.1, 0.8), random_state=0).generate(X_boxed, y)
     assert X_adv.min() >= 0.1 - 1e-7 and X_adv.max() <= 0.8 + 1e-7
     X_free = PGD(mlp, eps=0.3, step_size=0.05, max_iter=5, clip_values=None, random_state=0).generate(X, y)
     assert X_free.min() < 0.0 and _linf(X_free, X).max() <= 0.3 + 1e-6

@@ -4,11 +4,11 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-import torch
 from sklearn.utils import Bunch
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
-from ._base import BaseAttack, _normalize_norm
+from ._base import BaseAttack
+from ._geometry import normalize_norm
 
 __all__ = ["AttackFailureWarning", "check_attack_failure"]
 
@@ -50,21 +50,6 @@ def _warn_message(check, finding):
     return f"Attack failure check {check!r}: {finding}; {_ADVICE[check]}"
 
 
-def _mean_scores(attack, target, X):
-    """The target's scores of ``X`` in batches, averaged over ``attack.eot_samples`` draws if randomized."""
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(X), attack.batch_size):
-            out.append(attack._forward_mean(target, target.to_tensor(X[start : start + attack.batch_size])))
-    return torch.cat(out)
-
-
-def _judge(attack, target, X, y_idx):
-    """Success of each row of ``X`` on ``target``'s decision, judged as ``attack`` judges it."""
-    scores = _mean_scores(attack, target, X)
-    return attack._is_success(target, scores, torch.as_tensor(y_idx, device=scores.device)).cpu().numpy()
-
-
 def _stalled_rows(loss_range, success):
     """Rows that failed and whose loss never moved."""
     return ~np.asarray(success) & (np.asarray(loss_range) <= _STALL_ATOL)
@@ -79,7 +64,7 @@ def _unbounded_eps(attack, target, X):
     width = (
         1e3 if attack.clip_values is None else float(np.max(np.subtract(attack.clip_values[1], attack.clip_values[0])))
     )
-    if _normalize_norm(getattr(attack, "norm", np.inf)) == np.inf:
+    if normalize_norm(getattr(attack, "norm", np.inf)) == np.inf:
         return width
     return width * float(np.sqrt(np.prod(np.asarray(X).shape[1:])))
 
@@ -208,13 +193,14 @@ def check_attack_failure(
         y = None if y is None else np.asarray(y)[:max_samples]
     # The deployed decision: the detector counts, whichever way the attack is run.
     judge = _variant(attack, adaptive=True, trace=False)
-    target = judge._resolve(X)
-    y_idx = judge._label_indices(target, X, y)
+    target = judge.resolve_target(X)
+    judge.check_input_range(X, target=target)
+    y_idx = judge.label_indices(target, X, y)
     labels = target.indices_to_labels(y_idx)
 
     def evasion_of(variant):
         result = variant.run(X, labels)
-        return _judge(judge, target, result.X_adv, y_idx), result
+        return judge.success(target, result.X_adv, y_idx), result
 
     ok, result = evasion_of(attack)
     checks = {}
@@ -309,6 +295,6 @@ def _is_image(target, X):
 
 
 def _shared_params(attack):
-    """The parameters every attack has (box, shape, batching, device, EOT, adaptivity)."""
-    names = ("targeted", "adaptive", "clip_values", "input_shape", "batch_size", "device", "eot_samples")
+    """The parameters every attack has (box, shape, batching, device, EOT, adaptivity, progress)."""
+    names = ("targeted", "adaptive", "clip_values", "input_shape", "batch_size", "device", "eot_samples", "verbose")
     return {name: getattr(attack, name) for name in names}

@@ -2,7 +2,6 @@
 
 import sys
 import time
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -12,7 +11,7 @@ from sklearn.utils._param_validation import Interval
 
 from ._apgd import APGD
 from ._base import BaseAttack, progress_bar
-from ._checks import AttackFailureWarning, _is_image, _shared_params, _stalled_rows, _warn_message
+from ._checks import _is_image, _shared_params, _stalled_rows, _warn_message, warn_failure
 from ._docs import fill_doc
 from ._geometry import NORM_CONSTRAINT, normalize_norm
 from ._orthogonal import OrthogonalPGD
@@ -278,7 +277,7 @@ class AutoAttack(BaseAttack):
         return X[good], target.indices_to_labels(y_idx[good])
 
     def generate(self, X, y=None, *, x_init=None):
-        result = self._run(X, y, x_init)
+        result = self.run(X, y, x_init=x_init)
         self.n_iter_ = result.n_iter
         return result.X_adv
 
@@ -312,11 +311,6 @@ class AutoAttack(BaseAttack):
               ``message``) for the per-call failure checks ``"stalled"`` and
               ``"black_box"``.
         """
-        return self._run(X, y, x_init)
-
-    def _run(self, X, y, x_init):
-        # run() and generate() both call this directly, so the failure checks' warnings
-        # point at the caller's line.
         X, x_init, target, y_idx = self._prepare(X, y, x_init)
         out_dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.float32
         labels = target.indices_to_labels(y_idx)
@@ -412,7 +406,7 @@ class AutoAttack(BaseAttack):
             )
         for check in checks.values():
             if check.fired:
-                warnings.warn(check.message, AttackFailureWarning, stacklevel=4)
+                warn_failure(check.message)
         return checks
 
 

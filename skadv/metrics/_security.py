@@ -12,7 +12,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import Bunch
 from tqdm import tqdm
 
-from ..attacks import AttackFailureWarning, AutoAttack, BaseAttack, check_attack_failure
+from ..attacks import AutoAttack, BaseAttack, check_attack_failure
 from ..utils import resolve_attack_surface
 from ._detection import (
     accuracy_with_rejection,
@@ -306,12 +306,7 @@ def security_evaluation(
         params.setdefault("eps_values", eps_values)
         if np.array_equal(params["eps_values"], eps_values):
             params.setdefault("evasion_curve", curves["evasion_rate"])
-        warn = params.pop("warn", True)
-        checks = check_attack_failure(strongest, X, y, warn=False, **params).checks
-        for check in checks.values():
-            if warn and check.fired:
-                # Attributed to the caller of security_evaluation, as check_attack_failure's own.
-                warnings.warn(check.message, AttackFailureWarning, stacklevel=2)
+        checks = check_attack_failure(strongest, X, y, **params).checks
 
     return Bunch(
         eps_values=eps_values,

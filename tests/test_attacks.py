@@ -571,3 +571,20 @@ def test_attack_surface_contract(shuffled_digits, detector):
 class _NoSurface:
     def attack_surface(self):
         return "not a surface"
+
+
+def test_failure_warnings_point_at_the_callers_line():
+    from skadv.attacks import AttackFailureWarning, check_attack_failure
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    X = np.random.RandomState(0).rand(20, 16).astype(np.float32)
+    attack = PGD(model, eps=1e-4, max_iter=1, input_shape=(1, 4, 4), random_state=0)
+    with pytest.warns(AttackFailureWarning, match="'unbounded'") as record:
+        check_attack_failure(attack, X)
+    # Not skadv's own module nor scikit-learn's validate_params wrapper: this test's line.
+    assert {w.filename for w in record} == {__file__}
+    with pytest.warns(AttackFailureWarning, match="'unbounded'") as record:
+        y = model(torch.as_tensor(X)).argmax(1).numpy()
+        security_evaluation(model, attack, X, y, [0.0, 1e-4], failure_checks={"unbounded": True})
+    assert {w.filename for w in record} == {__file__}

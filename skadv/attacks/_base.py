@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import Bunch, check_random_state
-from sklearn.utils._param_validation import Interval
 from tqdm import tqdm
 
+from .._core import Interval
 from ..utils import resolve_attack_surface
 from ._rng import row_keys
 from ._run import Run

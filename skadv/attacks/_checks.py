@@ -6,9 +6,10 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.utils import Bunch, _param_validation
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+from sklearn.utils import Bunch
 
+from .._core import Interval, StrOptions, validate_params
+from ..exceptions import AttackFailureWarning
 from ._base import BaseAttack
 from ._geometry import normalize_norm
 
@@ -44,10 +45,6 @@ _ADVICE = {
 }
 
 
-class AttackFailureWarning(UserWarning):
-    """An attack-failure check fired: the reported robustness is likely overstated."""
-
-
 def _warn_message(check, finding):
     return f"Attack failure check {check!r}: {finding}; {_ADVICE[check]}"
 
@@ -56,7 +53,7 @@ def _warn_message(check, finding):
 # validate_params wrapper around skadv's public functions.
 _INTERNAL_FILES = (
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
-    os.path.abspath(_param_validation.__file__),
+    os.path.abspath(inspect.getfile(validate_params)),
 )
 
 

@@ -4,7 +4,8 @@ from numbers import Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Options, StrOptions
+
+from .._core import Options, StrOptions
 
 #: Parameter constraint of ``norm`` in every attack that takes one.
 NORM_CONSTRAINT = [Options(Real, {2, np.inf}), StrOptions({"inf"})]

@@ -4,8 +4,8 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._core import Interval, StrOptions
 from ._base import BaseAttack
 from ._docs import fill_doc
 from ._geometry import (

@@ -5,8 +5,8 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval
 
+from .._core import Interval
 from ._base import BaseAttack
 from ._docs import fill_doc
 from ._geometry import NORM_CONSTRAINT, normalize_norm, per_sample_norm, view_per_sample

@@ -1,14 +1,11 @@
 """Indicators of attack failure (Pintor et al., 2022)."""
 
-import inspect
-import os
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils import Bunch
 
-from .._core import Interval, StrOptions, validate_params
+from .._core import Interval, StrOptions, validate_params, warn_at_caller
 from ..exceptions import AttackFailureWarning
 from ._base import BaseAttack
 from ._geometry import normalize_norm
@@ -49,26 +46,13 @@ def _warn_message(check, finding):
     return f"Attack failure check {check!r}: {finding}; {_ADVICE[check]}"
 
 
-# Frames of files below skadv's folder are skadv's own; so are those of scikit-learn's
-# validate_params wrapper around skadv's public functions.
-_INTERNAL_FILES = (
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
-    os.path.abspath(inspect.getfile(validate_params)),
-)
-
-
 def warn_failure(message):
     """Issue an :class:`AttackFailureWarning` attributed to the first caller outside skadv.
 
     The checks run inside other skadv calls (AutoAttack, security_evaluation, the
-    displays); the warning points at the user's line whatever the depth, so that
-    filters on the user's module apply and skadv's own modules never appear as its source.
+    displays); the warning points at the user's line whatever the depth.
     """
-    # stacklevel 1 is this function, 2 its caller, and so on outwards.
-    frame, level = inspect.currentframe().f_back, 2
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_INTERNAL_FILES):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, AttackFailureWarning, stacklevel=level)
+    warn_at_caller(message, AttackFailureWarning)
 
 
 def _stalled_rows(loss_range, success):

@@ -2,7 +2,6 @@
 
 import copy
 import sys
-import warnings
 from numbers import Real
 
 import numpy as np
@@ -12,6 +11,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import Bunch
 from tqdm import tqdm
 
+from .._core import warn_at_caller
 from ..attacks import AutoAttack, BaseAttack, check_attack_failure
 from ..utils import resolve_attack_surface
 from ._detection import (
@@ -377,10 +377,10 @@ class _AttackScorer:
             # Positives are only the attacked inputs that fool the classifier.
             fooled = attacked.classifier_labels != reference
             if not fooled.any():
-                warnings.warn(
+                warn_at_caller(
                     "The attack fooled the classifier on no input of this fold; "
                     "the detection score is undefined (NaN).",
-                    UserWarning, stacklevel=2,
+                    UserWarning,
                 )
                 return np.nan
             scores_attacked = scores_attacked[fooled]

@@ -2,7 +2,6 @@
 
 import numbers
 import sys
-import warnings
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ from .._core import (
     resolve_device,
     resolve_layers,
     torch_seed,
+    warn_at_caller,
 )
 from ..base import TorchEstimatorMixin, check_threshold_options, check_threshold_perc, fit_atomically
 from ._folds import _LayerFolds, _per_class
@@ -511,11 +511,10 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
                 out_of_fold[test, index * n_classes : (index + 1) * n_classes] = scores
             incomplete_folds |= incomplete
         if incomplete_folds:
-            warnings.warn(
+            warn_at_caller(
                 "Some training folds lack a class; its out-of-fold layer scores were set to -1. "
                 "Use more data per class or a StratifiedKFold as cv.",
                 UserWarning,
-                stacklevel=2,
             )
         progress.set_postfix_str("combiner", refresh=True)
         combiner = self.combiner if self.combiner is not None else _default_combiner()
@@ -740,11 +739,10 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         if not rejected.any():
             return labels
         if REJECT_LABEL in self.classes_:
-            warnings.warn(
+            warn_at_caller(
                 f"{REJECT_LABEL} is both a class and the reject label; use decision_function or "
                 "score_samples to tell rejected rows apart.",
                 UserWarning,
-                stacklevel=2,
             )
         if labels.dtype.kind not in "iuf":
             labels = labels.astype(object)

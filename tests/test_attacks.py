@@ -9,7 +9,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 
 from skadv import ModelDistillationDetector
-from skadv.attacks import FGSM, PGD, CarliniWagnerL2, PGDLineSearch
+from skadv.attacks import FGSM, PGD, AutoAttack, CarliniWagnerL2, PGDLineSearch
 from skadv.attacks._base import BaseAttack
 from skadv.metrics import security_evaluation
 from skadv.utils import AttackSurface
@@ -588,3 +588,15 @@ def test_failure_warnings_point_at_the_callers_line():
         y = model(torch.as_tensor(X)).argmax(1).numpy()
         security_evaluation(model, attack, X, y, [0.0, 1e-4], failure_checks={"unbounded": True})
     assert {w.filename for w in record} == {__file__}
+
+
+@pytest.mark.parametrize("attack_class", [PGD, AutoAttack])
+def test_other_libraries_call_forms_fail_with_the_skadv_equivalent(shuffled_digits, linear, attack_class):
+    (X, y), _ = shuffled_digits
+    X, y = X[:6], y[:6]
+    attack = attack_class(linear, eps=0.1, max_iter=2, random_state=0)
+    with pytest.raises(ValueError, match=r"unsupported keyword\(s\) \['mask'\].*no mask"):
+        attack.generate(X, y, mask=np.ones_like(X))
+    one_hot = np.eye(10)[y]
+    with pytest.raises(ValueError, match=r"one class label per row, shape \(6,\); got shape \(6, 10\).*argmax"):
+        attack.generate(X, one_hot)

@@ -276,13 +276,6 @@ class AutoAttack(BaseAttack):
         good = pred == y_idx
         return X[good], target.indices_to_labels(y_idx[good])
 
-    def generate(self, X, y=None, *, x_init=None):
-        result = self.run(X, y, x_init=x_init)
-        self.n_iter_ = result.n_iter
-        return result.X_adv
-
-    generate.__doc__ = BaseAttack.generate.__doc__
-
     def run(self, X, y=None, *, x_init=None):
         """Run the members in order on the inputs not yet broken.
 

@@ -135,7 +135,7 @@ class BaseAttack(BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ API
-    def generate(self, X, y=None, *, x_init=None):
+    def generate(self, X, y=None, *, x_init=None, **unsupported):
         """Craft adversarial examples for ``X``.
 
         Parameters
@@ -153,12 +153,21 @@ class BaseAttack(BaseEstimator):
             :class:`APGD`, :class:`Square` with ``norm=inf``,
             :class:`AutoAttack`). They are clipped to the box and projected
             onto the attack's ball around ``X``.
+        **unsupported
+            Refused with a ValueError naming the keyword: other libraries'
+            options (e.g. ART's ``mask``) have no equivalent here.
 
         Returns
         -------
         X_adv : ndarray of the same shape as X
             Adversarial examples, float (X's float dtype, else float32).
         """
+        if unsupported:
+            raise ValueError(
+                f"{type(self).__name__}.generate got unsupported keyword(s) {sorted(unsupported)}. skadv's attacks "
+                "perturb every feature and take only X, y and x_init (there is no mask: to keep features fixed, "
+                "perturb a copy and restore those columns, or give per-feature clip_values bounds)."
+            )
         result = self.run(X, y, x_init=x_init)
         # Results of the last call, for convenience (each is one assignment, so
         # concurrent calls never see a half-written value; run() is exact).
@@ -359,6 +368,11 @@ class BaseAttack(BaseEstimator):
         if y is None:
             return target.scores(X, batch_size=self.batch_size)[:, : target.n_classes].argmax(axis=1)
         y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(
+                f"y must hold one class label per row, shape ({X.shape[0]},); got shape {y.shape}. "
+                "For one-hot labels (ART's convention) pass y.argmax(axis=1)."
+            )
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"X and y have inconsistent numbers of samples: {X.shape[0]} and {y.shape[0]}.")
         return target.labels_to_indices(y)

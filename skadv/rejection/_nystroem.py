@@ -197,13 +197,8 @@ class NystroemOneVsAll(_KernelExpansionMixin, FoldFittingMixin, ClassifierMixin,
 
         Parameters
         ----------
-        X : ndarray of shape (n_samples, n_features), float32 or float64
-        y : ndarray of shape (n_samples,) of int
-            Encoded labels in ``range(n_classes)``.
-        n_classes : int
-        subsets : list of (train, test) index arrays; test may be None
-        device : str, default='cpu'
-            Device of the distance computations.
+        X, y, n_classes, subsets, device
+            As in :meth:`FoldFittingMixin.fold_fitter <skadv.rejection.FoldFittingMixin.fold_fitter>`.
 
         Returns
         -------

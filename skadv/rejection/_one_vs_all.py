@@ -66,12 +66,8 @@ class OneVsAllFits:
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features), float32 or float64
-    y : ndarray of shape (n_samples,) of int
-        Encoded labels in ``range(n_classes)``.
-    n_classes : int
-    subsets : list of (train, test) index arrays; test may be None
-        Subsets with a test part come first; a last subset without one may be all rows.
+    X, y, n_classes, subsets
+        As in :meth:`FoldFittingMixin.fold_fitter <skadv.rejection.FoldFittingMixin.fold_fitter>`.
     gamma : {'scale', 'auto'} or float
     svc_params : dict
         ``C``, ``tol``, ``max_iter`` and ``cache_size`` of every binary :class:`~sklearn.svm.SVC`.
@@ -262,13 +258,8 @@ class OneVsAllSVC(_KernelExpansionMixin, FoldFittingMixin, ClassifierMixin, Base
 
         Parameters
         ----------
-        X : ndarray of shape (n_samples, n_features), float32 or float64
-        y : ndarray of shape (n_samples,) of int
-            Encoded labels in ``range(n_classes)``.
-        n_classes : int
-        subsets : list of (train, test) index arrays; test may be None
-        device : str, default='cpu'
-            Device of the distance computation.
+        X, y, n_classes, subsets, device
+            As in :meth:`FoldFittingMixin.fold_fitter <skadv.rejection.FoldFittingMixin.fold_fitter>`.
 
         Returns
         -------

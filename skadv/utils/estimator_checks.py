@@ -182,17 +182,23 @@ def _bad_input_message(kind, n_features=_N_FEATURES, at_fit=False):
 def _assert_bad_input_raises(fitted, kind, n_rows, position, inf_value, n_features=_N_FEATURES):
 
     X = _bad_input(kind, n_rows, position, inf_value, n_features)
-    message = _bad_input_message(kind, n_features)
     for method in _methods(fitted):
-        try:
-            getattr(fitted, method)(X)
-        except ValueError as error:
-            assert re.search(message, str(error)), (
-                f"{type(fitted).__name__}.{method} on bad input ({kind}) raised ValueError({str(error)!r}), "
-                f"whose message does not match {message!r}."
-            )
-        else:
-            raise AssertionError(f"{type(fitted).__name__}.{method} accepted bad input ({kind}) without a ValueError.")
+        _assert_value_error(
+            functools.partial(getattr(fitted, method), X), f"{type(fitted).__name__}.{method}", kind,
+            _bad_input_message(kind, n_features),
+        )
+
+
+def _assert_value_error(call, what, kind, message):
+    """``call()`` raises a ValueError whose message matches ``message``."""
+    try:
+        call()
+    except ValueError as error:
+        assert re.search(message, str(error)), (
+            f"{what} on bad input ({kind}) raised ValueError({str(error)!r}), whose message does not match {message!r}."
+        )
+    else:
+        raise AssertionError(f"{what} accepted bad input ({kind}) without a ValueError.")
 
 
 def check_unfitted_raises_not_fitted(estimator, X=None, y=None):
@@ -226,16 +232,11 @@ def check_bad_input_is_a_clear_value_error(estimator, X=None, y=None):
                 continue  # a model-free estimator learns the width at fit: no width is wrong
             for model in models:
                 _materialise(model, data.n_features)  # a lazy model now takes this width only
-        message = _bad_input_message(kind, data.n_features, at_fit=True)
-        try:
-            _fit(fresh, _bad_input(kind, 6, 3, np.inf, data.n_features), data.y[:6])
-        except ValueError as error:
-            assert re.search(message, str(error)), (
-                f"{type(fresh).__name__}.fit on bad input ({kind}) raised ValueError({str(error)!r}), "
-                f"whose message does not match {message!r}."
-            )
-        else:
-            raise AssertionError(f"{type(fresh).__name__}.fit accepted bad input ({kind}) without a ValueError.")
+        X_bad = _bad_input(kind, 6, 3, np.inf, data.n_features)
+        _assert_value_error(
+            functools.partial(_fit, fresh, X_bad, data.y[:6]), f"{type(fresh).__name__}.fit", kind,
+            _bad_input_message(kind, data.n_features, at_fit=True),
+        )
 
 
 # ----------------------------------------------------------------------------- persistence

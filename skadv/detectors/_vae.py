@@ -320,6 +320,7 @@ class VAEDetector(TrainedDetector):
         model_output="auto",
         threshold=None,
         contamination=0.05,
+        validation_fraction=None,
         epochs=50,
         batch_size=128,
         lr=1e-3,
@@ -343,6 +344,7 @@ class VAEDetector(TrainedDetector):
         self.model_output = model_output
         self.threshold = threshold
         self.contamination = contamination
+        self.validation_fraction = validation_fraction
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr

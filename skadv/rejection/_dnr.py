@@ -446,6 +446,25 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         """
         return self._fit(X, y)
 
+    @fit_context(prefer_skip_nested_validation=False)
+    @fit_atomically
+    def fit_on_model_labels(self, X):
+        """Fit as :meth:`fit` does, with the network's own predictions on ``X`` as the labels.
+
+        What :class:`DNRDetector` does when fitted without labels: a detector learns
+        from clean rows alone.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Clean training rows; the network must predict at least two classes on them.
+
+        Returns
+        -------
+        self : object
+        """
+        return self._fit(X, None, labels_from_model=True)
+
     def _fit(self, X, y, labels_from_model=False):
         """``fit``; with ``labels_from_model``, ``y`` is ignored and the network's predictions
         on ``X`` are the labels."""
@@ -627,12 +646,19 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
             raise ValueError(f"threshold must be a real number or None, got {self.threshold!r}.")
         return float(self.threshold)
 
-    def attack_surface(self):
+    def attack_surface(self, *, threshold=None):
         """The public attack protocol: class scores and reject option as one differentiable model.
 
         ``forward`` returns the combiner's per-class scores (raw SVM scores, float64)
         and the threshold as a last column, so the argmax is that column exactly when
         the row is rejected; ``classifier`` is the protected network alone.
+
+        Parameters
+        ----------
+        threshold : float, default=None
+            The reject threshold of the surface (rows whose highest class score is
+            strictly below it are rejected; ``-inf`` rejects none). None means
+            :attr:`threshold_`, the estimator's own.
 
         Returns
         -------
@@ -647,10 +673,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
             When a layer classifier or the combiner has no torch evaluation.
         """
         check_is_fitted(self)
-        return self._attack_surface(self._threshold_value())
-
-    def _attack_surface(self, threshold):
-        """The attack surface rejecting rows whose highest class score is below ``threshold``."""
+        threshold = self._threshold_value() if threshold is None else float(threshold)
         if self.kernel_net_.combiner is None or len(self.kernel_net_.layers) < len(self.layer_estimators_):
             raise ValueError(
                 "Gradients need every layer classifier and the combiner to be RBF SVMs "

@@ -17,7 +17,6 @@ from ``score_samples`` and ``offset_`` (shared with ``DNRDetector``).
 import copy
 import functools
 import numbers
-import warnings
 from abc import ABCMeta, abstractmethod
 
 import numpy as np
@@ -45,6 +44,7 @@ from ._core import (
     resolve_optimizer,
     torch_seed,
     validate_parameter_constraints,
+    warn_at_caller,
 )
 from ._version import __version__
 from .exceptions import InconsistentVersionWarning
@@ -137,11 +137,10 @@ def check_threshold_perc(threshold_perc):
     if not is_percent or not 0 <= threshold_perc <= 100:
         raise ValueError(f"threshold_perc must be a percent in [0, 100], got {threshold_perc!r}.")
     if 0 < threshold_perc <= 1:
-        warnings.warn(
+        warn_at_caller(
             f"threshold_perc={threshold_perc} is a percent: it accepts {threshold_perc} % of X and flags the "
             f"rest. To accept a fraction {threshold_perc} of X, pass threshold_perc={100 * threshold_perc:g}.",
             UserWarning,
-            stacklevel=2,
         )
 
 
@@ -279,13 +278,12 @@ class TorchEstimatorMixin:
         self.input_shape_ = shape
         # ptp per column: one pass, no (n, d) temporary.
         if X.shape[0] == 1 or not np.ptp(X, axis=0).any():
-            warnings.warn(
+            warn_at_caller(
                 f"{type(self).__name__} is fitted on "
                 + ("a single row" if X.shape[0] == 1 else f"{X.shape[0]} copies of a single row")
                 + ": it cannot learn how clean data varies, so its scores and threshold mean "
                 "little. Fit it on many distinct clean rows.",
                 UserWarning,
-                stacklevel=2,
             )
         return X
 
@@ -418,11 +416,10 @@ class TorchEstimatorMixin:
         saved_version = state.pop("_skadv_version", None)
         if saved_version != __version__:
             saved = "an unknown skadv version" if saved_version is None else f"skadv {saved_version}"
-            warnings.warn(
+            warn_at_caller(
                 f"Loading {type(self).__name__} saved with {saved} into skadv "
                 f"{__version__}; this might lead to breaking code or invalid results.",
                 InconsistentVersionWarning,
-                stacklevel=2,
             )
         if hasattr(super(), "__setstate__"):
             super().__setstate__(state)

@@ -42,6 +42,7 @@ from ._skorch import (
     resolve_optimizer,
 )
 from ._surface import AttackSurface, resolve_attack_surface
+from ._warnings import warn_at_caller
 
 __all__ = [
     "MODEL_OUTPUTS",
@@ -90,4 +91,5 @@ __all__ = [
     "torch_seed",
     "validate_parameter_constraints",
     "validate_params",
+    "warn_at_caller",
 ]

@@ -54,7 +54,7 @@ def kl_divergence_of_stacked_logits(logits):
     logits = logits.double()
     exp, partition, log_partition = exp_and_partition(logits)
     # One reduction decides whether any row needs the shift (NaN compares False: shifted too).
-    if log_partition.numel() and not float(log_partition.abs().max()) < _UNSHIFTED_LOG_PARTITION_MAX:
+    if log_partition.numel() and not float(log_partition.detach().abs().max()) < _UNSHIFTED_LOG_PARTITION_MAX:
         needs_shift = ~(log_partition.abs() < _UNSHIFTED_LOG_PARTITION_MAX)
         logits = logits - torch.where(needs_shift[:, None], logits.amax(dim=1, keepdim=True), 0.0)
         exp, partition, log_partition = exp_and_partition(logits)

@@ -1,7 +1,6 @@
 """Mahalanobis baseline: distance of hidden features to class-conditional Gaussians."""
 
 import numbers
-import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -9,7 +8,15 @@ import torch
 from sklearn.base import clone
 from sklearn.covariance import EmpiricalCovariance, LedoitWolf
 
-from .._core import HasMethods, Interval, StrOptions, fill_detector_doc, forward_capturing, resolve_layers
+from .._core import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    fill_detector_doc,
+    forward_capturing,
+    resolve_layers,
+    warn_at_caller,
+)
 from ..base import BaseDetector
 from ._confidence import input_gradient_sign
 
@@ -178,12 +185,11 @@ class MahalanobisDetector(BaseDetector):
         widths = [features.shape[1] for features in captured]
         wide = [f"{name!r} ({width})" for name, width in zip(layers, widths) if width > self.max_layer_features]
         if wide:
-            warnings.warn(
+            warn_at_caller(
                 f"MahalanobisDetector leaves out layers wider than max_layer_features={self.max_layer_features} "
                 f"features: {', '.join(wide)}. Raise max_layer_features (None keeps every layer) or name the "
                 f"layers to model in layers.",
                 UserWarning,
-                stacklevel=7,
             )
         kept = [name for name, width in zip(layers, widths) if width <= self.max_layer_features]
         if not kept:

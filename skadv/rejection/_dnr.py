@@ -2,7 +2,6 @@
 
 import numbers
 import sys
-import warnings
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ from .._core import (
     resolve_device,
     resolve_layers,
     torch_seed,
+    warn_at_caller,
 )
 from ..base import TorchEstimatorMixin, check_threshold_options, check_threshold_perc, fit_atomically
 from ._folds import _LayerFolds, _per_class
@@ -446,6 +446,25 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         """
         return self._fit(X, y)
 
+    @fit_context(prefer_skip_nested_validation=False)
+    @fit_atomically
+    def fit_on_model_labels(self, X):
+        """Fit as :meth:`fit` does, with the network's own predictions on ``X`` as the labels.
+
+        What :class:`DNRDetector` does when fitted without labels: a detector learns
+        from clean rows alone.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Clean training rows; the network must predict at least two classes on them.
+
+        Returns
+        -------
+        self : object
+        """
+        return self._fit(X, None, labels_from_model=True)
+
     def _fit(self, X, y, labels_from_model=False):
         """``fit``; with ``labels_from_model``, ``y`` is ignored and the network's predictions
         on ``X`` are the labels."""
@@ -511,11 +530,10 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
                 out_of_fold[test, index * n_classes : (index + 1) * n_classes] = scores
             incomplete_folds |= incomplete
         if incomplete_folds:
-            warnings.warn(
+            warn_at_caller(
                 "Some training folds lack a class; its out-of-fold layer scores were set to -1. "
                 "Use more data per class or a StratifiedKFold as cv.",
                 UserWarning,
-                stacklevel=2,
             )
         progress.set_postfix_str("combiner", refresh=True)
         combiner = self.combiner if self.combiner is not None else _default_combiner()
@@ -628,12 +646,19 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
             raise ValueError(f"threshold must be a real number or None, got {self.threshold!r}.")
         return float(self.threshold)
 
-    def attack_surface(self):
+    def attack_surface(self, *, threshold=None):
         """The public attack protocol: class scores and reject option as one differentiable model.
 
         ``forward`` returns the combiner's per-class scores (raw SVM scores, float64)
         and the threshold as a last column, so the argmax is that column exactly when
         the row is rejected; ``classifier`` is the protected network alone.
+
+        Parameters
+        ----------
+        threshold : float, default=None
+            The reject threshold of the surface (rows whose highest class score is
+            strictly below it are rejected; ``-inf`` rejects none). None means
+            :attr:`threshold_`, the estimator's own.
 
         Returns
         -------
@@ -648,10 +673,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
             When a layer classifier or the combiner has no torch evaluation.
         """
         check_is_fitted(self)
-        return self._attack_surface(self._threshold_value())
-
-    def _attack_surface(self, threshold):
-        """The attack surface rejecting rows whose highest class score is below ``threshold``."""
+        threshold = self._threshold_value() if threshold is None else float(threshold)
         if self.kernel_net_.combiner is None or len(self.kernel_net_.layers) < len(self.layer_estimators_):
             raise ValueError(
                 "Gradients need every layer classifier and the combiner to be RBF SVMs "
@@ -740,11 +762,10 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         if not rejected.any():
             return labels
         if REJECT_LABEL in self.classes_:
-            warnings.warn(
+            warn_at_caller(
                 f"{REJECT_LABEL} is both a class and the reject label; use decision_function or "
                 "score_samples to tell rejected rows apart.",
                 UserWarning,
-                stacklevel=2,
             )
         if labels.dtype.kind not in "iuf":
             labels = labels.astype(object)

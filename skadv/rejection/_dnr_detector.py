@@ -135,8 +135,7 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
         if isinstance(estimator, FrozenEstimator) or y is not None:
             estimator.fit(X, y)
         elif isinstance(estimator, DeepNeuralRejection):
-            estimator._validate_params()
-            estimator._fit(X, None, labels_from_model=True)
+            estimator.fit_on_model_labels(X)
         else:
             raise ValueError(
                 f"DNRDetector cannot fit {type(estimator).__name__} without class labels y: pass y, or wrap "
@@ -148,7 +147,7 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
         if rejector.threshold is None and X_threshold is not None:
             self.offset_ = _accepting_score(self.score_samples(X_threshold), 100.0 * (1.0 - self.contamination))
         else:
-            self.offset_ = rejector._threshold_value()
+            self.offset_ = rejector.threshold_
         return self
 
     def _rejector(self):
@@ -211,4 +210,4 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
         surface : skadv.utils.AttackSurface
         """
         check_is_fitted(self)
-        return self._rejector()._attack_surface(self.offset_)
+        return self._rejector().attack_surface(threshold=self.offset_)

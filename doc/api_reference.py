@@ -11,6 +11,7 @@ module's whole ``__all__`` in one table. A module given sections must place ever
 
 import importlib
 import inspect
+import pkgutil
 import types
 
 # (module, page title, sections). A section is (title, description, names); None: all of __all__.
@@ -36,10 +37,11 @@ API_REFERENCE = [
                 "and the one-vs-all kernel SVMs it is built from.",
                 ["DeepNeuralRejection", "DNRDetector", "OneVsAllSVC", "NystroemOneVsAll"],
             ),
+            ("Analysis", "", ["calibration_analysis"]),
             (
-                "Also here",
-                "Importable from ``skadv`` too; each has its page in the module named.",
-                ["calibration_analysis", "BaseDetector", "ProtectedModel", "InconsistentVersionWarning"],
+                "Base classes and warnings",
+                "For writing a detector of your own; the protected-model wrapper every estimator uses.",
+                ["BaseDetector", "ProtectedModel", "InconsistentVersionWarning"],
             ),
         ],
     ),
@@ -93,9 +95,13 @@ API_REFERENCE = [
     ("skadv.plotting", "Displays", None),
     ("skadv.datasets", "Datasets", None),
     ("skadv.corruptions", "Corruptions", None),
+    ("skadv.detectors", "Detectors by family", None),
+    ("skadv.rejection", "Rejection by family", None),
     ("skadv.base", "Base classes", None),
     ("skadv.exceptions", "Exceptions and warnings", None),
     ("skadv.utils", "Utilities", None),
+    ("skadv.utils.discovery", "Discovery", None),
+    ("skadv.utils.estimator_checks", "Contract checks", None),
     ("skadv.compat", "Compatibility", None),
 ]
 
@@ -125,17 +131,12 @@ def public_names(module_name):
 
 
 def public_modules(package="skadv"):
-    """Every public module reachable through ``__all__`` from ``package``, itself included."""
-    found, todo = [], [package]
-    while todo:
-        name = todo.pop(0)
-        found.append(name)
-        module = importlib.import_module(name)
-        for attr in getattr(module, "__all__", []):
-            value = getattr(module, attr)
-            if isinstance(value, types.ModuleType) and value.__name__.startswith(package + "."):
-                if value.__name__ not in found and value.__name__ not in todo:
-                    todo.append(value.__name__)
+    """``package`` and every module below it whose dotted name has no part starting with ``_``."""
+    root = importlib.import_module(package)
+    found = [package]
+    for info in pkgutil.walk_packages(root.__path__, prefix=package + "."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            found.append(info.name)
     return found
 
 
@@ -162,10 +163,9 @@ def module_pages():
 def canonical_names():
     """``{id(object): full name}``: the page of an object public under several names.
 
-    The page goes to the most specific listing: the module the object is defined in
-    (``skadv.base`` for ``skadv.BaseDetector``, ``skadv.metrics`` for
-    ``skadv.calibration_analysis``), else a subpackage rather than ``skadv`` itself
-    (``skadv.utils.ProtectedModel``); the other listings link to it.
+    The page goes to the first module of :data:`API_REFERENCE` that lists the object (so
+    ``skadv.AdversarialAEDetector``, not ``skadv.detectors.AdversarialAEDetector``); the
+    other modules' pages declare the other names and link to it.
     """
     canonical = {}
     for module_name, _, sections in API_REFERENCE:
@@ -173,17 +173,15 @@ def canonical_names():
         names = public_names(module_name) if sections is None else [n for _, _, ns in sections for n in ns]
         for name in names:
             obj = getattr(module, name)
-            if not (inspect.isclass(obj) or inspect.isroutine(obj)):
-                continue
-            home = obj.__module__ or ""
-            if home == module_name or (home.startswith(module_name + ".") and "." in module_name):
-                depth = len(module_name)
-            else:
-                depth = 1 if "." in module_name else 0
-            best = canonical.get(id(obj))
-            if best is None or depth > best[0]:
-                canonical[id(obj)] = (depth, f"{module_name}.{name}")
-    return {key: full_name for key, (_, full_name) in canonical.items()}
+            if inspect.isclass(obj) or inspect.isroutine(obj):
+                canonical.setdefault(id(obj), f"{module_name}.{name}")
+    return canonical
+
+
+def _object_type(obj):
+    if inspect.isclass(obj):
+        return "exception" if issubclass(obj, BaseException) else "class"
+    return "function" if inspect.isroutine(obj) else "data"
 
 
 def _underline(text, char):
@@ -197,7 +195,10 @@ def _write_if_changed(path, text):
 
 
 def write_pages(directory):
-    """Write ``index.rst`` and one page per module of :data:`API_REFERENCE` into ``directory``."""
+    """Write ``index.rst`` and one page per module of :data:`API_REFERENCE` into ``directory``.
+
+    Returns the module pages' paths, the sources autosummary generates the name pages from.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     canonical = canonical_names()
     index = [
@@ -232,11 +233,15 @@ def write_pages(directory):
                 page.append("".join(f"   {name}\n" for name in here))
             for name, full_name in zip(names, full_names):
                 if full_name != f"{module_name}.{name}":
-                    page.append(f"``{module_name}.{name}``: the same object as :obj:`{full_name}`.\n")
+                    # The other name is declared too, so that references to it resolve.
+                    kind = _object_type(getattr(module, name))
+                    page.append(f".. py:{kind}:: {name}\n   :no-contents-entry:\n\n"
+                                f"   The same object as :obj:`{full_name}`.\n")
             index.append(".. autosummary::\n   :nosignatures:\n")
             index.append("".join(f"   {full_name}\n" for full_name in dict.fromkeys(full_names)))
         _write_if_changed(directory / f"{module_name}.rst", "\n".join(page))
     _write_if_changed(directory / "index.rst", "\n".join(index))
+    return [directory / f"{module_name}.rst" for module_name, _, _ in API_REFERENCE]
 
 
 def prune_generated(directory):

@@ -56,9 +56,9 @@ html_sidebars = {"index": [], "**": ["sidebar-nav-bs"]}
 pygments_style = "sphinx"
 
 # --- API reference: doc/api/*.rst from doc/api_reference.py, one page per name by autosummary.
-write_pages(DOC / "api")
+# The module pages are named explicitly: a page new since the last build is then read too.
+autosummary_generate = [str(page.relative_to(DOC)) for page in write_pages(DOC / "api")]
 prune_generated(DOC / "generated")
-autosummary_generate = True
 autosummary_imported_members = False
 add_module_names = False
 toc_object_entries_show_parents = "hide"  # "fit()" in a page's table of contents, not "Class.fit()"

@@ -46,8 +46,9 @@ def test_build_is_warning_free(docs_build):
 
 def test_every_public_module_is_in_the_reference():
     assert sorted(api_reference.public_modules("skadv")) == sorted(MODULES)
-    for module in ("skadv", "skadv.attacks", "skadv.metrics", "skadv.plotting", "skadv.datasets",
-                   "skadv.utils", "skadv.compat", "skadv.corruptions", "skadv.base", "skadv.exceptions"):
+    for module in ("skadv", "skadv.attacks", "skadv.metrics", "skadv.plotting", "skadv.datasets", "skadv.utils",
+                   "skadv.compat", "skadv.corruptions", "skadv.base", "skadv.exceptions", "skadv.detectors",
+                   "skadv.rejection", "skadv.utils.discovery", "skadv.utils.estimator_checks"):
         assert module in MODULES
 
 
@@ -75,8 +76,10 @@ def test_public_name_has_a_page(module, name, docs_build):
     canonical = _canonical(module, name)
     if canonical == f"{module}.{name}":
         assert re.search(rf"^   {re.escape(name)}$", source, re.MULTILINE), (module, name)
-    else:
-        assert f"``{module}.{name}``: the same object as :obj:`{canonical}`" in source
+    else:  # declared where it is public too, so that references to this name resolve
+        assert re.search(rf"^\.\. py:\w+:: {re.escape(name)}\n.*\n\n   The same object as :obj:`{canonical}`\.$",
+                         source, re.MULTILINE), (module, name)
+        assert f'id="{module}.{name}"' in (HTML / "api" / f"{module}.html").read_text()
     page = HTML / "generated" / f"{canonical}.html"
     assert page.is_file(), page
     html = page.read_text()

@@ -49,6 +49,17 @@ from ._core import (
 from ._version import __version__
 from .exceptions import InconsistentVersionWarning
 
+__all__ = [
+    "BaseDetector",
+    "OffsetOutlierMixin",
+    "TorchEstimatorMixin",
+    "TrainedDetector",
+    "check_threshold_options",
+    "check_threshold_perc",
+    "fit_atomically",
+    "holdout_split",
+]
+
 # ----------------------------------------------------------------------------- helpers
 
 _ROW_BLOCK = 8

@@ -108,6 +108,32 @@ def make_detectors(model, input_shape, dnr_layers, settings, random_state):
     }
 
 
+def home_rows(workload, random_state, quick=False):
+    """The benchmark's rows for measuring one detector setting after another (e.g. a sweep of defaults).
+
+    The workload's trained classifier and rows, and what :func:`evaluate` attacks
+    and corrupts on them (no adaptive attack): ``X_fit``, ``y_fit`` (the rows
+    detectors fit on), ``X_test``, ``y_test`` (every clean test row), ``X_pgd``
+    (non-adaptive PGD at ε 0.2 on the first test rows, ``y_eval`` their labels),
+    ``corrupted`` (Bunch of ``X``, ``harmful``, ``harmless``), ``net``,
+    ``model``, ``input_shape``, ``dnr_layers``, ``seed`` and ``report`` (MSP's
+    evaluation on these rows).
+    """
+    from sklearn.utils import Bunch
+
+    settings = settings_for(workload, quick)
+    X, y, net, input_shape, dnr_layers = load_workload(workload, settings, random_state, verbose=0)
+    split = split_rows(y, random_state=random_state)
+    report = evaluate(net.module_, X, y, detectors=[], input_shape=input_shape, eps=EPS,
+                      budget={**settings["budget"], "n_adaptive": 0}, random_state=random_state,
+                      return_rows=True)
+    rows = report.rows
+    X_pgd = rows.attacks["pgd@0.2"]
+    return Bunch(X_fit=X[split.fit], y_fit=y[split.fit], X_test=rows.X_test, y_test=rows.y_test, X_pgd=X_pgd,
+                 y_eval=rows.y_test[: len(X_pgd)], corrupted=rows.corrupted, net=net, model=net.module_,
+                 input_shape=input_shape, dnr_layers=dnr_layers, seed=random_state, report=report)
+
+
 def run_benchmark(workload="digits-cnn", *, quick=False, out_dir="skadv_benchmark", random_state=0, verbose=1,
                   fmt="text"):
     """Fit the seven detectors on one workload, evaluate them, print the table and write the report files.

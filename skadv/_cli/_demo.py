@@ -26,8 +26,8 @@ _SETTINGS = {
     True: {
         "classifier_epochs": 8, "ae_epochs": 5, "distillation_epochs": 8, "vae_epochs": 15, "dnr_cv": 3,
         "adaptive_eps": (0.1, 0.2), "trace_iter": 30,
-        "budget": {"n_attack": 100, "n_adaptive": 40, "pgd_steps": 10, "cw_iter": 0, "severities": (),
-                   "auto_iter": 10, "square_queries": 50, "eot": 2, "n_check": 15},
+        "budget": {"n_attack": 100, "n_adaptive": 25, "pgd_steps": 10, "cw_iter": 0, "severities": (),
+                   "auto_iter": 10, "square_queries": 50, "eot": 2, "n_check": 10},
     },
 }
 _EPS = (0.1, 0.2)
@@ -61,9 +61,9 @@ def _score_histograms(report, save):
     """Every detector's adversarial score (higher = more adversarial, flagged above its threshold).
 
     Clean test rows against the table's successful non-adaptive PGD rows (the
-    AUROC column's positives). Scores that pile up (DNR's, at its combiner's
-    intercept far from the data) are drawn on a rank-preserving axis of the
-    clean rows' quantiles, so that both sets stay visible.
+    AUROC column's positives). DNR's score, bounded by its combiner's
+    intercept far from the data, is drawn on a rank axis so that both sets
+    stay visible.
     """
     import matplotlib.pyplot as plt
 
@@ -71,7 +71,10 @@ def _score_histograms(report, save):
     from ..plotting import ScoreHistogramDisplay
 
     names = list(report.observations)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.9 * len(names), 3.8))
+    n_cols = 3
+    n_rows = -(-(len(names) + 1) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.6 * n_cols, 3.7 * n_rows))
+    axes = axes.ravel()
     y = report.y_test
     for ax, name in zip(axes, names):
         obs = report.observations[name]
@@ -79,23 +82,35 @@ def _score_histograms(report, save):
         successful = attacked.scores[attacked.labels != y[: attacked.labels.size]]
         clean = obs.clean.scores
         threshold = detection_threshold(report.detectors[name])
-        score_name = "adversarial score"
+        score_name, log_scale = "adversarial score", "auto"
         if name == "DNR":
-            # -(best class score): clean and attacked rows sit in a narrow band near the intercept; the
-            # share of clean rows below each score spreads them over [0, 1] without reordering them.
-            reference = np.sort(clean)
-            clean, successful, threshold = (np.searchsorted(reference, v, side="right") / reference.size
-                                            for v in (clean, successful, threshold))
-            score_name = "adversarial score as quantile of clean rows"
+            # -(best class score) is bounded by the combiner's intercept, which the attacked rows and the
+            # threshold crowd against: the rank among the rows shown spreads them out, order kept.
+            pooled = np.sort(np.r_[clean, successful])
+            clean, successful, threshold = (
+                (np.searchsorted(pooled, v, side="left") + np.searchsorted(pooled, v, side="right")) / (2 * pooled.size)
+                for v in (clean, successful, threshold)
+            )
+            score_name, log_scale = "adversarial score as rank among the rows shown (0-1)", False
         ScoreHistogramDisplay.from_predictions(
             clean, successful, threshold=threshold, flagged_above=True, name=name, score_name=score_name,
-            log_scale="auto", ax=ax,
+            log_scale=log_scale, ax=ax,
         )
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()  # one key for all panels
         row = next(r for r in report.records if r["detector"] == name)
         auroc, tpr = row[f"{_HISTOGRAM_ATTACK}_auroc"], row[f"{_HISTOGRAM_ATTACK}_tpr"]
-        ax.set_title(f"{name}: AUROC {auroc:.2f}, TPR {tpr:.2f}")
-    fig.suptitle("Adversarial scores (higher = more adversarial; flagged right of the dashed threshold): clean "
-                 "test digits vs the successful non-adaptive PGD eps=0.2 rows of the table")
+        ax.set_title(f"{name}: AUROC {auroc:.2f}, TPR {tpr:.2f}", fontsize=10)
+    handles, labels = axes[0].get_legend_handles_labels()
+    labels = ["clean test digits", "successful PGD eps=0.2 rows (non-adaptive)", "threshold (5 % FPR): flagged above"]
+    key = axes[len(names)]
+    key.axis("off")
+    key.legend(handles, labels, loc="center", frameon=False, fontsize=10, title="higher = more adversarial",
+               title_fontsize=10)
+    for ax in axes[len(names) + 1:]:
+        ax.axis("off")
+    fig.suptitle("Adversarial scores of the table's rows, every detector on one convention: flagged right of "
+                 "its dashed threshold.\nAUROC and TPR: the table's PGD eps=0.2 columns.", fontsize=11)
     save(fig, "score_histograms.png")
 
 
@@ -132,8 +147,8 @@ def _figures(out_dir, report, settings):
         sample_index=0, image_shape=(8, 8), predict=dnr.predict,
     )
     middle = trace.axes_[1]
-    middle.set_title("DNR scores along the attack:\ntrue class, best other class, reject threshold")
-    middle.set_ylabel("DNR class score (combiner output)")
+    middle.set_title("DNR's class scores\n(rejected below the dashed line)")
+    middle.set_ylabel("combiner score")
     trace.figure_.suptitle("Adaptive L2 PGD with line search (eps=2) against DNR, one test digit")
     save(trace.figure_, "attack_trace_dnr.png")
 
@@ -141,7 +156,8 @@ def _figures(out_dir, report, settings):
     vae_display = DistinctLabelsDisplay.from_estimator(
         report.detectors["VAE"], X_test[: len(X_pgd)], X_pgd, names=("clean", "PGD eps=0.2 (non-adaptive)")
     )
-    vae_display.ax_.set_title("VAE: distinct labels over sampled reconstructions\n(the table's test rows)")
+    vae_display.ax_.set_title(f"VAE: distinct labels over sampled reconstructions\n{len(X_pgd)} clean test rows "
+                              "and their PGD eps=0.2 copies (the table's)")
     save(vae_display.figure_, "vae_distinct_labels.png")
     return written
 
@@ -176,7 +192,6 @@ def run_demo(out_dir="skadv_demo", quick=False, random_state=0):
                       random_state=random_state, return_rows=True, verbose=1)
     section("results at the fixed thresholds (5 % FPR on held-out clean rows)")
     print_report(report)
-    print(report.legend())
 
     section("attack-failure checks of the adaptive attack (Pintor et al. 2022)")
     for name, by_eps in report.checks.items():

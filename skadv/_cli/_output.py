@@ -14,7 +14,7 @@ def print_report(report, fmt="text", width=100):
     if fmt == "markdown":
         print(report.to_markdown())
         print()
-        print(report.legend())
+        print(report.legend(width=width))
     elif fmt == "csv":
         columns = list(dict.fromkeys(c for r in report.records for c in r))
         writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
@@ -24,4 +24,6 @@ def print_report(report, fmt="text", width=100):
         print(report.to_text(width=width))
         print()
         print(report.to_attack_text(width=width))
+        print()
+        print(report.legend(width=width, marks="+ / -"))
     sys.stdout.flush()

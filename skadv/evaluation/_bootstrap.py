@@ -11,6 +11,9 @@ difference between two detectors has its own interval.
 
 import numpy as np
 
+# Most float64 weights one AUROC block of replicates holds (about 100 MB).
+_BLOCK_VALUES = 12_000_000
+
 
 def bootstrap_counts(n_rows, n_bootstrap, random_state):
     """``(n_bootstrap, n_rows)`` int32 counts: row ``i`` drawn ``counts[b, i]`` times in resample ``b``."""
@@ -78,7 +81,11 @@ def auroc(scores_neg, rows_neg, scores_pos, rows_pos, counts):
         return _divide(wins, pos.sum(axis=1) * neg.sum(axis=1))
 
     value = float(statistic(np.ones((1, scores.size)))[0])
-    return value, statistic(counts[:, rows].astype(np.float64))
+    # Blocks of replicates bound the memory of the (replicates, scores) weights.
+    block = max(1, _BLOCK_VALUES // scores.size)
+    replicates = np.concatenate([statistic(counts[start: start + block, rows].astype(np.float64))
+                                 for start in range(0, counts.shape[0], block)])
+    return value, replicates
 
 
 def combine_seeds(values, replicates, n_bootstrap, random_state):

@@ -28,7 +28,7 @@ __all__ = ["BUDGETS", "DEFAULT_DETECTORS", "evaluate"]
 
 #: What each budget attacks and how hard. ``n_attack``: test rows attacked by the
 #: non-adaptive attacks and corrupted (None: all test rows); ``n_adaptive``: test
-#: rows attacked by AutoAttack per detector and ε; ``pgd_steps``; C&W-L2's
+#: rows attacked by AutoAttack per detector and ε (0: no adaptive attack, no headline); ``pgd_steps``; C&W-L2's
 #: ``cw_iter`` iterations × ``cw_search`` binary-search steps from ``cw_const``
 #: (``cw_iter=0`` skips C&W); AutoAttack's ``auto_iter`` iterations per white-box
 #: member, ``auto_restarts`` APGD restarts, ``square_queries`` black-box queries
@@ -385,6 +385,8 @@ def evaluate(
     for name, value in (("fpr", fpr), ("confidence", confidence)):
         if not 0 < value < 1 or (name == "fpr" and value > 0.5):
             raise ValueError(f"{name} must be in (0, {0.5 if name == 'fpr' else 1}); got {value!r}.")
+    if not isinstance(n_bootstrap, numbers.Integral) or n_bootstrap < 1:
+        raise ValueError(f"n_bootstrap must be a positive int (e.g. 1000); got {n_bootstrap!r}.")
     for name, value in (("threshold_size", threshold_size), ("test_size", test_size)):
         if not 0 < value < 1:
             raise ValueError(f"{name} must be a share in (0, 1); got {value!r}.")
@@ -416,22 +418,24 @@ def evaluate(
 
         n_attack = len(X_test) if budget["n_attack"] is None else min(budget["n_attack"], len(X_test))
         X_att, y_att = X_test[:n_attack], y_test[:n_attack]
-        progress.stage(f"seed {seed}: non-adaptive attacks{' and corruptions' if image else ''} on {n_attack} "
-                       "test rows")
+        corrupting = image and bool(budget["severities"])
+        progress.stage(f"seed {seed}: non-adaptive attacks{' and corruptions' if corrupting else ''} on "
+                       f"{n_attack} test rows")
         attacks = non_adaptive_attacks(model, X_att, y_att, eps_values=eps, budget=budget, clip_values=clip_values,
                                        input_shape=input_shape, random_state=seed, progress=progress)
         corrupted = None
-        if image and budget["severities"]:
+        if corrupting:
             corrupted = corrupted_rows(model, X_att, y_att, severities=budget["severities"],
                                        clip_values=clip_values, input_shape=input_shape, random_state=seed,
                                        progress=progress)
 
         n_adaptive = min(budget["n_adaptive"], len(X_test))
-        progress.stage(f"seed {seed}: scoring, and AutoAttack at eps {', '.join(f'{e:g}' for e in adaptive_eps)} "
-                       f"on {n_adaptive} test rows per detector")
+        run_eps = adaptive_eps if n_adaptive else []
+        progress.stage(f"seed {seed}: scoring" + (f", and AutoAttack at eps {', '.join(f'{e:g}' for e in run_eps)} "
+                                                  f"on {n_adaptive} test rows per detector" if run_eps else ""))
         counts = _bootstrap.bootstrap_counts(len(X_test), n_bootstrap, seed)
         measures = {}
-        jobs = [(name, eps_i) for name in fitted for eps_i in [None, *adaptive_eps]]
+        jobs = [(name, eps_i) for name in fitted for eps_i in [None, *run_eps]]
         obs, adaptive_rows = {}, {}
         for name, eps_i in progress.bar(jobs, "detectors x attacks"):
             det = fitted[name]

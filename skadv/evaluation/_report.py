@@ -120,23 +120,33 @@ class EvaluationReport:
         return (f"{value:.3f} [{_number(record[f'{metric}_lo'], digits)}{sep}"
                 f"{_number(record[f'{metric}_hi'], digits)}]{mark}")
 
-    def legend(self):
-        """What the columns mean, in a few lines."""
+    def legend_items(self, marks="▲ / ▼"):
+        """What the columns mean, one sentence each."""
         s = self.settings
         level = f"{100 * s['confidence']:g} %"
         seeds = f" and over {len(s['seeds'])} seeds" if len(s["seeds"]) > 1 else ""
-        return (
-            f"Thresholds fixed at {s['fpr']:g} FPR on {s['n_threshold']} held-out clean rows; measured on "
-            f"{s['n_test']} clean test rows. value [lo, hi]: {level} bootstrap interval over test rows{seeds}. "
-            "▲ / ▼: better / worse than the MSP baseline (the paired bootstrap interval of the difference excludes "
-            "0); no mark: the intervals overlap, no difference shown. clean FPR: clean rows flagged; clean "
-            "accuracy with rejection: a flagged clean row is an error (the cost of deploying the detector). "
+        return [
+            f"Thresholds fixed at {s['fpr']:g} FPR on {s['n_threshold']} held-out clean rows (not used to fit); "
+            f"rates measured on {s['n_test']} clean test rows and attacked copies of them.",
+            f"value [lo, hi]: {level} bootstrap interval over test rows{seeds}.",
+            f"{marks}: better / worse than the MSP baseline (the paired bootstrap interval of the difference "
+            "excludes 0); no mark: no difference shown (the intervals overlap).",
+            "clean FPR: clean rows flagged; clean accuracy with rejection: a flagged clean row is an error (the "
+            "cost of deploying the detector).",
             "evasion: attacked rows misclassified and not flagged (lower is better); TPR: flagged share of the "
-            "successful adversarial rows; AUROC: those rows against the clean rows. FGSM, PGD, C&W-L2: against "
-            "the classifier alone (non-adaptive); AutoAttack: against classifier and detector (adaptive), "
-            "with the attack-failure checks (FIRED: the attack may be too weak, the evasion is a lower bound). "
-            "harmful corruptions: AUROC of harmful vs harmless corrupted rows."
-        )
+            "successful adversarial rows; AUROC: those rows against the clean rows.",
+            "FGSM, PGD, C&W-L2: against the classifier alone (non-adaptive); AutoAttack: against classifier and "
+            "detector (adaptive), with the attack-failure checks (FIRED: the attack may be too weak, the evasion "
+            "is then a lower bound).",
+            "harmful corruptions: AUROC of harmful (right clean, wrong corrupted) against harmless corrupted rows.",
+        ]
+
+    def legend(self, width=None, marks="▲ / ▼"):
+        """What the columns mean: one paragraph, or lines of at most ``width`` characters."""
+        import textwrap
+
+        text = " ".join(self.legend_items(marks))
+        return text if width is None else textwrap.fill(text, width=width)
 
     def to_markdown(self, metrics=None):
         """A markdown table: a row per detector, ``value [lo, hi]`` cells (▲ / ▼ against MSP), verdicts, times.
@@ -283,6 +293,9 @@ class EvaluationReport:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharex=True)
         measures = [("evasion", "evasion: misclassified and not flagged\n(lower is better)"),
                     ("tpr", "TPR: flagged share of the successful\nadversarial rows (higher is better)")]
+        # Detectors side by side around each budget, so that their error bars do not cover each other.
+        spacing = np.min(np.diff(np.sort(x))) if x.size > 1 else max(x[0], 1e-3)
+        offsets = (np.arange(len(self.records)) - (len(self.records) - 1) / 2) * 0.5 * spacing / len(self.records)
         for ax, (measure, ylabel) in zip(axes, measures):
             for i, r in enumerate(self.records):
                 values = np.array([r.get(f"adaptive@{e}_{measure}", np.nan) for e in eps], dtype=float)
@@ -290,8 +303,9 @@ class EvaluationReport:
                 hi = np.array([r.get(f"adaptive@{e}_{measure}_hi", np.nan) for e in eps], dtype=float)
                 baseline = r["detector"] == "MSP"
                 style = {"color": "black", "ls": "--"} if baseline else {"color": f"C{i}"}
-                ax.plot(x, values, marker="o", label=r["detector"], **style)
-                ax.fill_between(x, lo, hi, alpha=0.12, color=style["color"], lw=0)
+                ax.errorbar(x + offsets[i], values, yerr=np.nan_to_num(np.vstack([values - lo, hi - values])),
+                            marker="o", ms=4, capsize=3, lw=1.3, elinewidth=0.9, label=r["detector"], **style)
+            ax.set_xticks(x, [f"{e:g}" for e in x])
             ax.set(xlabel="eps: L-inf budget of the adaptive AutoAttack", ylabel=ylabel, ylim=(-0.02, 1.02))
             ax.grid(alpha=0.3)
         handles, labels = axes[0].get_legend_handles_labels()
@@ -299,7 +313,7 @@ class EvaluationReport:
         s = self.settings
         fig.suptitle(
             f"Security evaluation: adaptive AutoAttack on {min(s['budget']['n_adaptive'], s['n_test'])} test rows "
-            f"(the table's adaptive rows); thresholds at {s['fpr']:g} FPR; bands: {100 * s['confidence']:g} % "
+            f"(the table's adaptive rows); thresholds at {s['fpr']:g} FPR; error bars: {100 * s['confidence']:g} % "
             "bootstrap intervals", fontsize=10)
         fig.tight_layout(rect=(0, 0.08, 1, 1))
         return fig
@@ -330,34 +344,46 @@ class EvaluationReport:
             plt.close(fig)
             images.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
         e = html.escape
+        # Rates as rows, detectors as columns: a handful of columns, however many attacks.
+        header = "<tr><th>rate</th>" + "".join(f"<th>{e(r['detector'])}</th>" for r in self.records) + "</tr>"
         rows = []
-        for r in self.records:
-            cells = [f"<th>{e(r['detector'])}</th>"]
-            for m in self.metrics:
-                status = r.get(f"{m}_vs_msp", "")
-                cells.append(f'<td class="{status}">{e(self._cell(r, m))}</td>')
+        for m in self.metrics:
+            cells = [f"<th>{e(_label(m))}</th>"]
+            for r in self.records:
+                cells.append(f'<td class="{r.get(f"{m}_vs_msp", "")}">{e(self._cell(r, m))}</td>')
             rows.append("<tr>" + "".join(cells) + "</tr>")
-        header = "<tr><th>detector</th>" + "".join(f"<th>{e(_label(m))}</th>" for m in self.metrics) + "</tr>"
-        checks = []
+        names = list(dict.fromkeys(c for by_eps in self.checks.values() for by_seed in by_eps.values()
+                                   for found in by_seed.values() for c in found))
+        checks, messages = [], []
         for name, by_eps in self.checks.items():
             for eps, by_seed in by_eps.items():
                 for seed, found in by_seed.items():
-                    for check, result in found.items():
+                    cells = []
+                    for check in names:
+                        result = found.get(check)
+                        if result is None:
+                            cells.append("<td></td>")
+                            continue
                         value = result.value if isinstance(result.value, (int, float)) else float("nan")
                         state = "FIRED" if result.fired else "ok"
-                        message = result.message if result.fired else ""
-                        checks.append(f'<tr class="{state}"><td>{e(name)}</td><td>{e(eps)}</td><td>{seed}</td>'
-                                      f"<td>{e(check)}</td><td>{state}</td><td>{_number(value)}</td>"
-                                      f"<td>{e(message)}</td></tr>")
+                        cells.append(f'<td class="{state}">{state} ({_number(value)})</td>')
+                        if result.fired:
+                            where = f"{e(name)}, eps={e(eps)}, seed {seed}"
+                            messages.append(f"<li><b>{where}</b>: {e(result.message)}</li>")
+                    checks.append(f"<tr><th>{e(name)}</th><td>{e(eps)}</td><td>{seed}</td>{''.join(cells)}</tr>")
+        checks_header = ("<tr><th>detector</th><th>eps</th><th>seed</th>"
+                         + "".join(f"<th>{e(c)}</th>" for c in names) + "</tr>")
+        fired = f"<ul>{''.join(messages)}</ul>" if messages else "<p>No check fired.</p>"
         settings = "".join(f"<tr><th>{e(str(k))}</th><td>{e(json.dumps(v, default=str))}</td></tr>"
                            for k, v in self.settings.items())
         times = "".join(f"<tr><th>{e(r['detector'])}</th><td>{r['fit_s']:.1f}</td><td>{r['score_ms_per_1k']:.1f}"
                         f"</td><td>{e(r['fitted_by'])}</td><td>{e(r['threshold'])}</td></tr>" for r in self.records)
         note_html = f'<p class="{"warning" if warning else "note"}">{e(note)}</p>' if note else ""
         return _HTML.format(
-            title=e(title or "Detection evaluation"), note=note_html, legend=e(self.legend()), header=header,
+            title=e(title or "Detection evaluation"), note=note_html,
+            legend="".join(f"<li>{e(item)}</li>" for item in self.legend_items()), header=header,
             rows="\n".join(rows), image=images[0], security=images[1], checks="\n".join(checks),
-            settings=settings, times=times,
+            checks_header=checks_header, fired=fired, settings=settings, times=times,
         )
 
     def save(self, directory, stem="evaluation", *, title=None, note=None, warning=False):
@@ -415,28 +441,32 @@ table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }}
 th, td {{ border: 1px solid #ccc; padding: 3px 6px; text-align: right; white-space: nowrap; }}
 th {{ background: #f3f3f3; text-align: left; }}
 td.better {{ background: #e3f4e1; }} td.worse {{ background: #fbe3e1; }}
-tr.FIRED td {{ background: #fff2cc; }}
-.scroll {{ overflow-x: auto; }} p {{ max-width: 70em; line-height: 1.4; }}
+td.FIRED {{ background: #fff2cc; font-weight: bold; }}
+.scroll {{ overflow-x: auto; }} p, li {{ max-width: 75em; line-height: 1.4; }}
+table.settings td {{ white-space: normal; text-align: left; max-width: 70em; }}
 img {{ max-width: 100%; border: 1px solid #ddd; display: block; margin: 0.5em 0; }}
 p.warning {{ color: #b00; font-weight: bold; }}
 </style></head><body>
 <h1>{title}</h1>
 {note}
-<p>{legend}</p>
+<ul>{legend}</ul>
 <p>Green / red cells: better / worse than the MSP baseline beyond the noise.</p>
 <div class="scroll"><table>{header}
 {rows}</table></div>
 <img alt="AUROC and evasion per detector, with confidence intervals" src="data:image/png;base64,{image}">
 <img alt="Evasion and TPR under the adaptive attack against its budget" src="data:image/png;base64,{security}">
 <h2>Attack-failure checks of the adaptive attack</h2>
-<table><tr><th>detector</th><th>eps</th><th>seed</th><th>check</th><th>state</th><th>value</th><th>message</th></tr>
+<p>Each check's verdict and value (Pintor et al. 2022): a FIRED check means the attack may be too weak there, so
+the evasion rate is a lower bound.</p>
+<table>{checks_header}
 {checks}</table>
+{fired}
 <h2>Fit and scoring time</h2>
 <table><tr><th>detector</th><th>fit + threshold s</th><th>score ms per 1000 rows</th><th>fitted by</th>
 <th>threshold</th></tr>
 {times}</table>
 <h2>Settings</h2>
-<table>{settings}</table>
+<table class="settings">{settings}</table>
 </body></html>
 """
 

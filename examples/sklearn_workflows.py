@@ -98,7 +98,7 @@ def main(quick=False, out="examples_out"):
     sio.dump(pipe, skops_path)
     untrusted = sio.get_untrusted_types(file=skops_path)
     print(f"skops: untrusted types in {skops_path}: {untrusted}")
-    assert set(untrusted) <= {"numpy.clip", "skadv._distillation.ModelDistillationDetector"}, untrusted
+    assert set(untrusted) <= {"numpy.clip", "skadv.detectors._distillation.ModelDistillationDetector"}, untrusted
     from_skops = sio.load(skops_path, trusted=untrusted)
     assert np.array_equal(from_skops.score_samples(X_test), reference)
     print("skops: reloaded trusting only those, identical scores")

@@ -2,18 +2,22 @@
 
 import warnings
 
-from . import compat, corruptions, datasets, utils
-from ._adversarial_ae import AdversarialAEDetector
-from ._base import BaseDetector, InconsistentVersionWarning
-from ._confidence import ConfidenceDetector
-from ._distillation import ModelDistillationDetector
-from ._dnr import DeepNeuralRejection, DNRDetector
-from ._kernel_svm import NystroemOneVsAll, OneVsAllSVC
-from ._mahalanobis import MahalanobisDetector
-from ._model import ProtectedModel
-from ._squeezing import FeatureSqueezingDetector
-from ._vae import VAEDetector, calibration_analysis
+from . import attacks, base, compat, corruptions, datasets, exceptions, metrics, plotting, utils
+from ._legacy import install as _install_legacy_modules
 from ._version import __version__
+from .base import BaseDetector
+from .detectors import (
+    AdversarialAEDetector,
+    ConfidenceDetector,
+    FeatureSqueezingDetector,
+    MahalanobisDetector,
+    ModelDistillationDetector,
+    VAEDetector,
+)
+from .exceptions import InconsistentVersionWarning
+from .metrics import calibration_analysis
+from .rejection import DeepNeuralRejection, DNRDetector, NystroemOneVsAll, OneVsAllSVC
+from .utils import ProtectedModel
 
 __all__ = [
     "AdversarialAEDetector",
@@ -31,21 +35,19 @@ __all__ = [
     "VAEDetector",
     "__version__",
     "attacks",
+    "base",
     "calibration_analysis",
     "compat",
     "corruptions",
     "datasets",
+    "exceptions",
     "metrics",
     "plotting",
     "utils",
 ]
 
-# Submodules importing the estimators above.
-from . import (
-    attacks,
-    metrics,
-    plotting,
-)
+# Files saved by skadv 0.1.0 name its modules before the family packages (skadv._vae, ...).
+_install_legacy_modules(__name__)
 
 # Names that moved: still importable from here, with a DeprecationWarning.
 _MOVED = {

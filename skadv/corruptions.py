@@ -19,8 +19,9 @@ import numpy as np
 from scipy import ndimage
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, validate_data
+
+from ._core import Interval, StrOptions
 
 __all__ = [
     "CORRUPTIONS",

@@ -31,9 +31,10 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, validate_params
 from torch import nn
 from torch.nn import functional as F
+
+from ._core import Interval, validate_params
 
 __all__ = ["DigitsCNN", "load_digits8", "load_digits28", "make_digits_classifier"]
 
@@ -289,7 +290,7 @@ def make_digits_classifier(
     """
     from skorch import NeuralNetClassifier
 
-    from ._skorch import EpochLog
+    from ._core import EpochLog
 
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y).astype(np.int64)

@@ -57,7 +57,7 @@ def fit_classifier(module, X, y, *, epochs, lr, seed=0):
     """
     from skorch import NeuralNetClassifier
 
-    from skadv._skorch import TensorBatches
+    from skadv._core import TensorBatches
 
     torch.manual_seed(seed)
     net = NeuralNetClassifier(

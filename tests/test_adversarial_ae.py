@@ -13,9 +13,9 @@ from skorch.callbacks import Callback
 from torch import nn
 
 from skadv import AdversarialAEDetector
-from skadv._adversarial_ae import AdversarialAELoss, default_autoencoder
-from skadv._losses import tempered_proba
+from skadv._core import tempered_proba
 from skadv.attacks import PGD
+from skadv.detectors._adversarial_ae import AdversarialAELoss, default_autoencoder
 
 from _models import fit_classifier
 
@@ -200,7 +200,7 @@ def test_kl_of_stacked_logits_matches_scipy_for_every_row_alone():
     """The scoring KL straight from logits equals scipy's on the softmaxes, extreme rows included."""
     from scipy.special import rel_entr, softmax
 
-    from skadv._losses import kl_divergence_of_stacked_logits
+    from skadv._core import kl_divergence_of_stacked_logits
 
     rng = np.random.RandomState(0)
     logits = (rng.randn(16, 5) * 3).astype(np.float32)

@@ -16,7 +16,6 @@ import torch
 from sklearn.base import clone
 
 from skadv import DeepNeuralRejection, ModelDistillationDetector
-from skadv._kernel_svm import RBFKernelMachine
 from skadv.attacks import (
     APGD,
     PGD,
@@ -28,6 +27,7 @@ from skadv.attacks import (
 )
 from skadv.attacks._apgd import _checkpoints
 from skadv.metrics import deployed_predictions
+from skadv.rejection._kernels import RBFKernelMachine
 
 from _attack_helpers import SurfaceView, train_module
 

@@ -19,8 +19,8 @@ from skadv import (
     ModelDistillationDetector,
     VAEDetector,
 )
-from skadv._base import OffsetOutlierMixin, TrainedDetector
-from skadv._persist import module_from_state, module_to_state
+from skadv._core import module_from_state, module_to_state
+from skadv.base import OffsetOutlierMixin, TrainedDetector
 
 from _models import LazyMLP, seeded_mlp
 
@@ -128,7 +128,7 @@ def test_named_adam_is_torchs_fused_adam():
 def test_kl_divergence_matches_scipy_including_zero_probabilities():
     from scipy.special import rel_entr
 
-    from skadv._losses import distillation_loss, kl_divergence
+    from skadv._core import distillation_loss, kl_divergence
 
     rng = np.random.RandomState(0)
     logits_p, logits_q = rng.randn(6, 4) * 3, rng.randn(6, 4) * 3

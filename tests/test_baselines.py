@@ -13,8 +13,8 @@ from sklearn.covariance import EmpiricalCovariance, LedoitWolf
 from sklearn.linear_model import LogisticRegression
 
 from skadv import ConfidenceDetector, FeatureSqueezingDetector, MahalanobisDetector
-from skadv._squeezing import median_smooth, reduce_bit_depth
 from skadv.attacks import PGD
+from skadv.detectors._squeezing import median_smooth, reduce_bit_depth
 
 from _models import seeded_mlp
 

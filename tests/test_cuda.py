@@ -83,7 +83,7 @@ def test_dnr_kernels_run_on_cuda_and_match_cpu(digits):
     their last bits between devices, and libsvm's solutions (tolerance 1e-3) follow them.
     """
     import skadv
-    from skadv._kernel_svm import squared_distances
+    from skadv.rejection._kernels import squared_distances
 
     X_train, y_train, X_test, _ = digits
     np.testing.assert_allclose(

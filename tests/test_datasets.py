@@ -129,7 +129,7 @@ def test_epoch_log_has_no_colour_codes_when_redirected(small_digits, capsys):
 
 
 def test_epoch_log_keeps_colour_codes_on_a_terminal(monkeypatch):
-    from skadv._skorch import EpochLog
+    from skadv._core import EpochLog
 
     row = {"epoch": 1, "train_loss": 0.5, "train_loss_best": True, "dur": 0.1}
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)

@@ -50,7 +50,7 @@ def test_score_equals_hand_computed_loss(loss_type):
 
 
 def test_temperature_changes_targets_as_stated():
-    from skadv._losses import tempered_proba
+    from skadv._core import tempered_proba
 
     log_p = torch.log(torch.tensor([[0.7, 0.2, 0.1]]))
     sharp = tempered_proba(log_p, 0.5)

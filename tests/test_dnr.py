@@ -21,7 +21,7 @@ from sklearn.svm import SVC
 from torch import nn
 
 from skadv import DeepNeuralRejection, DNRDetector, OneVsAllSVC
-from skadv._kernel_svm import kernel_machine_from
+from skadv.rejection._kernels import kernel_machine_from
 
 from _attack_helpers import digits_data
 from _models import LazyMLP, fit_classifier

@@ -152,7 +152,7 @@ def check_sklearn_workflows(out):
     _search(r"^joblib: .* reloaded, identical scores$", out, re.MULTILINE)
     _search(r"^skops: reloaded trusting only those, identical scores$", out, re.MULTILINE)
     untrusted = _search(r"^skops: untrusted types in .*: \[(.*)\]$", out, re.MULTILINE)[1]
-    assert "'skadv._distillation.ModelDistillationDetector'" in untrusted
+    assert "'skadv.detectors._distillation.ModelDistillationDetector'" in untrusted
     assert "chunked scores equal unchunked ones" in out
 
 

@@ -13,7 +13,8 @@ from sklearn.svm import SVC
 from torch import nn
 
 from skadv import DeepNeuralRejection, NystroemOneVsAll, OneVsAllSVC
-from skadv._kernel_svm import OneVsAllFits, kernel_machine_from, squared_distances
+from skadv.rejection._kernels import kernel_machine_from, squared_distances
+from skadv.rejection._one_vs_all import OneVsAllFits
 
 from _attack_helpers import digits_data
 
@@ -28,7 +29,7 @@ def svm_digits():
 def test_squared_distances_equal_sklearn(svm_digits, dtype, monkeypatch):
     X, _ = svm_digits
     X = X[:300].astype(dtype)
-    monkeypatch.setattr("skadv._kernel_svm._BLOCK_VALUES", 64 * 64)  # several blocks, both triangles
+    monkeypatch.setattr("skadv.rejection._kernels._BLOCK_VALUES", 64 * 64)  # several blocks, both triangles
     expected = euclidean_distances(X.astype(np.float64), squared=True)
     symmetric = squared_distances(X)
     np.testing.assert_allclose(symmetric, expected, rtol=0, atol=1e-12)

@@ -33,7 +33,7 @@ from skadv import (
     ModelDistillationDetector,
     VAEDetector,
 )
-from skadv._persist import module_from_state, module_to_state
+from skadv._core import module_from_state, module_to_state
 
 from _models import fit_classifier
 
@@ -354,7 +354,7 @@ def _rewrite_skops(data, old, new):
 def test_crafted_skops_files_are_refused_without_imports(small_detector, crafted, mymodels):
     data = _rewrite_skops(sio.dumps(small_detector), "torch.nn.modules.container:Sequential", crafted)
     trusted = sio.get_untrusted_types(data=data)
-    assert trusted == ["skadv._distillation.ModelDistillationDetector"]  # what a genuine file lists
+    assert trusted == ["skadv.detectors._distillation.ModelDistillationDetector"]  # what a genuine file lists
     calls_before, modules_before = list(mymodels.SETTER_CALLS), set(sys.modules)
     with pytest.raises(ValueError, match="unknown class"):
         sio.loads(data, trusted=trusted)

@@ -12,7 +12,8 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from skadv import VAEDetector, calibration_analysis
-from skadv._vae import (
+from skadv.attacks import PGD
+from skadv.detectors._vae import (
     VAE,
     ELBOLoss,
     consistency_score,
@@ -20,7 +21,6 @@ from skadv._vae import (
     elbo_loss,
     optimal_log_var_x,
 )
-from skadv.attacks import PGD
 from skadv.plotting import DistinctLabelsDisplay, ReconstructionCalibrationDisplay
 
 from _attack_helpers import digits_data, train_mlp

@@ -7,8 +7,8 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.utils import Bunch, check_random_state
-from sklearn.utils._param_validation import Interval
 
+from .._core import Interval
 from ._apgd import APGD
 from ._base import BaseAttack, _normalize_norm, _Run
 from ._checks import (

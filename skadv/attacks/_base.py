@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import Bunch, check_random_state
-from sklearn.utils._param_validation import Interval
 
+from .._core import Interval
 from ..utils import resolve_attack_surface
 
 __all__ = ["BaseAttack"]

@@ -3,8 +3,8 @@
 from numbers import Integral, Real
 
 import torch
-from sklearn.utils._param_validation import Interval
 
+from .._core import Interval
 from ._base import BaseAttack, _view_per_sample
 from ._docs import fill_doc
 

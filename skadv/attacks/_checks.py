@@ -6,8 +6,9 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.utils import Bunch
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
+from .._core import Interval, StrOptions, validate_params
+from ..exceptions import AttackFailureWarning
 from ._base import BaseAttack, _normalize_norm
 
 __all__ = ["AttackFailureWarning", "check_attack_failure"]
@@ -40,10 +41,6 @@ _ADVICE = {
         "misleading. Try AutoAttack, BPDA for non-differentiable parts, EOT for randomized ones."
     ),
 }
-
-
-class AttackFailureWarning(UserWarning):
-    """An attack-failure check fired: the reported robustness is likely overstated."""
 
 
 def _warn_message(check, finding):

@@ -1,6 +1,6 @@
 """Parameter documentation shared by every attack's docstring."""
 
-from .._docs import docstring_filler
+from .._core import docstring_filler
 
 _COMMON_PARAMS = """\
     targeted : bool, default=False

@@ -4,8 +4,8 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, Options, StrOptions
 
+from .._core import Interval, Options, StrOptions
 from ._base import BaseAttack, _normalize_l2, _normalize_norm, _view_per_sample
 from ._docs import fill_doc
 

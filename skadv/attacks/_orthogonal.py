@@ -4,8 +4,8 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._core import Interval, StrOptions
 from ._base import BaseAttack, _normalize_norm, _per_sample_norm, _view_per_sample
 from ._docs import fill_doc
 from ._gradient import _NORM_CONSTRAINT, _ascent_direction, _start_point

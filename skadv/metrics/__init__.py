@@ -13,7 +13,7 @@ rows it was fitted on), which flags more than that share of new clean rows. Fix
 thresholds on held-out clean rows with ``infer_threshold`` before evaluating.
 """
 
-from ._calibration import loss_by_confidence
+from ._calibration import calibration_analysis, loss_by_confidence
 from ._detection import (
     accuracy_with_rejection,
     clean_vs_attacked,
@@ -29,6 +29,7 @@ from ._security import deployed_predictions, make_attack_scorer, security_evalua
 __all__ = [
     "accuracy_with_rejection",
     "adversarial_scores",
+    "calibration_analysis",
     "clean_vs_attacked",
     "deployed_predictions",
     "detection_auroc",

@@ -4,8 +4,9 @@ from numbers import Real
 
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
-from sklearn.utils._param_validation import Interval, validate_params
 from sklearn.utils.validation import check_consistent_length, column_or_1d
+
+from .._core import Interval, validate_params
 
 __all__ = [
     "accuracy_with_rejection",

@@ -5,7 +5,8 @@ from numbers import Real
 import numpy as np
 from scipy import stats
 from sklearn.utils import Bunch, column_or_1d
-from sklearn.utils._param_validation import Interval, validate_params
+
+from .._core import Interval, validate_params
 
 __all__ = ["harmfulness", "ks_drift_test"]
 

@@ -3,8 +3,9 @@
 import numpy as np
 from sklearn.base import is_classifier
 from sklearn.pipeline import Pipeline
-from sklearn.utils._param_validation import HasMethods, validate_params
 from sklearn.utils.validation import check_is_fitted
+
+from .._core import HasMethods, validate_params
 
 __all__ = ["adversarial_scores", "detection_threshold"]
 

@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from .._vae import calibration_analysis
-from ..metrics import loss_by_confidence
+from ..metrics import calibration_analysis, loss_by_confidence
 from ._base import _DisplayMixin
 
 

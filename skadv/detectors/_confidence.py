@@ -4,10 +4,9 @@ import numbers
 from typing import ClassVar
 
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import BaseDetector
-from ._docs import fill_detector_doc
+from .._core import Interval, StrOptions, fill_detector_doc
+from ..base import BaseDetector
 
 
 def input_gradient_sign(objective, x):

@@ -5,10 +5,9 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval
 
-from ._base import BaseDetector
-from ._docs import fill_detector_doc
+from .._core import Interval, fill_detector_doc
+from ..base import BaseDetector
 
 SQUEEZERS = ("bit_depth", "median")
 _DEFAULT_SQUEEZERS = ("bit_depth",)

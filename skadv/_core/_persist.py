@@ -43,6 +43,8 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 from torch.utils.hooks import RemovableHandle
 
+from ._device import resolve_device
+
 _FORMAT = 2
 _MODULE = "__skadv_module__"
 _TENSOR = "__skadv_tensor__"
@@ -59,17 +61,20 @@ _DEVICE = "__skadv_device__"
 # training flag): rebuilt on load, stored separately or not at all.
 _MODULE_INTERNALS = frozenset(vars(nn.Module()))
 
-# Module classes of skadv itself are stored by name: every class defined in one of the
-# top-level modules of the skadv package (its estimators' modules, losses, nets, datasets' CNN),
-# found by listing the package, so that a module added or split needs no entry here. Module
-# classes defined in skadv's subpackages persist as the user's do: by reference, listed by
-# skops.
+# Module classes of skadv itself are stored by name: every class defined in a module of the
+# skadv package or of its subpackages (estimators, losses, nets, kernel machines, datasets'
+# CNN), found by walking the package, so that a module added, moved or split needs no entry
+# here. Names that files of an earlier layout carry (``skadv._kernel_svm:RBFKernelMachine``)
+# resolve through the old module paths skadv registers in ``sys.modules`` on import.
+_ROOT = __package__.partition(".")[0]
+
+
 def _skadv_module_homes():
-    package = sys.modules[__package__]
+    package = sys.modules[_ROOT]
     return tuple(
-        f"{__package__}.{info.name}"
-        for info in pkgutil.iter_modules(package.__path__)
-        if not info.ispkg and info.name != "__main__"
+        info.name
+        for info in pkgutil.walk_packages(package.__path__, f"{_ROOT}.")
+        if info.name.rpartition(".")[2] != "__main__"
     )
 
 
@@ -106,9 +111,27 @@ def _class_ref(cls):
     return key if _allowed_classes().get(key) is cls else cls
 
 
+def _moved_class(ref):
+    """The table's class that a name of an earlier skadv layout refers to, else None.
+
+    Only modules already in ``sys.modules`` under skadv's name are looked at (skadv
+    registers its old module paths there); nothing is imported.
+    """
+    module_name, _, qualname = ref.partition(":")
+    module = sys.modules.get(module_name) if module_name.startswith(f"{_ROOT}.") else None
+    cls = module
+    for part in qualname.split(".") if module is not None else ():
+        cls = getattr(cls, part, None)
+    if isinstance(cls, type) and _allowed_classes().get(_class_key(cls)) is cls:
+        return cls
+    return None
+
+
 def _resolve_class(ref, base, field):
     if isinstance(ref, str):
         cls = _allowed_classes().get(ref)
+        if cls is None:
+            cls = _moved_class(ref)
         if cls is None:
             raise ValueError(
                 f"{field}: unknown class {ref!r}. Classes are stored by name only when they are "
@@ -373,8 +396,6 @@ class _Decoder:
 
     def _net(self, state, field):
         from skorch import NeuralNet
-
-        from ._base import resolve_device
 
         self._check_format(state, _NET, field)
         cls = _resolve_class(_get(state, "class", (str, type), field), NeuralNet, f"{field}['class']")

@@ -1,4 +1,9 @@
-"""The shared base of every skadv estimator.
+"""The public base of skadv's estimators: subclass it to write a new detector.
+
+A third-party detector subclasses :class:`BaseDetector` (scores from the protected
+classifier alone) or :class:`TrainedDetector` (a torch module trained on clean rows) and
+gets skadv's fit, thresholds, scores, attack surface and persistence; the contract
+checks of skadv's own test suite then apply to it.
 
 :class:`TorchEstimatorMixin` owns what all torch-backed estimators share: adapting the
 protected classifier, input validation and reshaping, the one float32 cast, batched
@@ -9,7 +14,6 @@ from ``score_samples`` and ``offset_`` (shared with ``DNRDetector``).
 ``detect``) and the hook adaptive attacks optimise.
 """
 
-import contextlib
 import copy
 import functools
 import numbers
@@ -18,87 +22,40 @@ from abc import ABCMeta, abstractmethod
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
+from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils import Bunch, check_random_state
-from sklearn.utils._param_validation import (
-    Interval,
-    StrOptions,
-    validate_parameter_constraints,
-)
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from ._model import MODEL_OUTPUTS, adapt_model
-from ._persist import decode_state, encode_state
-from ._skorch import TensorBatches, TrainingNet, optimizer_options, resolve_optimizer
+from ._core import (
+    MODEL_OUTPUTS,
+    AttackSurface,
+    Interval,
+    StrOptions,
+    TensorBatches,
+    TrainingNet,
+    adapt_model,
+    decode_state,
+    encode_state,
+    fit_context,
+    flatten_nd,
+    is_fitted_attribute,
+    optimizer_options,
+    resolve_device,
+    resolve_optimizer,
+    torch_seed,
+    validate_parameter_constraints,
+)
 from ._version import __version__
-
-
-class InconsistentVersionWarning(UserWarning):
-    """Warns that an estimator is loaded with a skadv version other than the one that saved it."""
-
+from .exceptions import InconsistentVersionWarning
 
 # ----------------------------------------------------------------------------- helpers
-
-@contextlib.contextmanager
-def torch_seed(seed, device="cpu"):
-    """Run a block under torch's global RNG seeded with ``seed``, restoring it afterwards."""
-    devices = []
-    if str(device).startswith("cuda") and torch.cuda.is_available():
-        devices = [torch.device(device).index or 0]
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(int(seed))
-        yield
-
-
-def resolve_device(device, fitting=True):
-    """Map the ``device`` parameter to a torch device string."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    device = str(device)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        if fitting:
-            raise ValueError(
-                f"device={device!r} was requested but CUDA is not available on this machine; "
-                "use device='cpu' or device='auto'."
-            )
-        warnings.warn(
-            f"This estimator was set up for device={device!r} but CUDA is not available; using the CPU.",
-            UserWarning, stacklevel=2,
-        )
-        return "cpu"
-    return device
-
 
 _ROW_BLOCK = 8
 
 # Inference batches hold at most this many float32-sized values (16 MiB), counting each row
 # as the copies it expands into while scored, whatever ``inference_batch_size`` says.
 _INFERENCE_BUDGET = 2**22
-
-
-def _flatten_nd(X):
-    """Flatten image-like N-D arrays to 2-D rows, keeping their row shape.
-
-    Torch tensors become numpy arrays first; half-precision floats (float16, bfloat16,
-    which numpy cannot take from torch) are widened to float32, exactly.
-    """
-    if isinstance(X, torch.Tensor):
-        X = X.detach().cpu()
-        if X.is_floating_point() and X.dtype not in (torch.float32, torch.float64):
-            X = X.float()
-        X = X.numpy()
-    elif getattr(getattr(X, "dtype", None), "name", None) in ("bfloat16", "float16"):
-        X = np.asarray(X, dtype=np.float32)  # e.g. ml_dtypes' bfloat16 arrays
-    shape = getattr(X, "shape", None)
-    if shape is not None and getattr(X, "ndim", 0) > 2:
-        return np.asarray(X).reshape(shape[0], -1), tuple(shape[1:])
-    return X, None
-
-
-def _is_fitted_attribute(name):
-    # scikit-learn's convention (check_is_fitted): trailing underscore, not a dunder.
-    return name.endswith("_") and not name.startswith("__")
 
 
 def fit_atomically(fit):
@@ -108,15 +65,44 @@ def fit_atomically(fit):
     attributes; only when it returns are its fitted attributes committed, replacing all
     the previous ones at once. An exception (or a KeyboardInterrupt) leaves the previous
     fitted state intact, or the estimator unfitted: never a mix of both.
+
+    Parameters
+    ----------
+    fit : callable
+        The estimator's ``fit(self, *args, **kwargs)``; it sets fitted attributes (names
+        ending with ``_``) on ``self``.
+
+    Returns
+    -------
+    wrapper : callable
+        ``fit`` run on the staged copy, returning ``self``.
+
+    Examples
+    --------
+    >>> from sklearn.base import BaseEstimator
+    >>> from skadv.base import fit_atomically
+    >>> class Mean(BaseEstimator):
+    ...     @fit_atomically
+    ...     def fit(self, X):
+    ...         self.mean_ = sum(X) / len(X)
+    ...         if self.mean_ < 0:
+    ...             raise ValueError("negative mean")
+    >>> est = Mean().fit([1.0, 3.0])
+    >>> try:
+    ...     est.fit([-5.0, -1.0])
+    ... except ValueError:
+    ...     pass
+    >>> est.mean_  # the failed fit left the previous state
+    2.0
     """
 
     @functools.wraps(fit)
     def wrapper(self, *args, **kwargs):
         staged = type(self).__new__(type(self))
-        staged.__dict__.update({k: v for k, v in self.__dict__.items() if not _is_fitted_attribute(k)})
+        staged.__dict__.update({k: v for k, v in self.__dict__.items() if not is_fitted_attribute(k)})
         fit(staged, *args, **kwargs)
-        state = {k: v for k, v in self.__dict__.items() if not _is_fitted_attribute(k)}
-        state.update({k: v for k, v in staged.__dict__.items() if _is_fitted_attribute(k)})
+        state = {k: v for k, v in self.__dict__.items() if not is_fitted_attribute(k)}
+        state.update({k: v for k, v in staged.__dict__.items() if is_fitted_attribute(k)})
         # One assignment: a concurrent reader sees the old fitted state or the new one.
         self.__dict__ = state
         return self
@@ -125,7 +111,28 @@ def fit_atomically(fit):
 
 
 def check_threshold_perc(threshold_perc):
-    """Validate ``infer_threshold``'s percent of rows to accept; warn when it looks like a fraction."""
+    """Validate ``infer_threshold``'s percent of rows to accept; warn when it looks like a fraction.
+
+    Parameters
+    ----------
+    threshold_perc : float in [0, 100]
+        Percent of rows to accept. A value in (0, 1] is accepted with a ``UserWarning``
+        (it probably meant a fraction).
+
+    Raises
+    ------
+    ValueError
+        When ``threshold_perc`` is not a real number in [0, 100].
+
+    Examples
+    --------
+    >>> from skadv.base import check_threshold_perc
+    >>> check_threshold_perc(95)
+    >>> check_threshold_perc(120)
+    Traceback (most recent call last):
+    ...
+    ValueError: threshold_perc must be a percent in [0, 100], got 120.
+    """
     is_percent = isinstance(threshold_perc, numbers.Real) and not isinstance(threshold_perc, bool)
     if not is_percent or not 0 <= threshold_perc <= 100:
         raise ValueError(f"threshold_perc must be a percent in [0, 100], got {threshold_perc!r}.")
@@ -147,6 +154,17 @@ class TorchEstimatorMixin:
     Subclasses declare ``model``, ``input_shape``, ``inference_batch_size``, ``device``
     and ``random_state`` parameters (and ``batch_size`` where they train or read their
     training rows in batches).
+
+    See Also
+    --------
+    BaseDetector : The detector template built on it.
+
+    Examples
+    --------
+    >>> from skadv import DeepNeuralRejection
+    >>> from skadv.base import TorchEstimatorMixin
+    >>> issubclass(DeepNeuralRejection, TorchEstimatorMixin)  # a torch-backed classifier
+    True
     """
 
     #: Float32-sized values a batch holds on a CPU when ``inference_batch_size`` is None
@@ -164,7 +182,7 @@ class TorchEstimatorMixin:
 
     # -- validation ---------------------------------------------------------
     def _validate_fit_input(self, X):
-        X, nd_shape = _flatten_nd(X)
+        X, nd_shape = flatten_nd(X)
         X = validate_data(self, X, dtype=[np.float32, np.float64])
         n_features = X.shape[1]
         if self.input_shape is not None:
@@ -190,7 +208,7 @@ class TorchEstimatorMixin:
 
     def _validate_predict_input(self, X):
         check_is_fitted(self)
-        X, _ = _flatten_nd(X)
+        X, _ = flatten_nd(X)
         return validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
 
     # -- tensors ------------------------------------------------------------
@@ -345,6 +363,20 @@ class OffsetOutlierMixin(OutlierMixin):
     ``decision_function = score_samples - offset_`` and ``predict`` is +1 where the
     decision is >= 0, -1 elsewhere. Subclasses define ``score_samples(X)`` (validating
     ``X`` and checking that they are fitted) and ``offset_``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.base import BaseEstimator
+    >>> from skadv.base import OffsetOutlierMixin
+    >>> class Norm(OffsetOutlierMixin, BaseEstimator):
+    ...     def fit(self, X, y=None):
+    ...         self.offset_ = -2.0
+    ...         return self
+    ...     def score_samples(self, X):
+    ...         return -np.linalg.norm(X, axis=1)
+    >>> Norm().fit(None).predict([[1.0, 0.0], [3.0, 4.0]])
+    array([ 1, -1])
     """
 
     def decision_function(self, X):
@@ -392,7 +424,38 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
     ``_accepts_sklearn_model`` when it needs no gradient through the protected model.
     Detectors that train a torch module use :class:`TrainedDetector`, which writes
     ``_fit_detector`` once. The shared parameters are documented by
-    :func:`~skadv._docs.fill_detector_doc`.
+    :func:`~skadv._core._docs.fill_detector_doc`.
+
+    See Also
+    --------
+    TrainedDetector : The base of the detectors that train a torch module.
+    skadv.ConfidenceDetector : A detector written on these two hooks alone.
+
+    Examples
+    --------
+    A detector scoring rows by minus the classifier's top log-probability:
+
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skadv.base import BaseDetector
+    >>> class LowConfidence(BaseDetector):
+    ...     _accepts_sklearn_model = True
+    ...     def __init__(self, model=None, *, model_output="auto", threshold=None, contamination=0.05,
+    ...                  inference_batch_size=None, preprocess_fn=None, input_shape=None, device="cpu",
+    ...                  random_state=None):
+    ...         self.model, self.model_output, self.threshold = model, model_output, threshold
+    ...         self.contamination, self.inference_batch_size = contamination, inference_batch_size
+    ...         self.preprocess_fn, self.input_shape = preprocess_fn, input_shape
+    ...         self.device, self.random_state = device, random_state
+    ...     def _fit_detector(self, X, seed):
+    ...         pass
+    ...     def _score_tensor(self, x):
+    ...         return -self._model_log_proba(x).max(dim=1).values
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = LogisticRegression(max_iter=500).fit(X / 16, y)
+    >>> det = LowConfidence(clf, contamination=0.1).fit(X / 16)
+    >>> round(float((det.predict(X / 16) == -1).mean()), 2)
+    0.1
     """
 
     #: True when the score is randomized (the attack surface's ``stochastic``: attacks
@@ -426,7 +489,7 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
     _cpu_default_inference_values = 2**19
 
     # -- fit ----------------------------------------------------------------
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Fit the detector on clean rows ``X`` and set its threshold from their scores.
 
@@ -496,7 +559,6 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
         ValueError
             When the protected model is a scikit-learn classifier (no gradient).
         """
-        from ._surface import AttackSurface
 
         check_is_fitted(self)
         if self.model_ is None:
@@ -649,6 +711,18 @@ class TrainedDetector(BaseDetector):
     the trained module (in evaluation mode) and ``history_`` skorch's history. A
     subclass implements :meth:`_build_module`, :meth:`_store_trained_module` and
     ``_score_tensor``, and usually :meth:`_net_options`.
+
+    See Also
+    --------
+    BaseDetector : The template's two hooks.
+    skadv.ModelDistillationDetector : A short trained detector to read first.
+
+    Examples
+    --------
+    >>> from skadv import AdversarialAEDetector, ModelDistillationDetector, VAEDetector
+    >>> from skadv.base import TrainedDetector
+    >>> all(issubclass(d, TrainedDetector) for d in (AdversarialAEDetector, ModelDistillationDetector, VAEDetector))
+    True
     """
 
     _parameter_constraints = {
@@ -660,7 +734,7 @@ class TrainedDetector(BaseDetector):
         "verbose": ["verbose"],
     }
 
-    #: The skorch net class that trains the module: a :class:`~skadv._skorch.TrainingNet`
+    #: The skorch net class that trains the module: a :class:`~skadv._core._skorch.TrainingNet`
     #: (subclass one whose ``get_loss`` needs the input batch, as unsupervised losses do).
     _net_class = TrainingNet
 

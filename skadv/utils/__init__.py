@@ -9,7 +9,6 @@ implements ``attack_surface()`` returning one, and :func:`resolve_attack_surface
 the surface of any target, so a third-party detector is attacked like skadv's own.
 """
 
-from ._model import ModelAdapter, ProtectedModel, adapt_model
-from ._surface import AttackSurface, resolve_attack_surface
+from .._core import AttackSurface, ModelAdapter, ProtectedModel, adapt_model, resolve_attack_surface
 
 __all__ = ["AttackSurface", "ModelAdapter", "ProtectedModel", "adapt_model", "resolve_attack_surface"]

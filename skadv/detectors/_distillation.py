@@ -5,12 +5,18 @@ import numbers
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
-from ._base import TrainedDetector
-from ._docs import fill_detector_doc
-from ._losses import DistillationLoss, kl_divergence, tempered_log_proba, tempered_proba
+from .._core import (
+    DistillationLoss,
+    Interval,
+    StrOptions,
+    fill_detector_doc,
+    kl_divergence,
+    tempered_log_proba,
+    tempered_proba,
+)
+from ..base import TrainedDetector
 
 
 def default_student(n_inputs, n_classes, hidden_units=None):

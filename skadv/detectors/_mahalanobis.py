@@ -8,12 +8,10 @@ import numpy as np
 import torch
 from sklearn.base import clone
 from sklearn.covariance import EmpiricalCovariance, LedoitWolf
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
-from ._base import BaseDetector
+from .._core import HasMethods, Interval, StrOptions, fill_detector_doc, forward_capturing, resolve_layers
+from ..base import BaseDetector
 from ._confidence import input_gradient_sign
-from ._docs import fill_detector_doc
-from ._layers import forward_capturing, resolve_layers
 
 _COVARIANCES = {"empirical": EmpiricalCovariance, "ledoit_wolf": LedoitWolf}
 

@@ -5,15 +5,23 @@ import numbers
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
 from skorch.utils import to_tensor
 from torch import nn
 
-from ._base import TrainedDetector
-from ._docs import fill_detector_doc
-from ._layers import forward_capturing, resolve_layers
-from ._losses import distillation_loss, kl_divergence, kl_divergence_of_stacked_logits, tempered_log_proba
-from ._skorch import NetWithFrozenModel, TrainingNet
+from .._core import (
+    Interval,
+    NetWithFrozenModel,
+    StrOptions,
+    TrainingNet,
+    distillation_loss,
+    fill_detector_doc,
+    forward_capturing,
+    kl_divergence,
+    kl_divergence_of_stacked_logits,
+    resolve_layers,
+    tempered_log_proba,
+)
+from ..base import TrainedDetector
 
 # ----------------------------------------------------------------------------- loss and score
 
@@ -21,7 +29,7 @@ from ._skorch import NetWithFrozenModel, TrainingNet
 def forward_with_hidden(classifier, layers, x, *, logits=False):
     """One pass of ``classifier`` (a :class:`~skadv.ProtectedModel`) returning log-probabilities
     (its network's raw output with ``logits=True``) and the outputs of its submodules named in
-    ``layers`` (see :mod:`skadv._layers` for the conventions; thread-safe).
+    ``layers`` (see :mod:`skadv._core._layers` for the conventions; thread-safe).
     """
     forward = classifier.net if logits else classifier
     if not layers:

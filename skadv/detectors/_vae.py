@@ -5,15 +5,10 @@ import numbers
 
 import numpy as np
 import torch
-from sklearn.utils import Bunch
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import nn
 
-from ._base import TrainedDetector
-from ._docs import fill_detector_doc
-from ._skorch import TrainingNet
-from .metrics import loss_by_confidence
+from .._core import Interval, StrOptions, TrainingNet, fill_detector_doc
+from ..base import TrainedDetector
 
 # ----------------------------------------------------------------------------- the VAE
 
@@ -519,61 +514,3 @@ class VAEDetector(TrainedDetector):
 
         out = self._batched(both, X)
         return out[:, 0], out[:, 1]
-
-
-# ----------------------------------------------------------------------------- calibration
-
-
-def calibration_analysis(detector, X, y=None, *, n_bins=10, strategy="uniform"):
-    """Relate a fitted :class:`VAEDetector`'s reconstruction loss to the classifier's confidence.
-
-    Rows are binned by the protected classifier's top probability; the mean VAE
-    reconstruction loss (the ``'reconstruction'`` score type) is reported per bin. Inputs
-    the VAE reconstructs badly — far from the training data — should get low
-    confidence from a well-calibrated classifier; high-confidence bins with large
-    reconstruction loss point to overconfidence off the data manifold.
-
-    Parameters
-    ----------
-    detector : fitted VAEDetector
-    X : array-like of shape (n_samples, n_features)
-    y : array-like of shape (n_samples,), default=None
-        True labels; adds the classifier's accuracy per bin.
-    n_bins : int, default=10
-    strategy : {'uniform', 'quantile'}, default='uniform'
-        Equal-width confidence bins on [0, 1], or bins holding equal numbers of rows.
-
-    Returns
-    -------
-    result : sklearn.utils.Bunch
-        ``bin_edges`` (n_bins + 1,), and per bin ``count``, ``mean_loss``, ``std_loss``,
-        ``mean_confidence`` and ``accuracy`` (None without ``y``) — NaN for empty bins —
-        plus the per-row ``confidence`` and ``reconstruction_loss``.
-
-    Examples
-    --------
-    >>> from sklearn.datasets import load_digits
-    >>> from sklearn.linear_model import LogisticRegression
-    >>> from skadv import VAEDetector, calibration_analysis
-    >>> X, y = load_digits(return_X_y=True)
-    >>> X = X / 16.0
-    >>> clf = LogisticRegression(max_iter=500).fit(X, y)
-    >>> det = VAEDetector(clf, epochs=5, random_state=0).fit(X)
-    >>> result = calibration_analysis(det, X, y, n_bins=5)
-    >>> result.mean_loss.shape, int(result.count.sum())
-    ((5,), 1797)
-    """
-    check_is_fitted(detector)
-    confidence, loss = detector._confidence_and_loss(X)
-    y_correct = None
-    if y is not None:
-        X_valid = detector._validate_predict_input(X)
-        predicted = detector._batched(
-            lambda x: detector._model_log_proba(detector._preprocess(x)).argmax(dim=1), X_valid
-        )
-        y = column_or_1d(np.asarray(y))
-        if y.shape[0] != predicted.shape[0]:
-            raise ValueError(f"X has {predicted.shape[0]} rows but y has {y.shape[0]}.")
-        y_correct = detector._class_labels(predicted.astype(int)) == y
-    binned = loss_by_confidence(confidence, loss, y_correct=y_correct, n_bins=n_bins, strategy=strategy)
-    return Bunch(**binned, confidence=confidence, reconstruction_loss=loss)

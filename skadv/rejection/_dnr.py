@@ -5,27 +5,31 @@ import warnings
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed, parallel_config
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
+from joblib import Parallel, parallel_config
+from sklearn.base import ClassifierMixin, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import KFold, check_cv
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_y, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._base import (
-    OffsetOutlierMixin,
-    TorchEstimatorMixin,
-    check_threshold_perc,
-    fit_atomically,
+from .._core import (
+    AttackSurface,
+    BaseComposition,
+    HasMethods,
+    StrOptions,
+    check_y,
+    fill_torch_estimator_doc,
+    fit_context,
+    forward_capturing,
     resolve_device,
+    resolve_layers,
     torch_seed,
 )
-from ._docs import fill_torch_estimator_doc
-from ._kernel_svm import OneVsAllSVC, kernel_machine_from
-from ._layers import forward_capturing, resolve_layers
+from ..base import TorchEstimatorMixin, check_threshold_perc, fit_atomically
+from ._folds import _LayerFolds, _per_class
+from ._kernels import kernel_machine_from
+from ._one_vs_all import OneVsAllSVC
 
 #: Label that :meth:`DeepNeuralRejection.predict` gives rejected rows.
 REJECT_LABEL = -1
@@ -56,96 +60,16 @@ def capture_layers(net, names, x):
     """Flattened float64 outputs ``(n, d_l)`` of the submodules of ``net`` named in ``names`` for one pass of ``x``.
 
     The forward pass stops once every layer has produced its output (thread-safe; see
-    :mod:`skadv._layers` for the conventions).
+    :mod:`skadv._core._layers` for the conventions).
     """
     return forward_capturing(net, names, x, transform=_flat_float64, need_output=False)[1]
-
-
-# ----------------------------------------------------------------------------- joblib tasks
-
-
-def _per_class(scores, n_classes):
-    """Decision values as ``(n, n_classes)``: a binary 1-column score ``d`` becomes ``[-d, d]``."""
-    if scores.ndim == 1 or scores.shape[1] == 1:
-        scores = scores.reshape(-1, 1)
-        if n_classes == 2:
-            return torch.cat([-scores, scores], 1) if torch.is_tensor(scores) else np.hstack([-scores, scores])
-    return scores
-
-
-def _fold_scores(present, raw_scores, n_test, n_classes):
-    """Per-class scores ``(n_test, n_classes)`` of a fold whose classifier knows ``present``.
-
-    A class absent from the training fold scores -1 (beyond the negative margin); a fold
-    with a single class (no classifier, ``raw_scores`` None) scores +1 for it.
-    """
-    scores = np.full((n_test, n_classes), -1.0)
-    if raw_scores is None:
-        scores[:, present] = 1.0
-    else:
-        scores[:, present] = _per_class(np.asarray(raw_scores, dtype=np.float64), len(present))
-    return scores
-
-
-def _fit_clone(estimator, features, y):
-    return clone(estimator).fit(features, y)
-
-
-def _clone_decisions(estimator, features, y, train, test):
-    """Decision values of ``features[test]`` by a clone fitted on ``features[train]`` (None: one class)."""
-    if len(np.unique(y[train])) < 2:
-        return None
-    return clone(estimator).fit(features[train], y[train]).decision_function(features[test])
-
-
-class _LayerFolds:
-    """Joblib tasks fitting one layer's classifier on every fold and on all rows.
-
-    The generic version fits clones of any classifier (on float64 features); a
-    :class:`OneVsAllSVC` goes through :class:`~skadv._kernel_svm.OneVsAllFits` (the
-    folds share one kernel matrix), a :class:`NystroemOneVsAll` through
-    :class:`~skadv._kernel_svm.NystroemFits` (the folds share its features).
-    """
-
-    def __init__(self, template, features, y, n_classes, folds, device):
-        self.y, self.n_classes, self.folds = y, n_classes, folds
-        if hasattr(template, "_fold_fits"):  # OneVsAllSVC, NystroemOneVsAll
-            all_rows = np.arange(len(y))
-            self.fits = template._fold_fits(features, y, n_classes, [*folds, (all_rows, None)], device=device)
-        else:
-            self.fits = None
-            self.template, self.features = template, features
-
-    def tasks(self):
-        if self.fits is not None:
-            yield from self.fits.tasks()
-            return
-        features = self.features.astype(np.float64)
-        for train, test in self.folds:
-            yield delayed(_clone_decisions)(self.template, features, self.y, train, test)
-        yield delayed(_fit_clone)(self.template, features, self.y)
-
-    def collect(self, results):
-        """``(estimator on all rows, [(test, scores)] per fold, whether a fold lacked a class)``."""
-        if self.fits is not None:
-            *fold_fits, (estimator, _) = self.fits.collect(results)
-            raw = [scores for _, scores in fold_fits]
-        else:
-            raw = [next(results) for _ in self.folds]
-            estimator = next(results)
-        out, incomplete = [], False
-        for (train, test), raw_scores in zip(self.folds, raw):
-            present = np.unique(self.y[train])
-            incomplete |= len(present) < self.n_classes
-            out.append((test, _fold_scores(present, raw_scores, len(test), self.n_classes)))
-        return estimator, out, incomplete
 
 
 # ----------------------------------------------------------------------------- the estimator
 
 
 @fill_torch_estimator_doc
-class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition):
+class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition):
     """Deep Neural Rejection: a classifier that rejects inputs far from what its layers know.
 
     The protected network's chosen hidden layers are read with forward hooks. On each
@@ -234,7 +158,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
         Combiner fitted on the out-of-fold layer scores.
     kernel_net_ : nn.Module
         Torch evaluation of the layer SVMs and the combiner (``layers`` holds an
-        :class:`~skadv._kernel_svm.RBFKernelMachine` per convertible layer classifier
+        :class:`~skadv.rejection._kernels.RBFKernelMachine` per convertible layer classifier
         keyed by its index, ``combiner`` one for the combiner; others run through their
         ``decision_function`` without gradients).
     model_ : ProtectedModel
@@ -422,7 +346,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
         return specs
 
     # -- fit ------------------------------------------------------------------
-    @_fit_context(prefer_skip_nested_validation=False)
+    @fit_context(prefer_skip_nested_validation=False)
     @fit_atomically
     def fit(self, X, y):
         """Fit the layer SVMs, the combiner on their out-of-fold scores, then refit the layers.
@@ -450,7 +374,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
         elif y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         else:
-            y = _check_y(y, estimator=self)
+            y = check_y(y, estimator=self)
             if len(y) != X.shape[0]:
                 raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)} labels.")
             check_classification_targets(y)
@@ -612,8 +536,6 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
 
     def _attack_surface(self, threshold):
         """The attack surface rejecting rows whose highest class score is below ``threshold``."""
-        from ._surface import AttackSurface
-
         if self.kernel_net_.combiner is None or len(self.kernel_net_.layers) < len(self.layer_estimators_):
             raise ValueError(
                 "Gradients need every layer classifier and the combiner to be RBF SVMs "
@@ -789,6 +711,8 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
         detector : DNRDetector
             Fitted detector wrapping this estimator (frozen, so ``clone`` keeps it).
         """
+        from ._dnr_detector import DNRDetector
+
         check_is_fitted(self)
         return DNRDetector(FrozenEstimator(self)).fit(None)
 
@@ -796,154 +720,3 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, _BaseComposition
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
-
-
-class DNRDetector(OffsetOutlierMixin, BaseEstimator):
-    """Outlier-detector view of :class:`DeepNeuralRejection`: accepted +1, rejected -1.
-
-    ``score_samples`` is the DNR's highest class score (higher = more normal),
-    ``decision_function`` that score minus ``offset_``, and ``predict`` -1 for rejected
-    rows, so the detector slots into detection metrics and pipelines.
-
-    Parameters
-    ----------
-    estimator : DeepNeuralRejection or FrozenEstimator of a fitted one
-        An unfitted DNR is fitted in :meth:`fit`: on ``(X, y)``, or, without ``y``, on
-        the network's own predictions for ``X`` as labels. A fitted one wrapped in
-        :class:`sklearn.frozen.FrozenEstimator` is used as is (never modified);
-        :meth:`DeepNeuralRejection.as_detector` builds that. Scoring runs in the DNR's
-        batches (its ``inference_batch_size``).
-    contamination : float in (0, 0.5], default=0.05
-        Used only when the DNR has no ``threshold`` (None): ``fit`` then sets
-        ``offset_`` to flag this share of the training rows, as the other detectors'
-        ``contamination`` does. A DNR ``threshold`` overrides it, as a detector's
-        ``threshold`` overrides its ``contamination``.
-
-    Attributes
-    ----------
-    estimator_ : DeepNeuralRejection or FrozenEstimator
-    offset_ : float
-        Rows whose score is strictly below it are flagged: the DNR's threshold, else the
-        ``contamination`` percentile of the training scores (``-inf``, nothing flagged,
-        for a frozen DNR without threshold fitted on ``X=None``); or the value
-        :meth:`infer_threshold` set.
-    threshold_ : float
-        Equal to ``offset_`` (DNR's threshold is on the class score; the other
-        detectors' ``threshold_`` is on the adversarial score, ``-offset_``).
-    n_features_in_ : int
-
-    Examples
-    --------
-    >>> import torch
-    >>> from torch import nn
-    >>> from sklearn.datasets import load_digits
-    >>> from skadv import DeepNeuralRejection, DNRDetector
-    >>> X, y = load_digits(return_X_y=True)
-    >>> _ = torch.manual_seed(0)  # an untrained network: its predictions must cover 2+ classes
-    >>> net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    >>> det = DNRDetector(DeepNeuralRejection(net, layers=["1"], random_state=0))
-    >>> det = det.fit(X[:300] / 16)  # labels: the network's own predictions
-    >>> det = det.infer_threshold(X[300:400] / 16, threshold_perc=90)
-    >>> int((det.predict(X[300:400] / 16) == -1).sum())
-    10
-    """
-
-    _parameter_constraints = {
-        "estimator": [HasMethods(["fit", "score_samples"])],
-        "contamination": [Interval(numbers.Real, 0, 0.5, closed="right")],
-    }
-
-    def __init__(self, estimator=None, *, contamination=0.05):
-        self.estimator = estimator
-        self.contamination = contamination
-
-    @_fit_context(prefer_skip_nested_validation=False)
-    @fit_atomically
-    def fit(self, X, y=None):
-        """Fit the wrapped DNR, or adopt a frozen fitted one (``X``, ``y`` ignored).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or None
-        y : array-like of shape (n_samples,), default=None
-            Class labels. None fits a :class:`DeepNeuralRejection` on the network's own
-            predictions for ``X`` (the clean data a detector learns from).
-
-        Returns
-        -------
-        self : object
-        """
-        estimator = clone(self.estimator)
-        if isinstance(estimator, FrozenEstimator) or y is not None:
-            estimator.fit(X, y)
-        elif isinstance(estimator, DeepNeuralRejection):
-            estimator._validate_params()
-            estimator._fit(X, None, labels_from_model=True)
-        else:
-            raise ValueError(
-                f"DNRDetector cannot fit {type(estimator).__name__} without class labels y: pass y, or wrap "
-                "a fitted one in sklearn.frozen.FrozenEstimator (DeepNeuralRejection.as_detector())."
-            )
-        self.estimator_ = estimator
-        rejector = self._rejector()
-        self.n_features_in_ = rejector.n_features_in_
-        if rejector.threshold is None and X is not None:
-            self.offset_ = _accepting_score(self.score_samples(X), 100.0 * (1.0 - self.contamination))
-        else:
-            self.offset_ = rejector._threshold_value()
-        return self
-
-    def _rejector(self):
-        estimator = self.estimator_
-        return estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
-
-    @property
-    def threshold_(self):
-        """Equal to ``offset_``: flagged rows score strictly below it."""
-        check_is_fitted(self)
-        return self.offset_
-
-    def infer_threshold(self, X, threshold_perc=95):
-        """Set ``offset_`` so that ``threshold_perc`` percent of clean ``X`` is accepted.
-
-        The detectors' call: ``offset_`` becomes the ``100 - threshold_perc`` percentile
-        of :meth:`score_samples` on ``X``. The wrapped DNR is not modified.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Clean data, ideally held out from training.
-        threshold_perc : float in [0, 100], default=95
-            Share of ``X`` to accept, in percent. A value in (0, 1] warns.
-
-        Returns
-        -------
-        self : object
-        """
-        check_threshold_perc(threshold_perc)
-        self.offset_ = _accepting_score(self.score_samples(X), threshold_perc)
-        return self
-
-    def score_samples(self, X):
-        """The DNR's highest class score of each row (higher = more normal).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,), float64
-        """
-        check_is_fitted(self)
-        return self._rejector().score_samples(X)
-
-    def attack_surface(self):
-        """The wrapped DNR's attack surface (see :meth:`DeepNeuralRejection.attack_surface`) at ``offset_``.
-
-        Returns
-        -------
-        surface : skadv.utils.AttackSurface
-        """
-        check_is_fitted(self)
-        return self._rejector()._attack_surface(self.offset_)

@@ -1,0 +1,300 @@
+"""RBF kernels: blockwise squared distances, gamma, and kernel machines as torch modules.
+
+:class:`RBFKernelMachine` evaluates a one-vs-all kernel expansion (``OneVsAllSVC``,
+``NystroemOneVsAll``, or scikit-learn's RBF ``SVC`` and ``OneVsRestClassifier(SVC)``)
+as a differentiable torch computation; :func:`kernel_machine_from` builds it from a
+fitted estimator. ``_KernelExpansionMixin`` is the estimator side those classifiers
+share: ``fit`` through their fold fitter and ``rbf(X, support_vectors_) @ dual_coef_ + intercept_``.
+"""
+
+import numpy as np
+import torch
+from joblib import Parallel
+from sklearn.metrics.pairwise import rbf_kernel
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.svm import SVC
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
+
+from .._core import fit_context, is_fitted_attribute, svc_gamma
+
+# Float64 values per block of rows in squared_distances (128 MB): bounds its temporaries.
+_BLOCK_VALUES = 2**24
+
+
+# ----------------------------------------------------------------------------- kernels
+
+
+def squared_distances(X, Y=None, *, device="cpu", dtype=torch.float64):
+    """Squared Euclidean distances ``||x_i - y_j||^2`` as a float64 numpy array ``(n, m)``.
+
+    Computed in torch in float64 (``||x||^2 + ||y||^2 - 2 x.y``, the product one GEMM per
+    block of rows) on ``device``, block by block so that only the output is large. ``X``
+    and ``Y`` may be float32: blocks are cast on the device, never the whole matrix. With
+    ``Y`` None the result is symmetric: only the upper blocks are computed (half the
+    work) and the diagonal is exactly zero, as in scikit-learn's ``euclidean_distances``.
+    ``dtype=torch.float32`` computes in float32 (twice as fast, for approximations).
+    """
+    symmetric = Y is None
+    x_all = torch.from_numpy(np.ascontiguousarray(X))
+    y_all = x_all if symmetric else torch.from_numpy(np.ascontiguousarray(Y))
+    n, m = x_all.shape[0], y_all.shape[0]
+    block = int(min(max(_BLOCK_VALUES // max(x_all.shape[1], 1), 64), 8192))
+    out = np.empty((n, m), dtype=np.float64)
+    out_t = torch.from_numpy(out)
+
+    def rows(tensor, start):
+        chunk = tensor[start : start + block].to(device=device, dtype=dtype)
+        return chunk, (chunk * chunk).sum(dim=1)
+
+    for i in range(0, n, block):
+        xi, xi_sq = rows(x_all, i)
+        for j in range(i if symmetric else 0, m, block):
+            yj, yj_sq = (xi, xi_sq) if symmetric and j == i else rows(y_all, j)
+            tile = torch.addmm(yj_sq, xi, yj.T, alpha=-2.0).add_(xi_sq[:, None]).clamp_min_(0.0).cpu()
+            out_t[i : i + block, j : j + block] = tile
+            if symmetric and j != i:
+                out_t[j : j + block, i : i + block] = tile.T
+    if symmetric:
+        np.fill_diagonal(out, 0.0)
+    return out
+
+
+def _variance(row_sums, row_sq_sums, rows, n_features):
+    """Variance of all values in ``X[rows]`` from per-row sums (no copy of the rows)."""
+    count = len(rows) * n_features
+    mean = row_sums[rows].sum() / count
+    return max(row_sq_sums[rows].sum() / count - mean * mean, 0.0)
+
+
+def _resolve_gamma(gamma, X, row_sums, row_sq_sums, rows):
+    """The RBF coefficient of ``X[rows]``: 'scale' is ``1 / (n_features * var)``, 'auto' ``1 / n_features``."""
+    if gamma == "scale":
+        variance = _variance(row_sums, row_sq_sums, rows, X.shape[1])
+        return 1.0 / (X.shape[1] * variance) if variance != 0 else 1.0
+    if gamma == "auto":
+        return 1.0 / X.shape[1]
+    return float(gamma)
+
+
+class _KernelExpansionMixin:
+    """``fit`` through ``_fold_fits``; scores ``rbf(X, support_vectors_) @ dual_coef_ + intercept_``.
+
+    Fitted attributes: ``support_vectors_``, ``dual_coef_`` (one column per output),
+    ``intercept_``, ``gamma_``, ``classes_``. :func:`kernel_machine_from` turns such an
+    estimator into an :class:`RBFKernelMachine`.
+    """
+
+    @fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Fit the one-vs-all classifiers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels (at least two classes).
+
+        Returns
+        -------
+        self : object
+        """
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
+        check_classification_targets(y)
+        classes, y_encoded = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes in the data, but the "
+                f"data contains only 1 class: {classes[0]!r}."
+            )
+        fits = self._fold_fits(X, y_encoded, len(classes), [(np.arange(X.shape[0]), None)])
+        results = Parallel(n_jobs=getattr(self, "n_jobs", None), prefer="threads")(fits.tasks())
+        ((fitted, _),) = fits.collect(iter(results))
+        self.__dict__.update({k: v for k, v in vars(fitted).items() if is_fitted_attribute(k)})
+        self.classes_ = classes
+        return self
+
+    def decision_function(self, X):
+        """Score of each class: the binary SVC of that class against the rest.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_classes), or (n_samples,) for two classes
+            For two classes, the score of ``classes_[1]`` (that of ``classes_[0]`` is its
+            negative).
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        scores = rbf_kernel(X, self.support_vectors_, gamma=self.gamma_) @ self.dual_coef_ + self.intercept_
+        return scores[:, 0] if scores.shape[1] == 1 else scores
+
+    def predict(self, X):
+        """Class with the highest one-vs-all score.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+        """
+        scores = self.decision_function(X)
+        index = (scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(axis=1)
+        return self.classes_[index]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags
+
+
+class RBFKernelMachine(nn.Module):
+    """Affine functions of RBF kernel values over one shared support-vector set.
+
+    ``forward(z) = exp(-gamma * ||z - sv||^2) @ dual_coef + intercept``: all outputs
+    (classes) of a one-vs-all SVM in one kernel matrix and one matrix product,
+    differentiable with respect to ``z``. The weights are stored in float64;
+    ``forward(z, dtype=torch.float32)`` computes in float32 (weights cast once and
+    cached per device), about twice as fast on CPUs, and returns float64.
+
+    Parameters
+    ----------
+    support_vectors : array of shape (n_SV, n_features)
+    dual_coef : array of shape (n_SV, n_outputs)
+    intercept : array of shape (n_outputs,)
+    gamma : float
+    """
+
+    def __init__(self, support_vectors, dual_coef, intercept, gamma):
+        super().__init__()
+        support_vectors = torch.as_tensor(np.asarray(support_vectors, dtype=np.float64))
+        self.register_buffer("support_vectors", support_vectors)
+        self.register_buffer("support_sq_norms", (support_vectors * support_vectors).sum(dim=1))
+        self.register_buffer("dual_coef", torch.as_tensor(np.asarray(dual_coef, dtype=np.float64)))
+        self.register_buffer("intercept", torch.as_tensor(np.asarray(intercept, dtype=np.float64)))
+        self.gamma = float(gamma)
+        self._cast_cache = {}
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_cast_cache"] = {}
+        return state
+
+    def __setstate__(self, state):
+        state.setdefault("_cast_cache", {})
+        super().__setstate__(state)
+
+    def _weights(self, dtype):
+        weights = (self.support_vectors, self.support_sq_norms, self.dual_coef, self.intercept)
+        if dtype == torch.float64:
+            return weights
+        key = (dtype, self.support_vectors.device)
+        if key not in self._cast_cache:
+            self._cast_cache.clear()  # weights moved to another device: drop the old copies
+            # Normal tensors even when first called under inference mode, so that later
+            # calls with gradients (attacks) can use them.
+            with torch.inference_mode(False), torch.no_grad():
+                self._cast_cache[key] = tuple(w.to(dtype, copy=True) for w in weights)
+        return self._cast_cache[key]
+
+    def forward(self, z, dtype=torch.float64):
+        support_vectors, support_sq_norms, dual_coef, intercept = self._weights(dtype)
+        z = z.to(dtype)
+        # -gamma * ||z - sv||^2 = 2 gamma z.sv - gamma ||sv||^2 - gamma ||z||^2: the first two
+        # terms are one addmm; the last, the clamp (rounding can make distances negative)
+        # and exp are one more pass over the (n, n_SV) matrix, in place at inference.
+        exponent = torch.addmm(support_sq_norms, z, support_vectors.T, beta=-self.gamma, alpha=2.0 * self.gamma)
+        if torch.is_grad_enabled() and z.requires_grad:
+            kernel = torch.exp((exponent - self.gamma * (z * z).sum(dim=1, keepdim=True)).clamp_max(0.0))
+        else:  # inference: no (n, d) temporary
+            z_term = torch.linalg.vector_norm(z, dim=1, keepdim=True).square_().mul_(self.gamma)
+            kernel = exponent.sub_(z_term).clamp_max_(0.0).exp_()
+        return torch.addmm(intercept, kernel, dual_coef).to(torch.float64)
+
+    def log_ratio(self, z, offset):
+        """Per output, ``log(P + (b - offset)_+) - log(N + (offset - b)_+)``, float64.
+
+        ``P`` and ``N`` are the parts of the kernel expansion with positive and
+        negative dual coefficients (``forward(z) = b + P - N``), so the value has
+        the sign of ``forward(z) - offset``. Computed in the log domain
+        (log-sum-exp of ``-gamma * ||z - sv||^2 + log |dual_coef|``), it stays
+        well scaled where every kernel value is tiny and ``forward`` is flat (at
+        the intercepts): its gradient pulls towards the nearest support vectors
+        of positive weight instead of vanishing with them.
+
+        Parameters
+        ----------
+        z : tensor of shape (n, n_features)
+        offset : float
+            Finite level compared with each output.
+
+        Returns
+        -------
+        log_ratio : tensor of shape (n, n_outputs), float64
+        """
+        support_vectors, support_sq_norms, dual_coef, intercept = self._weights(torch.float64)
+        z = z.to(torch.float64)
+        exponent = torch.addmm(support_sq_norms, z, support_vectors.T, beta=-self.gamma, alpha=2.0 * self.gamma)
+        exponent = (exponent - self.gamma * (z * z).sum(dim=1, keepdim=True)).clamp_max(0.0)
+        # Kernel values relative to the row's nearest support vector (the largest is 1): two
+        # matrix products instead of a log-sum-exp per output. A part underflows only when all
+        # its support vectors are farther than the nearest one by gamma * d^2 > ~700.
+        shift = exponent.detach().amax(dim=1, keepdim=True)
+        kernel = torch.exp(exponent - shift)
+        # Non-positive terms count as the smallest normal float (not 0): every log stays finite,
+        # so no gradient is NaN, and the value moves by ~1e-308.
+        tiny = torch.finfo(torch.float64).tiny
+        gap = intercept - offset
+
+        def log_part(weights, constant):
+            log_sum = torch.log((kernel @ weights.clamp_min(0.0)).clamp_min(tiny)) + shift
+            return torch.logaddexp(log_sum, constant.clamp_min(tiny).log())
+
+        return log_part(dual_coef, gap) - log_part(-dual_coef, -gap)
+
+
+def _is_rbf_svc(estimator):
+    return (
+        isinstance(estimator, SVC)
+        and estimator.kernel == "rbf"
+        and hasattr(estimator, "support_vectors_")
+        and len(estimator.classes_) == 2
+    )
+
+
+def kernel_machine_from(estimator):
+    """:class:`RBFKernelMachine` equal to a fitted estimator's ``decision_function``, or None.
+
+    Supported: :class:`OneVsAllSVC`, :class:`NystroemOneVsAll`, a binary RBF :class:`~sklearn.svm.SVC`, and
+    :class:`~sklearn.multiclass.OneVsRestClassifier` over binary RBF SVCs. The machine
+    returns 2-D scores (one column for binary problems).
+    """
+    if isinstance(estimator, _KernelExpansionMixin):
+        return RBFKernelMachine(
+            estimator.support_vectors_, estimator.dual_coef_, estimator.intercept_, estimator.gamma_
+        )
+    if _is_rbf_svc(estimator):
+        return RBFKernelMachine(
+            estimator.support_vectors_, estimator.dual_coef_.T, estimator.intercept_, svc_gamma(estimator)
+        )
+    if isinstance(estimator, OneVsRestClassifier) and all(_is_rbf_svc(e) for e in estimator.estimators_):
+        gammas = {svc_gamma(e) for e in estimator.estimators_}
+        if len(gammas) != 1:
+            return None
+        # All binary SVCs were trained on the same rows: merge their supports by row index.
+        support = np.unique(np.concatenate([e.support_ for e in estimator.estimators_]))
+        support_vectors = np.empty((len(support), estimator.estimators_[0].support_vectors_.shape[1]))
+        dual_coef = np.zeros((len(support), len(estimator.estimators_)))
+        for k, e in enumerate(estimator.estimators_):
+            rows = np.searchsorted(support, e.support_)
+            support_vectors[rows] = e.support_vectors_
+            dual_coef[rows, k] = e.dual_coef_[0]
+        intercept = np.array([e.intercept_[0] for e in estimator.estimators_])
+        return RBFKernelMachine(support_vectors, dual_coef, intercept, gammas.pop())
+    return None

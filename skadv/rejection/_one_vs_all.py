@@ -1,0 +1,268 @@
+"""One-vs-all RBF support vector machines with a shared support-vector set.
+
+:class:`OneVsAllSVC` trains one binary RBF SVC per class (class k against the rest).
+Unlike scikit-learn's one-vs-one ``SVC``, every class score is an affine function of
+kernel values, so it decays to the intercept far from the training data: the
+"compact abating probability" property Deep Neural Rejection relies on. The binary
+problems share one precomputed kernel matrix, and the fitted model keeps the union of
+their support vectors with a dual-coefficient matrix (one column per class), so a
+decision is one kernel matrix and one matrix product.
+"""
+
+import numbers
+
+import numpy as np
+from joblib import delayed
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.svm import SVC
+
+from .._core import Interval, StrOptions
+from ._kernels import _KernelExpansionMixin, _resolve_gamma, squared_distances
+
+
+def _fit_binary(matrix, target, test_matrix, svc_params):
+    """One binary SVC: its support, dual coefficients, intercept, iterations and test scores."""
+    svc = SVC(**svc_params).fit(matrix, target)
+    test_scores = None if test_matrix is None else svc.decision_function(test_matrix)
+    return svc.support_, svc.dual_coef_[0], svc.intercept_[0], svc.n_iter_[0], test_scores
+
+
+class OneVsAllFits:
+    """The binary problems of a :class:`OneVsAllSVC` on several row subsets of one ``X``.
+
+    For every subset ``(train, test)`` (e.g. the folds of a cross-validation, and all
+    rows) the one-vs-all problems of ``train`` are fitted and, when ``test`` is given,
+    their decision values on ``test`` computed. With a precomputed kernel, the squared
+    distances of all rows are computed once (:func:`squared_distances`) and every subset
+    takes its train x train and test x train kernels as slices of it, so no kernel
+    entry is computed twice and the features are never copied; otherwise each subset's
+    rows are handed to libsvm, which computes the RBF kernel itself (with its cache).
+
+    :meth:`tasks` yields the joblib calls (one per subset and class) lazily: a subset's
+    kernel exists only while its problems are queued or running, and the distance matrix
+    only until the last subset is queued. :meth:`collect` assembles their results.
+
+    Parameters
+    ----------
+    estimator : OneVsAllSVC
+        Unfitted template (its ``C``, ``gamma``, ``tol``, ``max_iter``, ``cache_size``,
+        ``precompute_kernel`` and ``max_precomputed_mb``).
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+    y : ndarray of shape (n_samples,) of int
+        Encoded labels in ``range(n_classes)``.
+    n_classes : int
+    subsets : list of (train, test) index arrays; test may be None
+        Subsets with a test part come first; a last subset without one may be all rows.
+    device : str, default='cpu'
+        Device of the distance computation.
+    """
+
+    def __init__(self, estimator, X, y, n_classes, subsets, *, device="cpu"):
+        self.estimator = estimator
+        self.X, self.y, self.n_classes, self.subsets, self.device = X, y, n_classes, subsets, device
+        self.precompute = estimator._precomputes(X.shape[0])
+        self._row_sums = X.sum(axis=1, dtype=np.float64)
+        self._row_sq_sums = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+        self.gammas = [self._gamma(train) for train, _ in subsets]
+
+    def _gamma(self, train):
+        return _resolve_gamma(self.estimator.gamma, self.X, self._row_sums, self._row_sq_sums, train)
+
+    def _svc_params(self, gamma):
+        e = self.estimator
+        return {
+            "kernel": "precomputed" if self.precompute else "rbf",
+            "C": e.C, "gamma": gamma, "tol": e.tol, "max_iter": e.max_iter, "cache_size": e.cache_size,
+        }
+
+    def _present(self, train):
+        """Classes present in ``train`` and the one-vs-all targets to fit (one for two classes)."""
+        present = np.unique(self.y[train])
+        if len(present) == 2:
+            return present, [present[1:]]
+        return present, [[k] for k in present] if len(present) > 2 else []
+
+    def tasks(self):
+        """Generator of ``delayed(_fit_binary)`` calls, subset by subset, class by class."""
+        sq_dist = squared_distances(self.X, device=self.device) if self.precompute else None
+        last = len(self.subsets) - 1
+        for index, ((train, test), gamma) in enumerate(zip(self.subsets, self.gammas)):
+            _, targets = self._present(train)
+            if not targets:
+                continue
+            if self.precompute:
+                in_place = index == last and test is None and len(train) == self.X.shape[0] and np.array_equal(
+                    train, np.arange(len(train))
+                )
+                # The last subset over all rows turns the distances into its kernel in place.
+                matrix = sq_dist if in_place else sq_dist[np.ix_(train, train)]
+                matrix = np.exp(np.multiply(matrix, -gamma, out=matrix), out=matrix)
+                test_matrix = None
+                if test is not None:
+                    test_matrix = sq_dist[np.ix_(test, train)]
+                    test_matrix = np.exp(np.multiply(test_matrix, -gamma, out=test_matrix), out=test_matrix)
+            else:
+                matrix = self.X[train].astype(np.float64)
+                test_matrix = None if test is None else self.X[test].astype(np.float64)
+            labels = self.y[train]
+            for classes in targets:
+                yield delayed(_fit_binary)(matrix, np.isin(labels, classes), test_matrix, self._svc_params(gamma))
+            del matrix, test_matrix
+            if index == last:
+                sq_dist = None
+
+    def collect(self, results):
+        """Consume this object's results from the iterator ``results``.
+
+        Returns
+        -------
+        fitted : list of (OneVsAllSVC or None, ndarray or None) per subset
+            The estimator fitted on the subset's train rows (classes ``present``, None
+            when fewer than two classes are present) and its decision values on the test
+            rows, shaped ``(n_test, n_outputs)``.
+        """
+        fitted = []
+        for (train, test), gamma in zip(self.subsets, self.gammas):
+            present, targets = self._present(train)
+            if not targets:
+                fitted.append((None, None))
+                continue
+            parts = [next(results) for _ in targets]
+            estimator = clone(self.estimator)
+            estimator._set_fitted(self.X, train, present, gamma, parts)
+            scores = None if test is None else np.column_stack([p[4] for p in parts])
+            fitted.append((estimator, scores))
+        return fitted
+
+
+class OneVsAllSVC(_KernelExpansionMixin, ClassifierMixin, BaseEstimator):
+    """One-vs-all RBF support vector classifier.
+
+    One binary RBF SVC (libsvm, through :class:`sklearn.svm.SVC`) is trained per class,
+    class k against all others. The score of class k is
+    ``sum_j dual_coef_[j, k] * exp(-gamma_ * ||x - support_vectors_[j]||^2) + intercept_[k]``:
+    it falls to ``intercept_[k]`` away from the training data. This is the per-layer and
+    combiner classifier of :class:`~skadv.DeepNeuralRejection` and matches
+    ``OneVsRestClassifier(SVC(kernel="rbf"))`` while fitting faster (the binary problems
+    share one kernel matrix) and predicting faster (one kernel matrix over the union of
+    support vectors).
+
+    Parameters
+    ----------
+    C : float, default=1.0
+        Regularisation parameter of every binary SVC.
+    gamma : {'scale', 'auto'} or float, default='scale'
+        RBF kernel coefficient; 'scale' is ``1 / (n_features * X.var())`` and 'auto'
+        ``1 / n_features``, as in :class:`sklearn.svm.SVC`.
+    tol : float, default=1e-3
+        Stopping tolerance of libsvm.
+    max_iter : int, default=-1
+        Iteration limit of libsvm per binary problem; -1 means none.
+    cache_size : float, default=200
+        libsvm's kernel cache in MB (used when the kernel is not precomputed).
+    precompute_kernel : bool or 'auto', default='auto'
+        Compute the training kernel matrix once (in torch, float64) and share it
+        between the binary problems. 'auto' does so when the ``(n_samples, n_samples)``
+        float64 matrix fits in ``max_precomputed_mb``; otherwise libsvm computes kernel
+        values itself, keeping the most recent in its ``cache_size`` cache.
+    max_precomputed_mb : float, default=1024
+        Memory budget of the precomputed kernel matrix for 'auto' (1024 MB holds
+        11 585 rows). Under :class:`~skadv.DeepNeuralRejection` the budget holds per
+        layer, and the folds' kernels are slices of the layer's matrix.
+    n_jobs : int, default=None
+        Number of joblib jobs fitting the binary problems (threads by default: libsvm
+        releases the GIL, so the jobs share the kernel matrix without copies). None
+        means 1 unless in a ``joblib.parallel_config`` context. The fitted model does
+        not depend on it.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    support_ : ndarray of shape (n_SV,)
+        Training-row indices of the support vectors of any binary problem.
+    support_vectors_ : ndarray of shape (n_SV, n_features)
+    dual_coef_ : ndarray of shape (n_SV, n_outputs)
+        Signed dual coefficients; column k scores class k (``n_outputs`` is 1 for two
+        classes, where the single column scores ``classes_[1]``).
+    intercept_ : ndarray of shape (n_outputs,)
+    n_support_ : ndarray of shape (n_outputs,)
+        Number of support vectors of each binary problem.
+    gamma_ : float
+        The RBF coefficient used.
+    n_iter_ : ndarray of shape (n_outputs,)
+        libsvm iterations of each binary problem.
+    n_features_in_ : int
+
+    See Also
+    --------
+    sklearn.multiclass.OneVsRestClassifier : the generic one-vs-rest meta-estimator.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from skadv import OneVsAllSVC
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = OneVsAllSVC(C=10).fit(X, y)
+    >>> clf.decision_function(X[:2]).shape
+    (2, 3)
+    >>> float(clf.score(X, y)) > 0.95
+    True
+    """
+
+    _parameter_constraints = {
+        "C": [Interval(numbers.Real, 0, None, closed="neither")],
+        "gamma": [StrOptions({"scale", "auto"}), Interval(numbers.Real, 0, None, closed="neither")],
+        "tol": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_iter": [Interval(numbers.Integral, -1, None, closed="left")],
+        "cache_size": [Interval(numbers.Real, 0, None, closed="neither")],
+        "precompute_kernel": ["boolean", StrOptions({"auto"})],
+        "max_precomputed_mb": [Interval(numbers.Real, 0, None, closed="left")],
+        "n_jobs": [numbers.Integral, None],
+    }
+
+    def __init__(
+        self,
+        C=1.0,
+        *,
+        gamma="scale",
+        tol=1e-3,
+        max_iter=-1,
+        cache_size=200,
+        precompute_kernel="auto",
+        max_precomputed_mb=1024,
+        n_jobs=None,
+    ):
+        self.C = C
+        self.gamma = gamma
+        self.tol = tol
+        self.max_iter = max_iter
+        self.cache_size = cache_size
+        self.precompute_kernel = precompute_kernel
+        self.max_precomputed_mb = max_precomputed_mb
+        self.n_jobs = n_jobs
+
+    def _fold_fits(self, X, y, n_classes, subsets, device="cpu"):
+        """The fitter of this estimator on several row subsets of ``X`` (see :class:`OneVsAllFits`)."""
+        return OneVsAllFits(self, X, y, n_classes, subsets, device=device)
+
+    def _precomputes(self, n_samples):
+        """Whether the kernel matrix of ``n_samples`` training rows is precomputed."""
+        if self.precompute_kernel == "auto":
+            return 8.0 * n_samples * n_samples <= self.max_precomputed_mb * 2**20
+        return bool(self.precompute_kernel)
+
+    def _set_fitted(self, X, rows, classes, gamma, parts):
+        """Fitted attributes from the binary problems ``parts`` solved on ``X[rows]``."""
+        supports = [p[0] for p in parts]
+        self.classes_ = np.asarray(classes)
+        self.gamma_ = float(gamma)
+        self.support_ = np.unique(np.concatenate(supports))
+        self.dual_coef_ = np.zeros((len(self.support_), len(parts)))
+        for k, (support, part) in enumerate(zip(supports, parts)):
+            self.dual_coef_[np.searchsorted(self.support_, support), k] = part[1]
+        self.support_vectors_ = X[rows[self.support_]].astype(np.float64)
+        self.intercept_ = np.asarray([p[2] for p in parts], dtype=np.float64)
+        self.n_support_ = np.array([len(s) for s in supports])
+        self.n_iter_ = np.asarray([p[3] for p in parts])
+        self.n_features_in_ = X.shape[1]
+        return self

@@ -9,7 +9,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils import Bunch, check_random_state
 
 from ..utils import resolve_attack_surface
-from . import _bootstrap
+from ._bootstrap import bootstrap_counts, combine_seeds, interval
 from ._measures import better_direction, detector_measures
 from ._protocol import (
     Progress,
@@ -433,7 +433,7 @@ def evaluate(
         run_eps = adaptive_eps if n_adaptive else []
         progress.stage(f"seed {seed}: scoring" + (f", and AutoAttack at eps {', '.join(f'{e:g}' for e in run_eps)} "
                                                   f"on {n_adaptive} test rows per detector" if run_eps else ""))
-        counts = _bootstrap.bootstrap_counts(len(X_test), n_bootstrap, seed)
+        counts = bootstrap_counts(len(X_test), n_bootstrap, seed)
         measures = {}
         jobs = [(name, eps_i) for name in fitted for eps_i in [None, *run_eps]]
         obs, adaptive_rows = {}, {}
@@ -511,7 +511,7 @@ def _summarise(per_seed, seeds, seconds, checks, n_bootstrap, confidence):
             reps = [run.measures[name][metric][1] if metric in run.measures[name] else np.full(n_bootstrap, np.nan)
                     for run in per_seed]
             # The same generator state for every (detector, metric): the seed draws pair up across detectors.
-            combined[name, metric] = _bootstrap.combine_seeds(values, np.stack(reps), n_bootstrap, seeds[0])
+            combined[name, metric] = combine_seeds(values, np.stack(reps), n_bootstrap, seeds[0])
     records = []
     for name in names:
         entries = seconds[name]
@@ -524,7 +524,7 @@ def _summarise(per_seed, seeds, seconds, checks, n_bootstrap, confidence):
         }
         for metric in metrics:
             value, reps = combined[name, metric]
-            lo, hi = _bootstrap.interval(value, reps, confidence)
+            lo, hi = interval(value, reps, confidence)
             record[metric], record[f"{metric}_lo"], record[f"{metric}_hi"] = value, lo, hi
             record[f"{metric}_vs_msp"] = _compare(reps, combined[BASELINE, metric][1], metric, confidence) \
                 if name != BASELINE and BASELINE in names else ""

@@ -12,7 +12,7 @@ Definitions (the same as :mod:`skadv.metrics`, at the fixed threshold):
 
 import numpy as np
 
-from . import _bootstrap
+from ._bootstrap import auroc, mean, ratio
 
 #: Which way is better for the detector, per measure (the last part of a metric's name).
 HIGHER_IS_BETTER = {"fpr": False, "acc_rej": True, "evasion": False, "tpr": True, "auroc": True}
@@ -31,9 +31,9 @@ def attack_measures(prefix, clean, attacked, y, counts):
     evades = wrong & ~attacked.flagged
     successful = np.flatnonzero(wrong)
     return {
-        f"{prefix}_evasion": _bootstrap.mean(evades, counts),
-        f"{prefix}_tpr": _bootstrap.ratio(attacked.flagged & wrong, wrong, counts),
-        f"{prefix}_auroc": _bootstrap.auroc(clean.scores, np.arange(clean.scores.size),
+        f"{prefix}_evasion": mean(evades, counts),
+        f"{prefix}_tpr": ratio(attacked.flagged & wrong, wrong, counts),
+        f"{prefix}_auroc": auroc(clean.scores, np.arange(clean.scores.size),
                                             attacked.scores[successful], successful, counts),
     }
 
@@ -47,14 +47,14 @@ def detector_measures(obs, y_test, attacked_y, corrupted, counts):
     """
     clean = obs.clean
     measures = {
-        "clean_fpr": _bootstrap.mean(clean.flagged, counts),
-        "clean_acc_rej": _bootstrap.mean((clean.labels == y_test) & ~clean.flagged, counts),
+        "clean_fpr": mean(clean.flagged, counts),
+        "clean_acc_rej": mean((clean.labels == y_test) & ~clean.flagged, counts),
     }
     for key, attacked in obs.attacks.items():
         measures.update(attack_measures(key, clean, attacked, attacked_y[: attacked.labels.size], counts))
     if corrupted is not None:
         scores = obs.corrupted.scores
-        measures["harmful_auroc"] = _bootstrap.auroc(
+        measures["harmful_auroc"] = auroc(
             scores[corrupted.harmless], corrupted.rows[corrupted.harmless],
             scores[corrupted.harmful], corrupted.rows[corrupted.harmful], counts,
         )

@@ -40,21 +40,21 @@ __all__ = ["BUDGETS", "DEFAULT_DETECTORS", "evaluate"]
 BUDGETS = {
     "quick": {
         "n_attack": 100, "n_adaptive": 20, "pgd_steps": 10, "cw_iter": 20, "cw_search": 2, "cw_const": 1.0,
-        "auto_iter": 10, "auto_restarts": 1, "square_queries": 50, "eot": 1, "n_check": 10, "severities": (2, 4),
+        "auto_iter": 10, "auto_restarts": 1, "square_queries": 30, "eot": 1, "n_check": 6, "severities": (2, 4),
         "epochs": {"AdversarialAE": 5, "ModelDistillation": 8, "VAE": 15, "DNR_cv": 3},
-        "time": "about 1 minute",
+        "time": "1 to 2 minutes",
     },
     "standard": {
         "n_attack": 300, "n_adaptive": 100, "pgd_steps": 40, "cw_iter": 100, "cw_search": 5, "cw_const": 1e-2,
         "auto_iter": 50, "auto_restarts": 1, "square_queries": 300, "eot": 4, "n_check": 40,
         "severities": (1, 2, 3, 4, 5), "epochs": None,
-        "time": "about 10 minutes",
+        "time": "about 3 to 5 minutes (estimated)",
     },
     "thorough": {
         "n_attack": None, "n_adaptive": 300, "pgd_steps": 100, "cw_iter": 200, "cw_search": 9, "cw_const": 1e-2,
         "auto_iter": 100, "auto_restarts": 3, "square_queries": 1000, "eot": 8, "n_check": 100,
         "severities": (1, 2, 3, 4, 5), "epochs": None,
-        "time": "about an hour",
+        "time": "an hour or more (estimated)",
     },
 }
 
@@ -437,7 +437,7 @@ def evaluate(
         measures = {}
         jobs = [(name, eps_i) for name in fitted for eps_i in [None, *run_eps]]
         obs, adaptive_rows = {}, {}
-        for name, eps_i in progress.bar(jobs, "detectors x attacks"):
+        for name, eps_i in progress.bar(jobs, "scoring and AutoAttack"):
             det = fitted[name]
             if eps_i is None:
                 scoring = time.perf_counter()

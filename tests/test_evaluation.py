@@ -177,6 +177,19 @@ def test_same_random_state_same_report_and_several_seeds(digits_and_model):
     assert "seed 3:" in record["adaptive@0.2_checks"]
 
 
+def test_a_frozen_skorch_net_is_evaluated_as_is():
+    from sklearn.frozen import FrozenEstimator
+
+    X, y = load_digits8()
+    X, y = X[:300], y[:300]
+    net = make_digits_classifier(X, y, epochs=3, random_state=0)
+    before = {k: v.clone() for k, v in net.module_.state_dict().items()}
+    report = evaluate(FrozenEstimator(net), X, y, detectors=[], input_shape=(1, 8, 8), eps=[0.2],
+                      budget={**TINY, "severities": (), "cw_iter": 0}, random_state=0, n_bootstrap=50)
+    assert report.records[0]["detector"] == "MSP" and report.settings["model"] == "FrozenEstimator"
+    assert all(torch.equal(before[k], v) for k, v in net.module_.state_dict().items())  # never modified
+
+
 def test_invalid_input_names_the_problem(digits_and_model):
     X, y, model = digits_and_model
     with pytest.raises(ValueError, match=r"input_shape=\(1, 9, 9\) holds 81 values, but X's rows have 64"):

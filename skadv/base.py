@@ -17,7 +17,6 @@ from ``score_samples`` and ``offset_`` (shared with ``DNRDetector``).
 import copy
 import functools
 import numbers
-import warnings
 from abc import ABCMeta, abstractmethod
 
 import numpy as np
@@ -45,6 +44,7 @@ from ._core import (
     resolve_optimizer,
     torch_seed,
     validate_parameter_constraints,
+    warn_at_caller,
 )
 from ._version import __version__
 from .exceptions import InconsistentVersionWarning
@@ -137,12 +137,94 @@ def check_threshold_perc(threshold_perc):
     if not is_percent or not 0 <= threshold_perc <= 100:
         raise ValueError(f"threshold_perc must be a percent in [0, 100], got {threshold_perc!r}.")
     if 0 < threshold_perc <= 1:
-        warnings.warn(
+        warn_at_caller(
             f"threshold_perc={threshold_perc} is a percent: it accepts {threshold_perc} % of X and flags the "
             f"rest. To accept a fraction {threshold_perc} of X, pass threshold_perc={100 * threshold_perc:g}.",
             UserWarning,
-            stacklevel=2,
         )
+
+
+def check_threshold_options(margin, batch_size):
+    """Validate ``infer_threshold``'s ``margin`` and ``batch_size`` (alibi-detect's arguments).
+
+    Parameters
+    ----------
+    margin : float
+        Added to the threshold on the adversarial score, as alibi-detect adds it: a
+        positive margin flags fewer rows.
+    batch_size : int or None
+        alibi-detect's scoring batch. Accepted for its call; it changes no result
+        (skadv's scores do not depend on the batch) and scoring batches follow the
+        estimator's ``inference_batch_size``.
+
+    Returns
+    -------
+    margin : float
+
+    Raises
+    ------
+    ValueError
+        When ``margin`` is not a finite real number or ``batch_size`` not a positive int.
+
+    Examples
+    --------
+    >>> from skadv.base import check_threshold_options
+    >>> check_threshold_options(0.5, None)
+    0.5
+    """
+    if not isinstance(margin, numbers.Real) or isinstance(margin, bool) or not np.isfinite(margin):
+        raise ValueError(f"margin must be a finite real number, got {margin!r}.")
+    if batch_size is not None and (
+        not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1
+    ):
+        raise ValueError(
+            f"batch_size must be a positive int or None, got {batch_size!r}. It is accepted for "
+            "alibi-detect's call and changes no result; skadv's scoring batches are set by the "
+            "inference_batch_size parameter."
+        )
+    return float(margin)
+
+
+def holdout_split(n_samples, validation_fraction, random_state):
+    """Training and held-out row indices of ``fit(X)`` under ``validation_fraction``.
+
+    The held-out rows are the test rows of
+    ``train_test_split(np.arange(n_samples), test_size=validation_fraction,
+    random_state=random_state)``: with an int ``random_state``, the same rows at every
+    fit, and a manual ``train_test_split`` of ``X`` with the same arguments gives them.
+
+    Parameters
+    ----------
+    n_samples : int
+    validation_fraction : float in (0, 1)
+    random_state : int, RandomState instance or None
+
+    Returns
+    -------
+    train, held_out : ndarray of int
+
+    Raises
+    ------
+    ValueError
+        When either part would be empty.
+
+    Examples
+    --------
+    >>> from skadv.base import holdout_split
+    >>> train, held_out = holdout_split(10, 0.2, random_state=0)
+    >>> len(train), len(held_out)
+    (8, 2)
+    """
+    from sklearn.model_selection import train_test_split
+
+    n_held_out = int(np.ceil(validation_fraction * n_samples))
+    if n_held_out < 1 or n_samples - n_held_out < 1:
+        raise ValueError(
+            f"validation_fraction={validation_fraction} of {n_samples} rows leaves "
+            f"{n_samples - n_held_out} rows to train on and {n_held_out} to set the threshold from; "
+            "both need rows. Pass more rows or another validation_fraction (None: no held-out rows)."
+        )
+    return train_test_split(np.arange(n_samples), test_size=validation_fraction, random_state=random_state)
 
 
 # ----------------------------------------------------------------------------- the mixin
@@ -196,13 +278,12 @@ class TorchEstimatorMixin:
         self.input_shape_ = shape
         # ptp per column: one pass, no (n, d) temporary.
         if X.shape[0] == 1 or not np.ptp(X, axis=0).any():
-            warnings.warn(
+            warn_at_caller(
                 f"{type(self).__name__} is fitted on "
                 + ("a single row" if X.shape[0] == 1 else f"{X.shape[0]} copies of a single row")
                 + ": it cannot learn how clean data varies, so its scores and threshold mean "
                 "little. Fit it on many distinct clean rows.",
                 UserWarning,
-                stacklevel=2,
             )
         return X
 
@@ -335,11 +416,10 @@ class TorchEstimatorMixin:
         saved_version = state.pop("_skadv_version", None)
         if saved_version != __version__:
             saved = "an unknown skadv version" if saved_version is None else f"skadv {saved_version}"
-            warnings.warn(
+            warn_at_caller(
                 f"Loading {type(self).__name__} saved with {saved} into skadv "
                 f"{__version__}; this might lead to breaking code or invalid results.",
                 InconsistentVersionWarning,
-                stacklevel=2,
             )
         if hasattr(super(), "__setstate__"):
             super().__setstate__(state)
@@ -422,6 +502,8 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
 
     and declares its parameters in ``__init__`` and ``_parameter_constraints``, and
     ``_accepts_sklearn_model`` when it needs no gradient through the protected model.
+    A detector that declares a ``validation_fraction`` parameter gets held-out
+    thresholds from ``fit`` (see the shared parameter's documentation).
     Detectors that train a torch module use :class:`TrainedDetector`, which writes
     ``_fit_detector`` once. The shared parameters are documented by
     :func:`~skadv._core._docs.fill_detector_doc`.
@@ -467,8 +549,15 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
         "model_output": [StrOptions(set(MODEL_OUTPUTS))],
         "threshold": [numbers.Real, None],
         "contamination": [Interval(numbers.Real, 0, 0.5, closed="right")],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither"), None],
         "preprocess_fn": [callable, None],
     }
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "validation_fraction" in self._get_param_names():
+            # Detectors saved before the parameter existed trained on all their rows.
+            self.__dict__.setdefault("validation_fraction", None)
 
     # -- subclass hooks -----------------------------------------------------
     @abstractmethod
@@ -510,16 +599,26 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
     def _fit(self, X):
         """Body of ``fit``: validation, setup, training, threshold (committed only on success)."""
         X = self._validate_fit_input(X)
+        validation_fraction = getattr(self, "validation_fraction", None)
         seed = self._fit_seed()
+        X_threshold = X
+        if validation_fraction is not None:
+            if self.threshold is not None:
+                raise ValueError(
+                    f"validation_fraction={validation_fraction} holds rows out only to set the threshold, "
+                    f"and threshold={self.threshold} is given: pass one of them (the other None)."
+                )
+            train, held_out = holdout_split(X.shape[0], validation_fraction, self.random_state)
+            X, X_threshold = X[train], X[held_out]
         with torch_seed(seed, resolve_device(self.device, fitting=True)):
             self._setup_model(X, allow_sklearn=self._accepts_sklearn_model)
             self._fit_detector(X, seed)
-        self._set_threshold(self._adversarial_score_validated(X), None)
+        self._set_threshold(self._adversarial_score_validated(X_threshold), None)
         return self
 
-    def _set_threshold(self, train_scores, threshold_perc):
+    def _set_threshold(self, train_scores, threshold_perc, margin=0.0):
         if threshold_perc is not None:
-            self.threshold_ = float(np.percentile(train_scores, threshold_perc))
+            self.threshold_ = float(np.percentile(train_scores, threshold_perc)) + margin
         elif self.threshold is not None:
             self.threshold_ = float(self.threshold)
         else:
@@ -627,14 +726,17 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
         """
         return -self.adversarial_score(X)
 
-    def infer_threshold(self, X, threshold_perc=95):
+    def infer_threshold(self, X, threshold_perc=95, margin=0.0, batch_size=None):
         """Set ``threshold_`` so that ``threshold_perc`` percent of clean ``X`` is accepted.
 
         ``threshold_`` becomes the ``threshold_perc`` percentile of the adversarial scores
-        of ``X`` and ``offset_`` its negative, so :meth:`predict` flags (-1) the rows whose
-        adversarial score exceeds ``threshold_``. ``infer_threshold(X, 100 * (1 - c))``
-        equals fitting with ``contamination=c`` on ``X``. Every skadv detector, DNR
-        included, takes the same argument with the same meaning.
+        of ``X`` plus ``margin``, and ``offset_`` its negative, so :meth:`predict` flags
+        (-1) the rows whose adversarial score exceeds ``threshold_``.
+        ``infer_threshold(X, 100 * (1 - c))`` equals fitting with ``contamination=c`` on
+        ``X``. Every skadv detector, DNR included, takes the same arguments with the same
+        meaning. alibi-detect's call ``infer_threshold(X, threshold_perc, margin,
+        batch_size)`` works unchanged, but its default percentile is 99 where skadv's is
+        95 (matching ``contamination=0.05``): pass ``threshold_perc=99`` for alibi's.
 
         Parameters
         ----------
@@ -643,13 +745,20 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
         threshold_perc : float in [0, 100], default=95
             Share of ``X`` to accept as normal, in percent (95 flags 5 %). A value in
             (0, 1] warns: it is read as a percent, not a fraction.
+        margin : float, default=0.0
+            Added to the threshold, as in alibi-detect: a positive margin flags fewer
+            rows (useful when adversarial rows score far above clean ones).
+        batch_size : int, default=None
+            alibi-detect's scoring batch, accepted for its call; it changes no result.
+            Scoring batches follow ``inference_batch_size``.
 
         Returns
         -------
         self : object
         """
         check_threshold_perc(threshold_perc)
-        self._set_threshold(self.adversarial_score(X), threshold_perc)
+        margin = check_threshold_options(margin, batch_size)
+        self._set_threshold(self.adversarial_score(X), threshold_perc, margin)
         return self
 
     def detect(self, X):

@@ -27,15 +27,19 @@ def _as_outlier_detector(detector):
     return detector
 
 
-def _meta(detector, threshold):
-    """alibi-detect's meta fields, plus the threshold on ``instance_score``."""
+#: alibi-detect's ``meta['name']`` of the detectors skadv ports; other detectors keep their class name.
+ALIBI_NAMES = {"AdversarialAEDetector": "AdversarialAE", "ModelDistillationDetector": "ModelDistillation"}
+
+
+def _meta(detector):
+    """alibi-detect's meta fields (its keys only): name, detector_type, data_type, online, version."""
+    name = type(detector).__name__
     return {
-        "name": type(detector).__name__,
+        "name": ALIBI_NAMES.get(name, name),
         "detector_type": "adversarial",
+        "data_type": getattr(detector, "data_type", None),
         "online": False,
-        "data_type": None,
         "version": __version__,
-        "threshold": threshold,
     }
 
 
@@ -55,12 +59,16 @@ def alibi_predict(detector, X, return_instance_score=True):
     Returns
     -------
     result : dict
-        ``{'meta': {'name', 'detector_type', 'online', 'data_type', 'version',
-        'threshold'}, 'data': {'is_adversarial', 'instance_score'}}``.
-        ``is_adversarial`` is 1 where the detector flags the row (``predict == -1``),
-        0 elsewhere; ``instance_score`` is the adversarial score, higher = more
-        adversarial (``adversarial_score``, or ``-score_samples`` for DNR), and
-        ``meta['threshold']`` the value above which it is flagged (``-offset_``).
+        ``{'meta': {'name', 'detector_type', 'data_type', 'online', 'version'},
+        'data': {'is_adversarial', 'instance_score'}}``, alibi-detect's keys.
+        ``meta['name']`` is alibi-detect's name for the detectors it has
+        (``'AdversarialAE'``, ``'ModelDistillation'``), the class name for the others;
+        ``meta['data_type']`` the detector's ``data_type`` parameter (None where it has
+        none); ``meta['version']`` skadv's version. ``is_adversarial`` is 1 where the
+        detector flags the row (``predict == -1``), 0 elsewhere; ``instance_score`` is
+        the adversarial score, higher = more adversarial (``adversarial_score``, or
+        ``-score_samples`` for DNR), flagged above ``-offset_`` (the detector's
+        ``threshold_``).
 
     Examples
     --------
@@ -70,10 +78,10 @@ def alibi_predict(detector, X, return_instance_score=True):
     >>> from skadv.compat import alibi_predict
     >>> X = np.random.RandomState(0).rand(100, 8).astype("float32")
     >>> model = nn.Sequential(nn.Linear(8, 3))
-    >>> det = ModelDistillationDetector(model, epochs=2, random_state=0).fit(X)
+    >>> det = ModelDistillationDetector(model, epochs=2, data_type="tabular", random_state=0).fit(X)
     >>> out = alibi_predict(det, X[:5])
-    >>> sorted(out["data"]), out["meta"]["name"]
-    (['instance_score', 'is_adversarial'], 'ModelDistillationDetector')
+    >>> sorted(out["data"]), out["meta"]["name"], out["meta"]["data_type"]
+    (['instance_score', 'is_adversarial'], 'ModelDistillation', 'tabular')
     """
     detector = _as_outlier_detector(detector)
     check_is_fitted(detector)
@@ -85,7 +93,7 @@ def alibi_predict(detector, X, return_instance_score=True):
     # Same comparison as predict's (score_samples >= offset_ is normal), on the negated scale.
     is_adversarial = (score > threshold).astype(int)
     return {
-        "meta": _meta(detector, threshold),
+        "meta": _meta(detector),
         "data": {"is_adversarial": is_adversarial, "instance_score": score if return_instance_score else None},
     }
 
@@ -105,9 +113,9 @@ def alibi_correct(detector, X, return_instance_score=True, return_all_prediction
     -------
     result : dict
         ``{'meta': {...}, 'data': {'instance_score', 'is_adversarial', 'corrected',
-        'no_defense', 'defense'}}``, from the detector's ``correct(X)``. The predictions
-        are the classifier's labels (alibi returns class indices; they coincide for
-        classes ``0..K-1``).
+        'no_defense', 'defense'}}`` (``meta`` as in :func:`alibi_predict`), from the
+        detector's ``correct(X)``. The predictions are the classifier's labels (alibi
+        returns class indices; they coincide for classes ``0..K-1``).
     """
     if not hasattr(detector, "correct"):
         raise ValueError(
@@ -116,7 +124,7 @@ def alibi_correct(detector, X, return_instance_score=True, return_all_prediction
         )
     result = detector.correct(X)
     return {
-        "meta": _meta(detector, float(detector.threshold_)),
+        "meta": _meta(detector),
         "data": {
             "instance_score": result.instance_score if return_instance_score else None,
             "is_adversarial": result.is_adversarial,

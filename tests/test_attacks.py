@@ -9,7 +9,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 
 from skadv import ModelDistillationDetector
-from skadv.attacks import FGSM, PGD, CarliniWagnerL2, PGDLineSearch
+from skadv.attacks import FGSM, PGD, AutoAttack, CarliniWagnerL2, PGDLineSearch
 from skadv.attacks._base import BaseAttack
 from skadv.metrics import security_evaluation
 from skadv.utils import AttackSurface
@@ -109,7 +109,9 @@ def test_pgd_stays_in_eps_ball_and_clip_box(shuffled_digits, mlp, norm, eps, ste
 
 def test_pgd_with_custom_clip_box_and_no_clipping(shuffled_digits, mlp):
     _, (X, y) = shuffled_digits
-    X_adv = PGD(mlp, eps=0.3, step_size=0.05, max_iter=5, clip_values=(0.1, 0.8), random_state=0).generate(X, y)
+    # The inputs must lie in the box (see test_attacks_properties.py for inputs outside it).
+    X_boxed = np.clip(X, 0.1, 0.8)
+    X_adv = PGD(mlp, eps=0.3, step_size=0.05, max_iter=5, clip_values=(0.1, 0.8), random_state=0).generate(X_boxed, y)
     assert X_adv.min() >= 0.1 - 1e-7 and X_adv.max() <= 0.8 + 1e-7
     X_free = PGD(mlp, eps=0.3, step_size=0.05, max_iter=5, clip_values=None, random_state=0).generate(X, y)
     assert X_free.min() < 0.0 and _linf(X_free, X).max() <= 0.3 + 1e-6
@@ -569,3 +571,32 @@ def test_attack_surface_contract(shuffled_digits, detector):
 class _NoSurface:
     def attack_surface(self):
         return "not a surface"
+
+
+def test_failure_warnings_point_at_the_callers_line():
+    from skadv.attacks import AttackFailureWarning, check_attack_failure
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    X = np.random.RandomState(0).rand(20, 16).astype(np.float32)
+    attack = PGD(model, eps=1e-4, max_iter=1, input_shape=(1, 4, 4), random_state=0)
+    with pytest.warns(AttackFailureWarning, match="'unbounded'") as record:
+        check_attack_failure(attack, X)
+    # Not skadv's own module nor scikit-learn's validate_params wrapper: this test's line.
+    assert {w.filename for w in record} == {__file__}
+    with pytest.warns(AttackFailureWarning, match="'unbounded'") as record:
+        y = model(torch.as_tensor(X)).argmax(1).numpy()
+        security_evaluation(model, attack, X, y, [0.0, 1e-4], failure_checks={"unbounded": True})
+    assert {w.filename for w in record} == {__file__}
+
+
+@pytest.mark.parametrize("attack_class", [PGD, AutoAttack])
+def test_other_libraries_call_forms_fail_with_the_skadv_equivalent(shuffled_digits, linear, attack_class):
+    (X, y), _ = shuffled_digits
+    X, y = X[:6], y[:6]
+    attack = attack_class(linear, eps=0.1, max_iter=2, random_state=0)
+    with pytest.raises(ValueError, match=r"unsupported keyword\(s\) \['mask'\].*no mask"):
+        attack.generate(X, y, mask=np.ones_like(X))
+    one_hot = np.eye(10)[y]
+    with pytest.raises(ValueError, match=r"one class label per row, shape \(6,\); got shape \(6, 10\).*argmax"):
+        attack.generate(X, one_hot)

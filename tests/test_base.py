@@ -29,6 +29,17 @@ def _fitted(X, **kwargs):
     return ModelDistillationDetector(seeded_mlp(X.shape[1], 3, 8), epochs=2, random_state=0, **kwargs).fit(X)
 
 
+def test_fit_warnings_point_at_the_callers_line_through_any_entry_point():
+    # One row cannot show how clean data varies: the warning names the user's line whether
+    # fit is called directly or through scikit-learn's fit_predict.
+    X = np.ones((1, 4), dtype=np.float32)
+    for call in (lambda det: det.fit(X), lambda det: det.fit_predict(X)):
+        det = ModelDistillationDetector(seeded_mlp(4, 3, 8), epochs=1, random_state=0)
+        with pytest.warns(UserWarning, match="fitted on a single row") as record:
+            call(det)
+        assert {w.filename for w in record} == {__file__}
+
+
 def test_module_state_is_plain_and_rebuilds_identically():
     module = torch.nn.Sequential(
         torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(3)

@@ -162,8 +162,9 @@ def test_mahalanobis_default_layers_leave_out_wide_vectors_with_a_warning(digits
     cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
                               torch.nn.Linear(256, 10))
     common = {"covariance": "empirical", "input_shape": (1, 8, 8)}
-    with pytest.warns(UserWarning, match=r"wider than max_layer_features=100 features: '2' \(256\)\. Raise"):
+    with pytest.warns(UserWarning, match=r"wider than max_layer_features=100 features: '2' \(256\)\. Raise") as record:
         det = MahalanobisDetector(cnn, max_layer_features=100, **common).fit(X)
+    assert {w.filename for w in record} == {__file__}  # the user's line, not skadv's (fit is deep)
     assert det.layers_ == ("0", "1")
     with torch.no_grad():
         x = torch.tensor(X).reshape(-1, 1, 8, 8)

@@ -214,3 +214,15 @@ def test_harmful_corruptions_score_higher_than_harmless(digits):
     det = ModelDistillationDetector(teacher, epochs=30, temperature=1.0, random_state=0).fit(X_train)
     auroc = _noise_harm_scorer(teacher)(det, X_test, y_test)
     assert auroc >= 0.8, auroc
+
+
+def test_training_progress_goes_to_stderr_only_when_verbose(capsys):
+    X = np.random.RandomState(0).rand(200, 8).astype("float32")
+    teacher = seeded_mlp(n_features=8, n_classes=3, hidden=4)
+    ModelDistillationDetector(teacher, epochs=2, random_state=0).fit(X)
+    assert capsys.readouterr() == ("", "")
+    ModelDistillationDetector(teacher, epochs=2, verbose=True, random_state=0).fit(X)
+    out, err = capsys.readouterr()
+    assert "train_loss" in out.splitlines()[0]  # skorch's epoch table, one line per epoch
+    assert len(out.splitlines()) == 4
+    assert "2/2" in err and "train_loss=" in err  # the progress bar (tqdm) on stderr

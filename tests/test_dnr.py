@@ -397,7 +397,10 @@ def test_detector_fits_without_y_on_the_networks_predictions(dnr_digits, cnn_net
     # The outlier contract: fit_predict == fit().predict() with no labels at all.
     np.testing.assert_array_equal(clone(detector).fit_predict(X_fit), detector.predict(X_fit))
     # One predicted class cannot train one-vs-all SVMs: a clear error.
-    with pytest.raises(ValueError, match="network's predictions on X contain only 1 class"):
+    with (
+        pytest.raises(ValueError, match="network's predictions on X contain only 1 class"),
+        pytest.warns(UserWarning, match="fitted on 10 copies of a single row"),
+    ):
         DNRDetector(clone(template)).fit(np.repeat(X_fit[:1], 10, axis=0))
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from sklearn.kernel_approximation import Nystroem
 from sklearn.linear_model import RidgeClassifier
 from sklearn.metrics.pairwise import euclidean_distances
@@ -13,6 +14,7 @@ from sklearn.svm import SVC
 from torch import nn
 
 from skadv import DeepNeuralRejection, NystroemOneVsAll, OneVsAllSVC
+from skadv.rejection import FoldFit
 from skadv.rejection._kernels import kernel_machine_from, squared_distances
 from skadv.rejection._one_vs_all import OneVsAllFits
 
@@ -45,10 +47,13 @@ def test_fold_fits_equal_sklearn_on_each_fold(svm_digits):
     X, y = svm_digits[0][:400], svm_digits[1][:400]
     template = OneVsAllSVC(C=3, gamma="scale")
     folds = list(KFold(4, shuffle=True, random_state=0).split(X))
-    fits = OneVsAllFits(template, X, y, 10, [*folds, (np.arange(len(X)), None)])
-    results = [call(*args, **kwargs) for call, args, kwargs in fits.tasks()]
-    *per_fold, (on_all, _) = fits.collect(iter(results))
-    for (train, test), (fitted, scores) in zip(folds, per_fold):
+    fitter = template.fold_fitter(X, y, 10, [*folds, (np.arange(len(X)), None)])
+    assert isinstance(fitter, OneVsAllFits)
+    results = [call(*args, **kwargs) for call, args, kwargs in fitter.tasks()]
+    *per_fold, on_all = fitter.collect(iter(results))
+    on_all = clone(template).fit_from_fold(on_all)
+    for (train, test), (attributes, scores) in zip(folds, per_fold):
+        fitted = clone(template).fit_from_fold(FoldFit(attributes, scores))
         reference = OneVsRestClassifier(SVC(C=3, gamma="scale")).fit(X[train].astype(np.float64), y[train])
         np.testing.assert_allclose(scores, reference.decision_function(X[test].astype(np.float64)), atol=1e-7)
         np.testing.assert_allclose(fitted.decision_function(X[test]), scores, atol=1e-10)

@@ -210,12 +210,14 @@ def test_infer_threshold_percent_warning_and_hand_computation(adapter_digits, lo
 
 def test_alibi_views_equal_the_detectors_own_outputs(adapter_digits, logits_net):
     X_train, _, X, _ = adapter_digits
-    det = AdversarialAEDetector(logits_net.module_, epochs=2, random_state=0).fit(X_train)
+    det = AdversarialAEDetector(logits_net.module_, epochs=2, data_type="image", random_state=0).fit(X_train)
     det.infer_threshold(X, 80)
     out = alibi_predict(det, X)
     assert set(out) == {"meta", "data"} and set(out["data"]) == {"is_adversarial", "instance_score"}
-    assert out["meta"]["name"] == "AdversarialAEDetector" and out["meta"]["detector_type"] == "adversarial"
-    assert out["meta"]["threshold"] == det.threshold_
+    # alibi-detect's meta: its keys only, its detector name, the data_type given.
+    assert set(out["meta"]) == {"name", "detector_type", "data_type", "online", "version"}
+    assert out["meta"]["name"] == "AdversarialAE" and out["meta"]["detector_type"] == "adversarial"
+    assert out["meta"]["data_type"] == "image" and out["meta"]["online"] is False
     np.testing.assert_array_equal(out["data"]["instance_score"], det.adversarial_score(X))
     np.testing.assert_array_equal(out["data"]["is_adversarial"], (det.predict(X) == -1).astype(int))
     assert 0 < out["data"]["is_adversarial"].sum() < len(X)
@@ -227,6 +229,7 @@ def test_alibi_views_equal_the_detectors_own_outputs(adapter_digits, logits_net)
     for key, value in corrected["data"].items():
         np.testing.assert_array_equal(value, expected[key])
     np.testing.assert_array_equal(corrected["data"]["is_adversarial"], out["data"]["is_adversarial"])
+    assert corrected["meta"] == out["meta"]
     partial = alibi_correct(det, X, return_instance_score=False, return_all_predictions=False)["data"]
     assert partial["instance_score"] is partial["no_defense"] is partial["defense"] is None
     with pytest.raises(ValueError, match="has no correct"):
@@ -242,7 +245,8 @@ def test_alibi_view_of_dnr_uses_its_reject_decision(adapter_digits, logits_net):
     out = alibi_predict(dnr, X)
     np.testing.assert_array_equal(out["data"]["is_adversarial"], (dnr.predict(X) == -1).astype(int))
     np.testing.assert_array_equal(out["data"]["instance_score"], -dnr.score_samples(X))
-    assert out["meta"]["threshold"] == -dnr.threshold_ and out["data"]["is_adversarial"].sum() == 20
+    assert out["meta"]["name"] == "DNRDetector" and out["meta"]["data_type"] is None
+    assert out["data"]["is_adversarial"].sum() == 20
 
 
 # ----------------------------------------------------------------------------- channels-last images

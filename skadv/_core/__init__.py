@@ -9,12 +9,13 @@ modules). Not public API: the public faces are :mod:`skadv.base` and :mod:`skadv
 
 from ._device import flatten_nd, is_fitted_attribute, resolve_device, torch_seed
 from ._docs import docstring_filler, fill_detector_doc, fill_torch_estimator_doc
-from ._layers import forward_capturing, resolve_layers
+from ._layers import LayerInfo, default_layers, forward_capturing, hookable_layers, probe_layers, resolve_layers
 from ._losses import (
     DistillationLoss,
     distillation_loss,
     kl_divergence,
     kl_divergence_of_stacked_logits,
+    student_log_proba,
     tempered_log_proba,
     tempered_proba,
 )
@@ -41,6 +42,7 @@ from ._skorch import (
     resolve_optimizer,
 )
 from ._surface import AttackSurface, resolve_attack_surface
+from ._warnings import warn_at_caller
 
 __all__ = [
     "MODEL_OUTPUTS",
@@ -50,6 +52,7 @@ __all__ = [
     "EpochLog",
     "HasMethods",
     "Interval",
+    "LayerInfo",
     "ModelAdapter",
     "NetWithFrozenModel",
     "Options",
@@ -60,6 +63,7 @@ __all__ = [
     "adapt_model",
     "check_y",
     "decode_state",
+    "default_layers",
     "distillation_loss",
     "docstring_filler",
     "encode_state",
@@ -68,20 +72,24 @@ __all__ = [
     "fit_context",
     "flatten_nd",
     "forward_capturing",
+    "hookable_layers",
     "is_fitted_attribute",
     "kl_divergence",
     "kl_divergence_of_stacked_logits",
     "module_from_state",
     "module_to_state",
     "optimizer_options",
+    "probe_layers",
     "resolve_attack_surface",
     "resolve_device",
     "resolve_layers",
     "resolve_optimizer",
+    "student_log_proba",
     "svc_gamma",
     "tempered_log_proba",
     "tempered_proba",
     "torch_seed",
     "validate_parameter_constraints",
     "validate_params",
+    "warn_at_caller",
 ]

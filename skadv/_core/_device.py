@@ -1,10 +1,11 @@
 """Devices, seeding and array shapes: the bottom of skadv's import graph (imports no skadv module)."""
 
 import contextlib
-import warnings
 
 import numpy as np
 import torch
+
+from ._warnings import warn_at_caller
 
 
 @contextlib.contextmanager
@@ -29,10 +30,7 @@ def resolve_device(device, fitting=True):
                 f"device={device!r} was requested but CUDA is not available on this machine; "
                 "use device='cpu' or device='auto'."
             )
-        warnings.warn(
-            f"This estimator was set up for device={device!r} but CUDA is not available; using the CPU.",
-            UserWarning, stacklevel=2,
-        )
+        warn_at_caller(f"This estimator was set up for device={device!r} but CUDA is not available; using the CPU.")
         return "cpu"
     return device
 

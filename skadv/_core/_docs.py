@@ -51,15 +51,28 @@ _MODEL_ANY_CLASSIFIER = """\
 
 _DETECTOR_PARAMS = """\
     model_output : {{'auto', 'logits', 'proba', 'log_proba'}}, default='auto'
-        What a torch ``model`` returns. 'auto' means logits for a module, and for a skorch
-        net probabilities under ``NLLLoss`` (skorch's default), logits otherwise.
+        What a torch ``model`` returns. 'auto' decides once, at ``fit``: for a module,
+        from its output on the first training rows (rows of non-negative values summing
+        to 1 are probabilities, anything else logits); for a skorch net, from its
+        criterion (probabilities under ``NLLLoss``, skorch's default, logits otherwise).
     threshold : float, default=None
         Explicit threshold on the adversarial score; overrides ``contamination``.
     contamination : float in (0, 0.5], default={contamination}
-        Share of training rows flagged; sets ``threshold_`` and ``offset_``. This
-        threshold is in-sample: the detector has fitted those very rows, so it flags
-        more than this share of new clean rows. For evaluation or deployment, fix the
-        threshold with :meth:`infer_threshold` on held-out clean rows."""
+        Share of rows flagged; sets ``threshold_`` and ``offset_``. Without
+        ``validation_fraction`` this threshold is in-sample: the detector has fitted
+        those very rows, so it flags more than this share of new clean rows. For
+        evaluation or deployment, set ``validation_fraction`` or fix the threshold with
+        :meth:`infer_threshold` on held-out clean rows.
+    validation_fraction : float in (0, 1), default={validation_fraction}
+        Share of the rows given to ``fit`` held out from training to set the threshold:
+        ``fit`` trains on the other rows and sets ``threshold_`` from the held-out rows
+        at the ``contamination`` rate, exactly as :meth:`infer_threshold` with
+        ``threshold_perc=100 * (1 - contamination)`` on them would. The held-out rows
+        are the test rows of ``sklearn.model_selection.train_test_split(X,
+        test_size=validation_fraction, random_state=random_state)``. The fitted
+        detector (e.g. ``GridSearchCV(...).best_estimator_``) then carries an
+        out-of-sample threshold. None trains on all rows. Not combined with
+        ``threshold``."""
 
 _TRAINING_PARAMS = """\
     epochs : int, default={epochs}

@@ -19,6 +19,7 @@ Conventions shared by every estimator that reads hidden layers:
 
 import numbers
 import threading
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -167,3 +168,145 @@ def forward_capturing(net, names, x, *, forward=None, transform=_clone, need_out
         missing = [name for name, value in zip(names, capture.outputs) if value is None]
         raise ValueError(f"Layers {missing} are not called by the model's forward pass.")
     return output, capture.outputs
+
+
+# ----------------------------------------------------------------------------- listing layers
+
+
+def _first_tensor(output):
+    if isinstance(output, (tuple, list)) and output:
+        output = output[0]
+    return output if isinstance(output, torch.Tensor) else None
+
+
+def probe_layers(net, x):
+    """Every submodule of ``net`` that returns a tensor in one forward pass of ``x``, in the order they finish.
+
+    Returns a list of ``(name, module, output)`` with the output (first call only, as
+    captured: a tensor, or a tuple's first tensor) detached and cloned. Hooks are
+    registered for the pass and removed after it, so call it on a private copy of the
+    network when other threads may use it.
+    """
+    modules = {id(module): name for name, module in net.named_modules() if name}
+    seen, records, handles = set(), [], []
+
+    def record(module, args, output):
+        name = modules.get(id(module))
+        tensor = _first_tensor(output)
+        if name is None or name in seen or tensor is None:
+            return
+        seen.add(name)
+        records.append((name, module, tensor.detach().clone()))
+
+    try:
+        for name, module in net.named_modules():
+            if name:
+                handles.append(module.register_forward_hook(record))
+        with torch.no_grad():
+            output = net(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return records, _first_tensor(output)
+
+
+#: How many layers DNR reads by default (secml's tutorial reads three: relu2 to relu4).
+N_DEFAULT_LAYERS = 3
+
+
+def default_layers(records, output, n_layers=N_DEFAULT_LAYERS):
+    """Names of the last ``n_layers`` hidden layers before the output, from :func:`probe_layers`.
+
+    The rule: take the modules in the order their forward calls finish; drop each one whose
+    output holds the same values as the one listed just before it (``Dropout`` in eval
+    mode, ``Identity``, ``Flatten``, a container returning its last child's output); drop
+    the trailing ones whose output is as wide as the network's output (the output layer,
+    and a softmax after it); keep the last ``n_layers`` of the rest.
+    """
+    kept, previous = [], None
+    for name, _, tensor in records:
+        values = tensor.reshape(-1)
+        if previous is not None and previous.shape == values.shape and torch.equal(previous, values):
+            previous = values
+            continue
+        previous = values
+        kept.append((name, tensor))
+    n_outputs = None if output is None else output.reshape(output.shape[0], -1).shape[1]
+    while kept and kept[-1][1].reshape(kept[-1][1].shape[0], -1).shape[1] == n_outputs:
+        kept.pop()
+    return [name for name, _ in kept[-n_layers:]]
+
+
+class LayerInfo(NamedTuple):
+    """One row of :func:`hookable_layers`' table."""
+
+    name: str
+    type: str
+    shape: tuple
+    width: int
+    dnr_default: bool
+
+
+def hookable_layers(model, X, *, input_shape=None):
+    """The layers of a model that hooks can read, with their output widths, from one probe pass.
+
+    Only a submodule that the forward pass calls can be read (by DNR's ``layers``,
+    AdversarialAE's ``hidden_layer_kld``, ...): an activation applied as a function
+    (``torch.relu(x)``) has no module to hook, while one applied as a module
+    (``self.relu2(x)``) has. This runs the model once on the first rows of ``X`` (at
+    most 8) and lists every submodule that returned a tensor, in the order their
+    forward calls finished.
+
+    Parameters
+    ----------
+    model : nn.Module, fitted skorch NeuralNetClassifier, or FrozenEstimator of either
+        The network (copied; never modified).
+    X : array-like of shape (n_samples, n_features) or (n_samples, *input_shape)
+        Rows as the model takes them; only the first 8 are used.
+    input_shape : tuple of int, default=None
+        Shape of one row as the model expects it (e.g. ``(1, 28, 28)``); None uses the
+        rows as they are.
+
+    Returns
+    -------
+    layers : list of LayerInfo
+        Named tuples ``(name, type, shape, width, dnr_default)``: the dotted name to pass
+        as a layer, the module's class name, the shape of one row of its output, the
+        number of values per row (the width of the features DNR reads), and whether
+        :class:`~skadv.DeepNeuralRejection` reads it when ``layers=None``.
+        ``pandas.DataFrame(layers)`` shows it as a table.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from torch import nn
+    >>> from skadv.utils import hookable_layers
+    >>> net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 10))
+    >>> for layer in hookable_layers(net, np.zeros((1, 64), dtype="float32")):
+    ...     print(layer.name, layer.type, layer.width, layer.dnr_default)
+    0 Linear 32 False
+    1 ReLU 32 True
+    2 Linear 16 True
+    3 ReLU 16 True
+    4 Linear 10 False
+    """
+    from ._model import adapt_model
+
+    net = adapt_model(model, need_gradients=True).module.net
+    rows = np.asarray(X, dtype=np.float32)[:8]
+    if rows.ndim == 0 or rows.shape[0] == 0:
+        raise ValueError("X has no rows: pass at least one row the model can take.")
+    if input_shape is not None:
+        rows = rows.reshape((rows.shape[0], *(int(s) for s in input_shape)))
+    try:
+        records, output = probe_layers(net, torch.from_numpy(np.ascontiguousarray(rows)))
+    except RuntimeError as exc:
+        raise ValueError(
+            f"The model cannot process inputs shaped {rows.shape[1:]}: {exc}. Set input_shape to the shape of "
+            "one input as the model expects it (e.g. (1, 28, 28) for a channels-first image)."
+        ) from exc
+    chosen = set(default_layers(records, output))
+    return [
+        LayerInfo(name, type(module).__name__, tuple(tensor.shape[1:]), int(tensor[0].numel()), name in chosen)
+        for name, module, tensor in records
+    ]

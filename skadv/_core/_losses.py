@@ -54,7 +54,7 @@ def kl_divergence_of_stacked_logits(logits):
     logits = logits.double()
     exp, partition, log_partition = exp_and_partition(logits)
     # One reduction decides whether any row needs the shift (NaN compares False: shifted too).
-    if log_partition.numel() and not float(log_partition.abs().max()) < _UNSHIFTED_LOG_PARTITION_MAX:
+    if log_partition.numel() and not float(log_partition.detach().abs().max()) < _UNSHIFTED_LOG_PARTITION_MAX:
         needs_shift = ~(log_partition.abs() < _UNSHIFTED_LOG_PARTITION_MAX)
         logits = logits - torch.where(needs_shift[:, None], logits.amax(dim=1, keepdim=True), 0.0)
         exp, partition, log_partition = exp_and_partition(logits)
@@ -64,14 +64,32 @@ def kl_divergence_of_stacked_logits(logits):
     return torch.addcdiv(log_partition[n_rows:] - log_partition[:n_rows], expected_gap, partition[:n_rows])
 
 
-def distillation_loss(student_logits, teacher_proba, loss_type="kld"):
-    """Per-row loss between a teacher distribution and a student's logits.
+# Smallest student probability before its log (a saturated softmax gives a large finite loss).
+_TINY_STUDENT_PROBA = 1e-12
+
+
+def student_log_proba(student_output, output="logits"):
+    """Float64 log-probabilities of a student's output: logits (``log_softmax``) or probabilities.
+
+    A student ending in a softmax returns probabilities (``output='proba'``): their log,
+    renormalised, so that they are not mistaken for logits.
+    """
+    out = student_output.double()
+    if output == "proba":
+        out = out.clamp_min(_TINY_STUDENT_PROBA)
+        return torch.log(out / out.sum(dim=1, keepdim=True))
+    return torch.log_softmax(out, dim=1)
+
+
+def distillation_loss(student_logits, teacher_proba, loss_type="kld", student_output="logits"):
+    """Per-row loss between a teacher distribution and a student's logits (or probabilities).
 
     ``'kld'``: KL(teacher ‖ student) = Σ p (log p − log q); ``'xent'``: −Σ p log q.
     Rows with p = 0 in a class contribute 0 to that class, as in the limit. Computed in
-    float64 (see :class:`~skadv.ProtectedModel`).
+    float64 (see :class:`~skadv.ProtectedModel`). ``student_output='proba'`` reads the
+    student's output as probabilities (see :func:`student_log_proba`).
     """
-    log_q = torch.log_softmax(student_logits.double(), dim=1)
+    log_q = student_log_proba(student_logits, student_output)
     teacher_proba = teacher_proba.to(log_q.dtype)
     cross_entropy = -(teacher_proba * log_q).sum(dim=1)
     if loss_type == "xent":
@@ -82,9 +100,10 @@ def distillation_loss(student_logits, teacher_proba, loss_type="kld"):
 class DistillationLoss(nn.Module):
     """skorch criterion: mean :func:`distillation_loss` over the batch."""
 
-    def __init__(self, loss_type="kld"):
+    def __init__(self, loss_type="kld", student_output="logits"):
         super().__init__()
         self.loss_type = loss_type
+        self.student_output = student_output
 
     def forward(self, student_logits, teacher_proba):
-        return distillation_loss(student_logits, teacher_proba, self.loss_type).mean()
+        return distillation_loss(student_logits, teacher_proba, self.loss_type, self.student_output).mean()

@@ -6,6 +6,8 @@ imports from a private scikit-learn module or a private scikit-learn name (a tes
 checks it).
 """
 
+import inspect
+
 from sklearn.base import _fit_context as fit_context
 from sklearn.utils._param_validation import (
     HasMethods,
@@ -19,6 +21,7 @@ from sklearn.utils.metaestimators import _BaseComposition as BaseComposition
 from sklearn.utils.validation import _check_y as check_y
 
 __all__ = [
+    "WRAPPER_FILES",
     "BaseComposition",
     "HasMethods",
     "Interval",
@@ -30,6 +33,11 @@ __all__ = [
     "validate_parameter_constraints",
     "validate_params",
 ]
+
+
+#: The files of the wrappers scikit-learn puts between a user's call and skadv's code
+#: (``_fit_context`` around ``fit``, ``validate_params`` around public functions).
+WRAPPER_FILES = tuple(inspect.getfile(f) for f in (fit_context, validate_params))
 
 
 def svc_gamma(svc):

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from .._core import Interval, StrOptions
-from ._base import BaseAttack, _normalize_norm, _view_per_sample
+from ._base import BaseAttack
 from ._docs import fill_doc
-from ._gradient import _NORM_CONSTRAINT, _ascent_direction, _start_point
+from ._geometry import NORM_CONSTRAINT, ascent_direction, normalize_norm, start_point, view_per_sample
 
 __all__ = ["APGD"]
 
@@ -141,7 +141,7 @@ class APGD(BaseAttack):
     _parameter_constraints: dict = {
         **BaseAttack._parameter_constraints,
         "eps": [Interval(Real, 0, None, closed="left")],
-        "norm": _NORM_CONSTRAINT,
+        "norm": NORM_CONSTRAINT,
         "loss": [StrOptions({"ce", "dlr", "margin", "escape"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "n_restarts": [Interval(Integral, 1, None, closed="left")],
@@ -176,6 +176,7 @@ class APGD(BaseAttack):
         device=None,
         eot_samples=8,
         trace=False,
+        verbose=0,
     ):
         super().__init__(
             target,
@@ -187,6 +188,7 @@ class APGD(BaseAttack):
             device=device,
             eot_samples=eot_samples,
             trace=trace,
+            verbose=verbose,
         )
         self.eps = eps
         self.norm = norm
@@ -252,9 +254,9 @@ class APGD(BaseAttack):
 
     # -------------------------------------------------------------- attack
     def _start(self, run, x0, first):
-        norm = _normalize_norm(self.norm)
+        norm = normalize_norm(self.norm)
         # Restarts after the first always start from a random point.
-        return _start_point(run, x0, self.eps, norm, self.random_start or not first, use_x_init=first)
+        return start_point(run, x0, self.eps, norm, self.random_start or not first, use_x_init=first)
 
     def _perturb(self, run, x0):
         n, dev = x0.shape[0], x0.device
@@ -274,18 +276,18 @@ class APGD(BaseAttack):
                 run.merge(sub, rows)
             run.n_iter += n_iter
             better = adv_loss > best_adv_loss[rows]
-            best_adv[rows] = torch.where(_view_per_sample(better, adv), adv, best_adv[rows])
+            best_adv[rows] = torch.where(view_per_sample(better, adv), adv, best_adv[rows])
             best_adv_loss[rows] = torch.where(better, adv_loss, best_adv_loss[rows])
             better = point_loss > fallback_loss[rows]
-            fallback[rows] = torch.where(_view_per_sample(better, point), point, fallback[rows])
+            fallback[rows] = torch.where(view_per_sample(better, point), point, fallback[rows])
             fallback_loss[rows] = torch.maximum(point_loss, fallback_loss[rows])
             found = best_adv_loss > float("-inf")
-        return torch.where(_view_per_sample(found, x0), best_adv, fallback)
+        return torch.where(view_per_sample(found, x0), best_adv, fallback)
 
     def _single_run(self, run, x0, first):
         """One APGD run. Returns (best successful point, its loss, best point, its loss, iterations)."""
         target, y = run.target, run.y
-        norm = _normalize_norm(self.norm)
+        norm = normalize_norm(self.norm)
         objective = self._objective(target, y)
         n, dev = x0.shape[0], x0.device
         step = torch.full((n,), float(2 * self.eps if self.step_size is None else self.step_size), device=dev)
@@ -301,7 +303,7 @@ class APGD(BaseAttack):
 
         def keep_success(x, value, logits):
             ok = self._is_success(target, logits, y) & (value > adv_loss)
-            adv.copy_(torch.where(_view_per_sample(ok, x), x, adv))
+            adv.copy_(torch.where(view_per_sample(ok, x), x, adv))
             adv_loss.copy_(torch.where(ok, value, adv_loss))
 
         keep_success(x, value, logits)
@@ -312,7 +314,7 @@ class APGD(BaseAttack):
         n_iter = 0
         for k in range(1, self.max_iter + 1):
             a = 1.0 if k == 1 else self.momentum
-            z = run.clip_and_project(x + _view_per_sample(step, x) * _ascent_direction(grad, norm), x0, self.eps, norm)
+            z = run.clip_and_project(x + view_per_sample(step, x) * ascent_direction(grad, norm), x0, self.eps, norm)
             x_new = run.clip_and_project(x + a * (z - x) + (1 - a) * (x - x_prev), x0, self.eps, norm)
             x_prev, x = x, x_new
             previous = value
@@ -322,15 +324,15 @@ class APGD(BaseAttack):
             n_iter = k
             n_increase += (value > previous).to(n_increase.dtype)
             improved = value > best_loss
-            best_x = torch.where(_view_per_sample(improved, x), x, best_x)
-            best_grad = torch.where(_view_per_sample(improved, x), grad, best_grad)
+            best_x = torch.where(view_per_sample(improved, x), x, best_x)
+            best_grad = torch.where(view_per_sample(improved, x), grad, best_grad)
             best_loss = torch.where(improved, value, best_loss)
             if k in marks:
                 few_increases = n_increase < self.rho * (k - last_mark)
                 no_progress = ~halved_last & (best_loss <= best_at_last_mark)
                 halve = few_increases | no_progress
                 step = torch.where(halve, step / 2, step)
-                restart = _view_per_sample(halve, x)
+                restart = view_per_sample(halve, x)
                 x = torch.where(restart, best_x, x)
                 x_prev = torch.where(restart, best_x, x_prev)
                 grad = torch.where(restart, best_grad, grad)

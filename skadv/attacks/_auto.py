@@ -1,7 +1,7 @@
 """AutoAttack-style ensemble: per input, the first success of several attacks."""
 
+import sys
 import time
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -10,19 +10,12 @@ from sklearn.utils import Bunch, check_random_state
 
 from .._core import Interval
 from ._apgd import APGD
-from ._base import BaseAttack, _normalize_norm, _Run
-from ._checks import (
-    AttackFailureWarning,
-    _is_image,
-    _judge,
-    _mean_scores,
-    _shared_params,
-    _stalled_rows,
-    _warn_message,
-)
+from ._base import BaseAttack, progress_bar
+from ._checks import _is_image, _shared_params, _stalled_rows, _warn_message, warn_failure
 from ._docs import fill_doc
-from ._gradient import _NORM_CONSTRAINT
+from ._geometry import NORM_CONSTRAINT, normalize_norm
 from ._orthogonal import OrthogonalPGD
+from ._run import Run
 from ._square import Square
 
 __all__ = ["AutoAttack"]
@@ -123,9 +116,6 @@ class AutoAttack(BaseAttack):
     random_state : int, RandomState instance or None, default=None
         Seeds every member. Pass an int for reproducible output.
 
-    verbose : int, default=0
-        Print each member's progress.
-
 %(common_params)s
 
     Attributes
@@ -166,13 +156,12 @@ class AutoAttack(BaseAttack):
     _parameter_constraints: dict = {
         **BaseAttack._parameter_constraints,
         "eps": [Interval(Real, 0, None, closed="left")],
-        "norm": _NORM_CONSTRAINT,
+        "norm": NORM_CONSTRAINT,
         "attacks": [tuple, list, None],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "n_restarts": [Interval(Integral, 1, None, closed="left")],
         "square_max_iter": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     _accepts_x_init = True
@@ -188,7 +177,6 @@ class AutoAttack(BaseAttack):
         n_restarts=1,
         square_max_iter=1000,
         random_state=None,
-        verbose=0,
         targeted=False,
         adaptive=True,
         clip_values=(0.0, 1.0),
@@ -197,6 +185,7 @@ class AutoAttack(BaseAttack):
         device=None,
         eot_samples=8,
         trace=False,
+        verbose=0,
     ):
         super().__init__(
             target,
@@ -208,6 +197,7 @@ class AutoAttack(BaseAttack):
             device=device,
             eot_samples=eot_samples,
             trace=trace,
+            verbose=verbose,
         )
         self.eps = eps
         self.norm = norm
@@ -216,7 +206,6 @@ class AutoAttack(BaseAttack):
         self.n_restarts = n_restarts
         self.square_max_iter = square_max_iter
         self.random_state = random_state
-        self.verbose = verbose
 
     def _check_attack_params(self):
         if self.trace:
@@ -283,16 +272,9 @@ class AutoAttack(BaseAttack):
 
     def _guides(self, target, X, y_idx):
         """Inputs accepted and classified as their label (the guides' pool), and that label."""
-        pred = _mean_scores(self, target, X).argmax(dim=1).cpu().numpy()
+        pred = self.mean_scores(target, X).argmax(axis=1)
         good = pred == y_idx
         return X[good], target.indices_to_labels(y_idx[good])
-
-    def generate(self, X, y=None, *, x_init=None):
-        result = self.run(X, y, x_init=x_init)
-        self.n_iter_ = result.n_iter
-        return result.X_adv
-
-    generate.__doc__ = BaseAttack.generate.__doc__
 
     def run(self, X, y=None, *, x_init=None):
         """Run the members in order on the inputs not yet broken.
@@ -322,57 +304,56 @@ class AutoAttack(BaseAttack):
               ``message``) for the per-call failure checks ``"stalled"`` and
               ``"black_box"``.
         """
-        self._validate_params()
-        self._check_attack_params()
-        X = np.asarray(X)
-        if X.ndim < 2 or X.shape[0] == 0:
-            raise ValueError(f"X must be a non-empty array of at least 2 dimensions; got shape {X.shape}.")
+        X, x_init, target, y_idx = self._prepare(X, y, x_init)
         out_dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.float32
-        target = self._resolve(X)
-        y_idx = self._label_indices(target, X, y)
         labels = target.indices_to_labels(y_idx)
         X_adv = X.astype(out_dtype, copy=True)
         success = np.zeros(len(X), dtype=bool)
         broken_by = np.full(len(X), None, dtype=object)
         first_output = np.zeros(len(X), dtype=bool)
         if x_init is not None:
-            x_init = self._project(target, X, np.asarray(x_init))
-            ok = _judge(self, target, x_init, y_idx)
+            x_init = self._project(target, X, x_init)
+            ok = self.success(target, x_init, y_idx)
             X_adv[ok] = x_init[ok]
             success |= ok
             broken_by[ok] = "x_init"
-        report, _stalled_any, white_box_stalled, n_iter = {}, np.zeros(len(X), bool), None, 0
-        for name, runner in self._members(target, X, y_idx):
-            rows = np.flatnonzero(~success)
-            if rows.size == 0:
-                break
-            start = None if x_init is None else x_init[rows]
-            began = time.perf_counter()
-            try:
-                result = runner(X[rows], labels[rows], x_init=start)
-            except ValueError as exc:
-                if start is None or "x_init" not in str(exc):
-                    raise
-                result = runner(X[rows], labels[rows])
-            ok = _judge(self, target, result.X_adv, y_idx[rows])
-            if not first_output[rows].any():
-                X_adv[rows] = result.X_adv.reshape(X_adv[rows].shape)
-                first_output[rows] = True
-            X_adv[rows[ok]] = result.X_adv.reshape(X_adv[rows].shape)[ok]
-            success[rows[ok]] = True
-            broken_by[rows[ok]] = name
-            n_iter += result.n_iter
-            report[name] = Bunch(n_attacked=int(rows.size), n_broken=int(ok.sum()), n_iter=int(result.n_iter))
-            if name != "square":
-                stalled = np.zeros(len(X), bool)
-                stalled[rows] = _stalled_rows(result.loss_range, ok)
-                white_box_stalled = stalled if white_box_stalled is None else white_box_stalled & stalled
-            if self.verbose:
-                print(
-                    f"AutoAttack {name}: broke {int(ok.sum())} of {rows.size} ({int(success.sum())}/{len(X)} "
-                    f"total) in {time.perf_counter() - began:.1f} s",
-                    flush=True,
-                )
+        report, white_box_stalled, n_iter = {}, None, 0
+        members = self._members(target, X, y_idx)
+        desc = self._progress_desc(len(X))
+        with progress_bar(verbose=self.verbose, desc=desc, unit="member", total=len(members)) as bar:
+            for name, runner in members:
+                rows = np.flatnonzero(~success)
+                if rows.size == 0:
+                    break
+                bar.set_description_str(f"AutoAttack: {self._progress_desc(rows.size, name)}")
+                start = None if x_init is None else x_init[rows]
+                began = time.perf_counter()
+                try:
+                    result = runner(X[rows], labels[rows], x_init=start)
+                except ValueError as exc:
+                    if start is None or "x_init" not in str(exc):
+                        raise
+                    result = runner(X[rows], labels[rows])
+                ok = self.success(target, result.X_adv, y_idx[rows])
+                if not first_output[rows].any():
+                    X_adv[rows] = result.X_adv.reshape(X_adv[rows].shape)
+                    first_output[rows] = True
+                X_adv[rows[ok]] = result.X_adv.reshape(X_adv[rows].shape)[ok]
+                success[rows[ok]] = True
+                broken_by[rows[ok]] = name
+                n_iter += result.n_iter
+                report[name] = Bunch(n_attacked=int(rows.size), n_broken=int(ok.sum()), n_iter=int(result.n_iter))
+                if name != "square":
+                    stalled = np.zeros(len(X), bool)
+                    stalled[rows] = _stalled_rows(result.loss_range, ok)
+                    white_box_stalled = stalled if white_box_stalled is None else white_box_stalled & stalled
+                if self.verbose:
+                    bar.write(
+                        f"AutoAttack {name}: broke {int(ok.sum())} of {rows.size} ({int(success.sum())}/{len(X)} "
+                        f"total) in {time.perf_counter() - began:.1f} s",
+                        file=sys.stderr,
+                    )
+                bar.update(1)
         checks = self._checks(report, white_box_stalled, success, len(X))
         return Bunch(
             X_adv=X_adv,
@@ -386,13 +367,11 @@ class AutoAttack(BaseAttack):
         )
 
     def _project(self, target, X, x_init):
-        if x_init.shape != X.shape:
-            raise ValueError(f"x_init must have the shape of X {X.shape}; got {x_init.shape}.")
         lo, hi = self._clip_tensors(target)
         x0 = target.to_tensor(X)
-        run = _Run(target, torch.zeros(len(X), dtype=torch.int64), None, lo, hi)
+        run = Run(target, torch.zeros(len(X), dtype=torch.int64), None, lo, hi)
         with torch.no_grad():
-            projected = run.clip_and_project(target.to_tensor(x_init), x0, self.eps, _normalize_norm(self.norm))
+            projected = run.clip_and_project(target.to_tensor(x_init), x0, self.eps, normalize_norm(self.norm))
         return projected.cpu().numpy().reshape(X.shape).astype(X.dtype if X.dtype.kind == "f" else np.float32)
 
     @staticmethod
@@ -420,7 +399,7 @@ class AutoAttack(BaseAttack):
             )
         for check in checks.values():
             if check.fired:
-                warnings.warn(check.message, AttackFailureWarning, stacklevel=3)
+                warn_failure(check.message)
         return checks
 
 

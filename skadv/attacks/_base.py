@@ -3,24 +3,52 @@
 :class:`BaseAttack` owns everything the individual attacks have in common:
 turning the ``target`` (torch module, fitted skorch net, or any estimator
 implementing ``attack_surface()``) into one differentiable function
-(:class:`~skadv.utils.AttackSurface`), converting inputs, batching,
-clipping to the valid box, projecting onto the perturbation ball, averaging
-gradients over random draws (EOT) and recording the per-iteration trace.
-A concrete attack only implements :meth:`BaseAttack._perturb`, which works
-on one batch of float32 tensors.
+(:class:`~skadv.utils.AttackSurface`), checking and converting inputs,
+batching, averaging gradients over random draws (EOT), the objectives,
+progress and the per-iteration trace. A concrete attack only implements
+:meth:`BaseAttack._perturb`, which works on one batch of float32 tensors
+with the batch's run state (``_run.Run``: labels, per-row random streams
+from ``_rng``, clip box) and the norm-ball helpers of ``_geometry``.
 """
 
+import sys
 from numbers import Integral
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import Bunch, check_random_state
+from tqdm import tqdm
 
 from .._core import Interval
 from ..utils import resolve_attack_surface
+from ._rng import row_keys
+from ._run import Run
 
 __all__ = ["BaseAttack"]
+
+# Inputs may exceed the box by float32 rounding (relative to the box's largest bound).
+_RANGE_RTOL = 4 * float(np.finfo(np.float32).eps)
+# Seconds between two redraws of a progress bar.
+_PROGRESS_INTERVAL = 0.5
+
+
+def progress_bar(*, verbose, desc, unit="it", total=None):
+    """A tqdm bar on stderr, shown only when ``verbose`` (drawn at most every 0.5 s).
+
+    A bar nested in another one (a member of an ensemble) is removed when done.
+    """
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        disable=not verbose,
+        file=sys.stderr,
+        mininterval=_PROGRESS_INTERVAL,
+        leave=None,
+        dynamic_ncols=True,
+    )
+
 
 def _resolve_target(target, X, *, adaptive, device, input_shape):
     """The :class:`~skadv.utils.AttackSurface` an attack optimises against.
@@ -29,184 +57,6 @@ def _resolve_target(target, X, *, adaptive, device, input_shape):
     """
     surface = resolve_attack_surface(target, X, input_shape=input_shape, device=device)
     return surface if adaptive else surface.classifier_only()
-
-
-def _per_sample_norm(t, norm):
-    flat = t.reshape(t.shape[0], -1)
-    if norm == np.inf:
-        return flat.abs().amax(dim=1)
-    return flat.norm(p=2, dim=1)
-
-
-def _view_per_sample(v, like):
-    """Reshape a ``(n,)`` tensor so it broadcasts against ``like`` ``(n, ...)``."""
-    return v.reshape(-1, *([1] * (like.dim() - 1)))
-
-
-def _normalize_l2(g):
-    """Unit-L2 direction per sample (zero where the gradient is zero)."""
-    norms = _per_sample_norm(g, 2)
-    return g / _view_per_sample(torch.where(norms > 0, norms, torch.ones_like(norms)), g)
-
-
-def _project(delta, eps, norm):
-    """Project perturbations onto the ``norm`` ball of radius ``eps``."""
-    if norm == np.inf:
-        return delta.clamp(-eps, eps)
-    norms = _per_sample_norm(delta, 2)
-    factor = torch.where(norms > eps, eps / norms.clamp_min(1e-30), torch.ones_like(norms))
-    return delta * _view_per_sample(factor, delta)
-
-
-def _normalize_norm(norm):
-    if isinstance(norm, str):
-        return np.inf
-    return np.inf if np.isinf(norm) else 2
-
-
-def _as_int64(value):
-    """A 64-bit constant as the signed value torch's int64 arithmetic (wrapping) uses."""
-    return value - (1 << 64) if value >= (1 << 63) else value
-
-
-_MIX1 = _as_int64(0xBF58476D1CE4E5B9)
-_MIX2 = _as_int64(0x94D049BB133111EB)
-_GOLDEN = _as_int64(0x9E3779B97F4A7C15)
-
-
-def _shift_right(z, k):
-    """Logical right shift of int64 tensors (torch's ``>>`` is arithmetic)."""
-    return (z >> k) & ((1 << (64 - k)) - 1)
-
-
-def _mix64(z):
-    """splitmix64's finaliser: a bijective scrambling of int64 tensors."""
-    z = (z ^ _shift_right(z, 30)) * _MIX1
-    z = (z ^ _shift_right(z, 27)) * _MIX2
-    return z ^ _shift_right(z, 31)
-
-
-def _row_keys(x0, seed):
-    """One int64 key per row from the row's values and the call's seed."""
-    bits = x0.detach().to("cpu", torch.float32).contiguous().view(torch.int32).to(torch.int64).flatten(1)
-    position = torch.arange(bits.shape[1], dtype=torch.int64)
-    key = _mix64(bits ^ _mix64(position * _GOLDEN + 1)).sum(dim=1)
-    return _mix64(key ^ _mix64(torch.tensor(int(seed), dtype=torch.int64)))
-
-
-class _Run:
-    """Run-state of one batch of one :meth:`BaseAttack.run` call.
-
-    Everything an attack changes while it works lives here, never on the
-    attack instance, so one instance can serve concurrent calls (threads)
-    and give each the same result as a fresh copy would.
-
-    Attributes
-    ----------
-    target : skadv.utils.AttackSurface
-        The resolved target (the full surface, or its classifier alone when
-        the attack is not adaptive).
-    y : torch.Tensor
-        Label indices of the batch (true labels, or targets when targeted).
-    keys : torch.Tensor
-        One random key per row (from the row's values and the call's seed):
-        the random draws of a row depend on its key and on how many draws
-        came before, never on the other rows of the batch, so an input gets
-        the same result whatever it is batched with (an ensemble running a
-        member on the inputs still unbroken gets, per input, what the member
-        alone would).
-    lo, hi : torch.Tensor or None
-        The clip box.
-    x_init : torch.Tensor or None
-        Starting points of the batch (``run(..., x_init=...)``), already
-        inside the clip box; the attack projects them onto its ball.
-    record : list or None
-        Per-iteration statistics when tracing (one dict per iteration).
-    n_iter : int
-        Iterations run on this batch (see :attr:`BaseAttack.n_iter_`).
-    """
-
-    def __init__(self, target, y, keys, lo, hi, x_init=None, record=None):
-        self.target = target
-        self.y = y
-        self.keys = keys
-        self._n_draws = 0
-        self.lo = lo
-        self.hi = hi
-        self.x_init = x_init
-        self.record = record
-        self.n_iter = 0
-        # Per-row range of the observed loss, per restart (stalled-loss check).
-        self._loss_lo = self._loss_hi = None
-        self._loss_range = torch.zeros(y.shape[0], dtype=torch.float64)
-
-    def uniform(self, shape, device):
-        """Uniform float32 draws in [0, 1) of ``shape`` (``shape[0]`` = rows), per-row streams."""
-        self._n_draws += 1
-        per_row = int(np.prod(shape[1:], dtype=np.int64))
-        counter = _mix64(torch.tensor(self._n_draws, dtype=torch.int64) * _GOLDEN)
-        z = _mix64(self.keys[:, None] ^ _mix64(torch.arange(per_row, dtype=torch.int64)[None] + counter))
-        u = _shift_right(z, 11).to(torch.float64) * 2.0**-53
-        return u.to(torch.float32).reshape(shape).to(device)
-
-    def normal(self, shape, device):
-        """Standard normal float32 draws (Box-Muller on two uniform draws)."""
-        u1, u2 = self.uniform(shape, device), self.uniform(shape, device)
-        return torch.sqrt(-2 * torch.log1p(-u1)) * torch.cos(2 * np.pi * u2)
-
-    def clip(self, x):
-        if self.lo is None:
-            return x
-        return torch.maximum(torch.minimum(x, self.hi), self.lo)
-
-    def clip_and_project(self, x, x0, eps, norm):
-        """Bring ``x`` back into the clip box and the ``norm`` ball of radius ``eps`` around ``x0``.
-
-        Clip first, then project: projecting moves the point towards ``x0``
-        (along a segment for L2), which stays inside the box whenever ``x0``
-        is, so the result satisfies both constraints. The final clip only
-        matters for inputs that start outside the box.
-        """
-        x = self.clip(x)
-        return self.clip(x0 + _project(x - x0, eps, norm))
-
-    def observe_loss(self, loss):
-        """Record one per-row loss value of the current restart."""
-        loss = loss.detach().to("cpu", torch.float64)
-        if self._loss_lo is None:
-            self._loss_lo, self._loss_hi = loss.clone(), loss.clone()
-        else:
-            self._loss_lo = torch.minimum(self._loss_lo, loss)
-            self._loss_hi = torch.maximum(self._loss_hi, loss)
-
-    def new_restart(self):
-        """Close the loss range of a restart (a fresh start is no progress)."""
-        if self._loss_lo is not None:
-            self._loss_range = torch.maximum(self._loss_range, self._loss_hi - self._loss_lo)
-        self._loss_lo = self._loss_hi = None
-
-    def subset(self, rows):
-        """A run over the batch rows ``rows`` (a restart on the rows not yet broken).
-
-        It continues the rows' random streams and shares the clip box; its
-        loss observations and draws are merged back with :meth:`merge`. It
-        does not trace.
-        """
-        x_init = None if self.x_init is None else self.x_init[rows]
-        child = _Run(self.target, self.y[rows], self.keys[rows.cpu()], self.lo, self.hi, x_init=x_init)
-        child._n_draws = self._n_draws
-        return child
-
-    def merge(self, child, rows):
-        """Fold the loss range of ``child`` (a :meth:`subset` over ``rows``) into this run."""
-        rows = rows.cpu()
-        self._n_draws = max(self._n_draws, child._n_draws)
-        self._loss_range[rows] = torch.maximum(self._loss_range[rows], torch.as_tensor(child.loss_range()))
-
-    def loss_range(self):
-        """Largest per-row loss range over the restarts, ``(n,)`` float64."""
-        self.new_restart()
-        return self._loss_range.numpy()
 
 
 class BaseAttack(BaseEstimator):
@@ -219,8 +69,8 @@ class BaseAttack(BaseEstimator):
     estimator's ``attack_surface()``, or a frozen copy of a torch module or
     skorch net), converts ``X`` to float32 tensors
     of ``input_shape``, resolves the labels, and calls the subclass's
-    ``_perturb(run, x0)`` batch by batch, where ``run`` (a per-call
-    ``_Run``) holds the target, the labels, per-row random streams, the clip
+    ``_perturb(run, x0)`` batch by batch, where ``run`` (a per-batch
+    ``Run``) holds the target, the labels, per-row random streams, the clip
     box and the trace. Subclasses use :meth:`_value_and_grad`
     (EOT-averaged gradients), ``run.clip`` / ``run.clip_and_project``, the
     objectives :meth:`_xent_objective` / :meth:`_margin_objective`
@@ -236,6 +86,11 @@ class BaseAttack(BaseEstimator):
     ``get_params`` / ``set_params``, parameter validation and ``repr``; they
     have no ``fit``. Parameters shared by every attack are documented on the
     subclasses.
+
+    Tools that judge an attack's output as the attack itself does (such as
+    :func:`check_attack_failure`) use :meth:`resolve_target`,
+    :meth:`label_indices`, :meth:`mean_scores` and :meth:`success`;
+    :meth:`check_input_range` validates inputs against ``clip_values``.
     """
 
     _parameter_constraints: dict = {
@@ -248,6 +103,7 @@ class BaseAttack(BaseEstimator):
         "device": [str, torch.device, None],
         "eot_samples": [Interval(Integral, 1, None, closed="left")],
         "trace": ["boolean"],
+        "verbose": ["verbose"],
     }
 
     #: Whether ``run(..., x_init=...)`` is supported (the attack starts from given points).
@@ -265,6 +121,7 @@ class BaseAttack(BaseEstimator):
         device=None,
         eot_samples=8,
         trace=False,
+        verbose=0,
     ):
         self.target = target
         self.targeted = targeted
@@ -275,9 +132,10 @@ class BaseAttack(BaseEstimator):
         self.device = device
         self.eot_samples = eot_samples
         self.trace = trace
+        self.verbose = verbose
 
     # ------------------------------------------------------------------ API
-    def generate(self, X, y=None, *, x_init=None):
+    def generate(self, X, y=None, *, x_init=None, **unsupported):
         """Craft adversarial examples for ``X``.
 
         Parameters
@@ -295,12 +153,21 @@ class BaseAttack(BaseEstimator):
             :class:`APGD`, :class:`Square` with ``norm=inf``,
             :class:`AutoAttack`). They are clipped to the box and projected
             onto the attack's ball around ``X``.
+        **unsupported
+            Refused with a ValueError naming the keyword: other libraries'
+            options (e.g. ART's ``mask``) have no equivalent here.
 
         Returns
         -------
         X_adv : ndarray of the same shape as X
             Adversarial examples, float (X's float dtype, else float32).
         """
+        if unsupported:
+            raise ValueError(
+                f"{type(self).__name__}.generate got unsupported keyword(s) {sorted(unsupported)}. skadv's attacks "
+                "perturb every feature and take only X, y and x_init (there is no mask: to keep features fixed, "
+                "perturb a copy and restore those columns, or give per-feature clip_values bounds)."
+            )
         result = self.run(X, y, x_init=x_init)
         # Results of the last call, for convenience (each is one assignment, so
         # concurrent calls never see a half-written value; run() is exact).
@@ -330,22 +197,8 @@ class BaseAttack(BaseEstimator):
             - ``trace``: the per-iteration trace (see ``trace_``) when
               ``trace=True``, else None.
         """
-        self._validate_params()
-        self._check_attack_params()
-        X = np.asarray(X)
-        if X.ndim < 2:
-            raise ValueError(f"X must have at least 2 dimensions; got shape {X.shape}.")
-        if X.shape[0] == 0:
-            raise ValueError("X has 0 samples; at least 1 is required.")
-        if x_init is not None:
-            if not self._accepts_x_init:
-                raise ValueError(f"{type(self).__name__} does not start from given points; pass x_init=None.")
-            x_init = np.asarray(x_init)
-            if x_init.shape != X.shape:
-                raise ValueError(f"x_init must have the shape of X {X.shape}; got {x_init.shape}.")
+        X, x_init, target, y_idx = self._prepare(X, y, x_init)
         out_dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.float32
-        target = self._resolve(X)
-        y_idx = self._label_indices(target, X, y)
 
         # Only attacks with a random_state draw a seed (the others must not
         # advance numpy's global RNG behind the user's back).
@@ -355,21 +208,25 @@ class BaseAttack(BaseEstimator):
         lo, hi = self._clip_tensors(target)
 
         adversarials, traces, success, loss_range, n_iter = [], [], [], [], 0
-        for start in range(0, X.shape[0], self.batch_size):
-            rows = slice(start, start + self.batch_size)
-            x0 = target.to_tensor(X[rows])
-            yb = torch.as_tensor(y_idx[rows], device=target.device)
-            run = _Run(target, yb, _row_keys(x0, seed), lo, hi, record=[] if self.trace else None)
-            if x_init is not None:
-                run.x_init = run.clip(target.to_tensor(x_init[rows]))
-            x_adv = self._perturb(run, x0).detach()
-            with torch.no_grad():
-                success.append(self._is_success(target, self._forward_mean(target, x_adv), yb).cpu().numpy())
-            adversarials.append(x_adv.cpu().numpy())
-            loss_range.append(run.loss_range())
-            n_iter = max(n_iter, run.n_iter)
-            if self.trace:
-                traces.append(run.record)
+        n_batches = -(-X.shape[0] // self.batch_size)
+        with progress_bar(verbose=self.verbose, desc=self._progress_desc(X.shape[0]), unit=" steps") as bar:
+            for batch, start in enumerate(range(0, X.shape[0], self.batch_size)):
+                bar.set_postfix_str(f"batch {batch + 1}/{n_batches}", refresh=False)
+                rows = slice(start, start + self.batch_size)
+                x0 = target.to_tensor(X[rows])
+                yb = torch.as_tensor(y_idx[rows], device=target.device)
+                record = [] if self.trace else None
+                run = Run(target, yb, row_keys(x0, seed), lo, hi, record=record, progress=bar if self.verbose else None)
+                if x_init is not None:
+                    run.x_init = run.clip(target.to_tensor(x_init[rows]))
+                x_adv = self._perturb(run, x0).detach()
+                with torch.no_grad():
+                    success.append(self._is_success(target, self._forward_mean(target, x_adv), yb).cpu().numpy())
+                adversarials.append(x_adv.cpu().numpy())
+                loss_range.append(run.loss_range())
+                n_iter = max(n_iter, run.n_iter)
+                if self.trace:
+                    traces.append(run.record)
         X_adv = np.concatenate(adversarials).reshape(X.shape).astype(out_dtype, copy=False)
         return Bunch(
             X_adv=X_adv,
@@ -391,7 +248,47 @@ class BaseAttack(BaseEstimator):
         """
         raise NotImplementedError
 
-    def _resolve(self, X):
+    def _prepare(self, X, y, x_init=None):
+        """Validate the parameters and inputs of a call; return ``(X, x_init, target, y_idx)``."""
+        self._validate_params()
+        self._check_attack_params()
+        X = np.asarray(X)
+        if X.ndim < 2:
+            raise ValueError(f"X must have at least 2 dimensions; got shape {X.shape}.")
+        if X.shape[0] == 0:
+            raise ValueError("X has 0 samples; at least 1 is required.")
+        if x_init is not None:
+            if not self._accepts_x_init:
+                raise ValueError(f"{type(self).__name__} does not start from given points; pass x_init=None.")
+            x_init = np.asarray(x_init)
+            if x_init.shape != X.shape:
+                raise ValueError(f"x_init must have the shape of X {X.shape}; got {x_init.shape}.")
+        target = self.resolve_target(X)
+        self.check_input_range(X, target=target)
+        return X, x_init, target, self.label_indices(target, X, y)
+
+    def _progress_desc(self, n_rows, name=None):
+        """What a progress bar says: the attack, the rows and the budget."""
+        eps = getattr(self, "eps", None)
+        budget = "" if eps is None else f" (ε={eps:g})"
+        return f"{name or type(self).__name__} on {n_rows} rows{budget}"
+
+    # -------------------------------------------------- for judging tools
+    def resolve_target(self, X):
+        """The :class:`~skadv.utils.AttackSurface` this attack optimises against.
+
+        The target's full surface (classifier and detector) when the attack
+        is ``adaptive``, else its classifier alone.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+            Inputs of the call (they fix the input shape of a plain module).
+
+        Returns
+        -------
+        surface : :class:`~skadv.utils.AttackSurface`
+        """
         return _resolve_target(
             self.target,
             X,
@@ -400,26 +297,148 @@ class BaseAttack(BaseEstimator):
             input_shape=None if self.input_shape is None else tuple(self.input_shape),
         )
 
-    def _label_indices(self, target, X, y):
+    def check_input_range(self, X, *, target=None):
+        """Raise a ValueError when ``X`` lies outside ``clip_values``.
+
+        Every adversarial example is clipped to ``clip_values``; an input
+        outside that box would be moved into it, far beyond the budget
+        ``eps`` (raw 0-255 pixels with the default ``(0, 1)`` box). The
+        attacks call this once per call; ``clip_values=None`` checks nothing.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+            Clean inputs.
+        target : :class:`~skadv.utils.AttackSurface`, default=None
+            The resolved target (from :meth:`resolve_target`); only needed,
+            and resolved when None, for array-valued bounds, which broadcast
+            against one input of the target's ``input_shape``.
+
+        Raises
+        ------
+        ValueError
+            Naming the observed range of ``X`` and the fix.
+        """
+        if self.clip_values is None:
+            return
+        lo, hi = self._clip_bounds()
+        X = np.asarray(X)
+        rows = X
+        if lo.ndim or hi.ndim:
+            if target is None:
+                target = self.resolve_target(X)
+            shape = X.shape[1:] if target.input_shape is None else tuple(target.input_shape)
+            rows = X.reshape(X.shape[0], *shape)
+        tol = _RANGE_RTOL * max(float(np.max(np.abs(lo))), float(np.max(np.abs(hi))), 1.0)
+        with np.errstate(invalid="ignore"):
+            inside = (rows >= lo - tol) & (rows <= hi + tol)
+        if inside.all():
+            return
+        finite = X[np.isfinite(X)]
+        observed = f"[{finite.min():.4g}, {finite.max():.4g}]" if finite.size else "no finite values"
+        if finite.size < X.size:
+            observed += " and non-finite values (NaN or infinity)"
+        box = tuple(self.clip_values) if lo.ndim == 0 and hi.ndim == 0 else "(array bounds)"
+        raise ValueError(
+            f"X has values in {observed}, outside clip_values={box}, the box {type(self).__name__} clips its "
+            "adversarial examples to: they would land far outside the eps-ball. Pass clip_values=(lo, hi) "
+            "matching the range of valid inputs of your data (e.g. clip_values=(0, 255) for 8-bit pixels, "
+            "(X.min(), X.max()) for standardized features), or clip_values=None for no box."
+        )
+
+    def label_indices(self, target, X, y=None):
+        """Column indices of the labels the attack moves away from (or towards, when targeted).
+
+        Parameters
+        ----------
+        target : :class:`~skadv.utils.AttackSurface`
+            From :meth:`resolve_target`.
+        X : array-like of shape (n_samples, ...)
+            Clean inputs.
+        y : array-like of shape (n_samples,), default=None
+            True labels (target labels when ``targeted``); None uses the
+            target's predictions on ``X``.
+
+        Returns
+        -------
+        y_idx : ndarray of int of shape (n_samples,)
+        """
         if self.targeted and y is None:
             raise ValueError("A targeted attack needs the target labels y.")
         if y is None:
             return target.scores(X, batch_size=self.batch_size)[:, : target.n_classes].argmax(axis=1)
         y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(
+                f"y must hold one class label per row, shape ({X.shape[0]},); got shape {y.shape}. "
+                "For one-hot labels (ART's convention) pass y.argmax(axis=1)."
+            )
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"X and y have inconsistent numbers of samples: {X.shape[0]} and {y.shape[0]}.")
         return target.labels_to_indices(y)
 
+    def mean_scores(self, target, X):
+        """The target's scores of ``X`` in batches, averaged over ``eot_samples`` draws when randomized.
+
+        Parameters
+        ----------
+        target : :class:`~skadv.utils.AttackSurface`
+            From :meth:`resolve_target`.
+        X : array-like of shape (n_samples, ...)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_outputs)
+            The classes' scores, and the "rejected" score last when the
+            target has a detector.
+        """
+        return self._mean_scores(target, X).cpu().numpy()
+
+    def success(self, target, X_adv, y_idx):
+        """Whether each row of ``X_adv`` succeeds by this attack's criterion.
+
+        Misclassified (and, against a detector, not flagged) when
+        untargeted; classified as the target when ``targeted``. Judged on
+        :meth:`mean_scores`.
+
+        Parameters
+        ----------
+        target : :class:`~skadv.utils.AttackSurface`
+            From :meth:`resolve_target`.
+        X_adv : array-like of shape (n_samples, ...)
+            Attacked inputs.
+        y_idx : array-like of int of shape (n_samples,)
+            From :meth:`label_indices`.
+
+        Returns
+        -------
+        success : ndarray of bool of shape (n_samples,)
+        """
+        scores = self._mean_scores(target, X_adv)
+        return self._is_success(target, scores, torch.as_tensor(y_idx, device=scores.device)).cpu().numpy()
+
+    def _mean_scores(self, target, X):
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(X), self.batch_size):
+                out.append(self._forward_mean(target, target.to_tensor(X[start : start + self.batch_size])))
+        return torch.cat(out)
+
+    def _clip_bounds(self):
+        """``clip_values`` as validated float32 arrays ``(lo, hi)``."""
+        if len(self.clip_values) != 2:
+            raise ValueError(f"clip_values must be (min, max) or None; got {self.clip_values!r}.")
+        lo = np.asarray(self.clip_values[0], dtype=np.float32)
+        hi = np.asarray(self.clip_values[1], dtype=np.float32)
+        if np.any(lo >= hi):
+            raise ValueError(f"clip_values must satisfy min < max; got {self.clip_values!r}.")
+        return lo, hi
+
     def _clip_tensors(self, target):
         if self.clip_values is None:
             return None, None
-        if len(self.clip_values) != 2:
-            raise ValueError(f"clip_values must be (min, max) or None; got {self.clip_values!r}.")
-        lo = torch.as_tensor(np.asarray(self.clip_values[0], dtype=np.float32), device=target.device)
-        hi = torch.as_tensor(np.asarray(self.clip_values[1], dtype=np.float32), device=target.device)
-        if torch.any(lo >= hi):
-            raise ValueError(f"clip_values must satisfy min < max; got {self.clip_values!r}.")
-        return lo, hi
+        lo, hi = self._clip_bounds()
+        return torch.as_tensor(lo, device=target.device), torch.as_tensor(hi, device=target.device)
 
     def _eot_draws(self, target):
         return self.eot_samples if target.stochastic else 1
@@ -528,6 +547,7 @@ class BaseAttack(BaseEstimator):
         progress.
         """
         run.observe_loss(loss)
+        run.tick()
         if run.record is None:
             return
         target, y = run.target, run.y

@@ -5,8 +5,9 @@ from numbers import Integral, Real
 import torch
 
 from .._core import Interval
-from ._base import BaseAttack, _view_per_sample
+from ._base import BaseAttack
 from ._docs import fill_doc
+from ._geometry import view_per_sample
 
 __all__ = ["CarliniWagnerL2"]
 
@@ -121,6 +122,7 @@ class CarliniWagnerL2(BaseAttack):
         device=None,
         eot_samples=8,
         trace=False,
+        verbose=0,
     ):
         super().__init__(
             target,
@@ -132,6 +134,7 @@ class CarliniWagnerL2(BaseAttack):
             device=device,
             eot_samples=eot_samples,
             trace=trace,
+            verbose=verbose,
         )
         self.eps = eps
         self.confidence = confidence
@@ -186,7 +189,7 @@ class CarliniWagnerL2(BaseAttack):
                     l2 = l2_sq.detach().sqrt()
                     better = success & (l2 < best_l2)
                     best_l2 = torch.where(better, l2, best_l2)
-                    best_adv = torch.where(_view_per_sample(better, x0), x.detach(), best_adv)
+                    best_adv = torch.where(view_per_sample(better, x0), x.detach(), best_adv)
                     round_success |= success
 
                 optimizer.zero_grad()
@@ -202,5 +205,5 @@ class CarliniWagnerL2(BaseAttack):
 
         if self.eps is not None:
             too_far = best_l2 > self.eps
-            best_adv = torch.where(_view_per_sample(too_far, x0), x0, best_adv)
+            best_adv = torch.where(view_per_sample(too_far, x0), x0, best_adv)
         return best_adv.detach()

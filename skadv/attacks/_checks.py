@@ -1,15 +1,14 @@
 """Indicators of attack failure (Pintor et al., 2022)."""
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
-import torch
 from sklearn.utils import Bunch
 
-from .._core import Interval, StrOptions, validate_params
+from .._core import Interval, StrOptions, validate_params, warn_at_caller
 from ..exceptions import AttackFailureWarning
-from ._base import BaseAttack, _normalize_norm
+from ._base import BaseAttack
+from ._geometry import normalize_norm
 
 __all__ = ["AttackFailureWarning", "check_attack_failure"]
 
@@ -47,19 +46,13 @@ def _warn_message(check, finding):
     return f"Attack failure check {check!r}: {finding}; {_ADVICE[check]}"
 
 
-def _mean_scores(attack, target, X):
-    """The target's scores of ``X`` in batches, averaged over ``attack.eot_samples`` draws if randomized."""
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(X), attack.batch_size):
-            out.append(attack._forward_mean(target, target.to_tensor(X[start : start + attack.batch_size])))
-    return torch.cat(out)
+def warn_failure(message):
+    """Issue an :class:`AttackFailureWarning` attributed to the first caller outside skadv.
 
-
-def _judge(attack, target, X, y_idx):
-    """Success of each row of ``X`` on ``target``'s decision, judged as ``attack`` judges it."""
-    scores = _mean_scores(attack, target, X)
-    return attack._is_success(target, scores, torch.as_tensor(y_idx, device=scores.device)).cpu().numpy()
+    The checks run inside other skadv calls (AutoAttack, security_evaluation, the
+    displays); the warning points at the user's line whatever the depth.
+    """
+    warn_at_caller(message, AttackFailureWarning)
 
 
 def _stalled_rows(loss_range, success):
@@ -76,7 +69,7 @@ def _unbounded_eps(attack, target, X):
     width = (
         1e3 if attack.clip_values is None else float(np.max(np.subtract(attack.clip_values[1], attack.clip_values[0])))
     )
-    if _normalize_norm(getattr(attack, "norm", np.inf)) == np.inf:
+    if normalize_norm(getattr(attack, "norm", np.inf)) == np.inf:
         return width
     return width * float(np.sqrt(np.prod(np.asarray(X).shape[1:])))
 
@@ -205,13 +198,14 @@ def check_attack_failure(
         y = None if y is None else np.asarray(y)[:max_samples]
     # The deployed decision: the detector counts, whichever way the attack is run.
     judge = _variant(attack, adaptive=True, trace=False)
-    target = judge._resolve(X)
-    y_idx = judge._label_indices(target, X, y)
+    target = judge.resolve_target(X)
+    judge.check_input_range(X, target=target)
+    y_idx = judge.label_indices(target, X, y)
     labels = target.indices_to_labels(y_idx)
 
     def evasion_of(variant):
         result = variant.run(X, labels)
-        return _judge(judge, target, result.X_adv, y_idx), result
+        return judge.success(target, result.X_adv, y_idx), result
 
     ok, result = evasion_of(attack)
     checks = {}
@@ -290,7 +284,7 @@ def check_attack_failure(
     fired = [name for name, check in checks.items() if check.fired]
     if warn:
         for name in fired:
-            warnings.warn(checks[name].message, AttackFailureWarning, stacklevel=2)
+            warn_failure(checks[name].message)
     return Bunch(evasion=float(ok.mean()), checks=checks, fired=fired)
 
 
@@ -306,6 +300,6 @@ def _is_image(target, X):
 
 
 def _shared_params(attack):
-    """The parameters every attack has (box, shape, batching, device, EOT, adaptivity)."""
-    names = ("targeted", "adaptive", "clip_values", "input_shape", "batch_size", "device", "eot_samples")
+    """The parameters every attack has (box, shape, batching, device, EOT, adaptivity, progress)."""
+    names = ("targeted", "adaptive", "clip_values", "input_shape", "batch_size", "device", "eot_samples", "verbose")
     return {name: getattr(attack, name) for name in names}

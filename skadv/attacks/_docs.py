@@ -42,7 +42,12 @@ _COMMON_PARAMS = """\
         :class:`~skadv.VAEDetector`'s). Ignored for deterministic targets.
 
     trace : bool, default=False
-        If True, record per-iteration statistics in ``trace_``."""
+        If True, record per-iteration statistics in ``trace_``.
+
+    verbose : int, default=0
+        If non-zero, show a progress bar on stderr while the attack runs
+        (one step per iteration, with the batch it is in; an ensemble shows
+        its members too). Silent by default."""
 
 _TRACE_ATTRIBUTE = """\
     n_iter_ : int

@@ -5,43 +5,12 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 
-from .._core import Interval, Options, StrOptions
-from ._base import BaseAttack, _normalize_l2, _normalize_norm, _view_per_sample
+from .._core import Interval
+from ._base import BaseAttack
 from ._docs import fill_doc
+from ._geometry import NORM_CONSTRAINT, ascent_direction, normalize_norm, start_point, view_per_sample
 
 __all__ = ["FGSM", "PGD"]
-
-_NORM_CONSTRAINT = [Options(Real, {2, np.inf}), StrOptions({"inf"})]
-
-
-def _uniform_ball_point(run, x0, eps, norm):
-    """Uniform sample of the ``norm`` ball of radius ``eps`` around ``x0`` (clipped to the box)."""
-    shape, dev = x0.shape, x0.device
-    if norm == np.inf:
-        noise = (run.uniform(shape, dev) * 2 - 1) * eps
-    else:
-        # Uniform in the L2 ball: Gaussian direction, radius eps * U^(1/d).
-        direction = _normalize_l2(run.normal(shape, dev))
-        d = direction[0].numel()
-        radius = eps * run.uniform((shape[0],), dev) ** (1.0 / d)
-        noise = direction * _view_per_sample(radius, direction)
-    return run.clip(x0 + noise.to(device=x0.device, dtype=x0.dtype))
-
-
-def _start_point(run, x0, eps, norm, random_start, use_x_init=True):
-    """Where an iterative attack starts: ``x_init`` (projected), a uniform point of the ball, or ``x0``."""
-    if use_x_init and run.x_init is not None:
-        return run.clip_and_project(run.x_init, x0, eps, norm)
-    if random_start and eps > 0:
-        return _uniform_ball_point(run, x0, eps, norm)
-    return x0.clone()
-
-
-def _ascent_direction(grad, norm):
-    """Steepest-ascent unit step for the ``norm`` ball (sign for L-inf, unit L2)."""
-    if norm == np.inf:
-        return grad.sign()
-    return _normalize_l2(grad)
 
 
 @fill_doc
@@ -102,7 +71,7 @@ class FGSM(BaseAttack):
     _parameter_constraints: dict = {
         **BaseAttack._parameter_constraints,
         "eps": [Interval(Real, 0, None, closed="left")],
-        "norm": _NORM_CONSTRAINT,
+        "norm": NORM_CONSTRAINT,
     }
 
     def __init__(
@@ -119,6 +88,7 @@ class FGSM(BaseAttack):
         device=None,
         eot_samples=8,
         trace=False,
+        verbose=0,
     ):
         super().__init__(
             target,
@@ -130,6 +100,7 @@ class FGSM(BaseAttack):
             device=device,
             eot_samples=eot_samples,
             trace=trace,
+            verbose=verbose,
         )
         self.eps = eps
         self.norm = norm
@@ -140,7 +111,7 @@ class FGSM(BaseAttack):
         value, grad, logits = self._value_and_grad(target, x0, objective)
         self._trace_step(run, logits, value)
         run.n_iter = 1
-        x_adv = run.clip(x0 + self.eps * _ascent_direction(grad, _normalize_norm(self.norm)))
+        x_adv = run.clip(x0 + self.eps * ascent_direction(grad, normalize_norm(self.norm)))
         with torch.no_grad():
             logits = self._forward_mean(target, x_adv)
         self._trace_step(run, logits, objective(logits))
@@ -230,7 +201,7 @@ class PGD(BaseAttack):
     _parameter_constraints: dict = {
         **BaseAttack._parameter_constraints,
         "eps": [Interval(Real, 0, None, closed="left")],
-        "norm": _NORM_CONSTRAINT,
+        "norm": NORM_CONSTRAINT,
         "step_size": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "random_start": ["boolean"],
@@ -257,6 +228,7 @@ class PGD(BaseAttack):
         device=None,
         eot_samples=8,
         trace=False,
+        verbose=0,
     ):
         super().__init__(
             target,
@@ -268,6 +240,7 @@ class PGD(BaseAttack):
             device=device,
             eot_samples=eot_samples,
             trace=trace,
+            verbose=verbose,
         )
         self.eps = eps
         self.norm = norm
@@ -281,16 +254,16 @@ class PGD(BaseAttack):
 
     def _perturb(self, run, x0):
         target, y = run.target, run.y
-        norm = _normalize_norm(self.norm)
+        norm = normalize_norm(self.norm)
         objective = self._xent_objective(target, y)
-        x = _start_point(run, x0, self.eps, norm, self.random_start)
+        x = start_point(run, x0, self.eps, norm, self.random_start)
         best_x = x0.clone()
         best_loss = torch.full((x0.shape[0],), float("-inf"), device=x0.device)
 
         def keep_if_best(x, value, logits):
             # Successful iterate with the highest loss so far, per input.
             better = self._is_success(target, logits, y) & (value > best_loss)
-            best_x.copy_(torch.where(_view_per_sample(better, x), x.detach(), best_x))
+            best_x.copy_(torch.where(view_per_sample(better, x), x.detach(), best_x))
             best_loss.copy_(torch.where(better, value, best_loss))
 
         run.n_iter = self.max_iter
@@ -299,7 +272,7 @@ class PGD(BaseAttack):
             self._trace_step(run, logits, value)
             if self.return_best:
                 keep_if_best(x, value, logits)
-            x = x + self.step_size * _ascent_direction(grad, norm)
+            x = x + self.step_size * ascent_direction(grad, norm)
             x = run.clip_and_project(x, x0, self.eps, norm)
         with torch.no_grad():
             logits = self._forward_mean(target, x)
@@ -308,5 +281,5 @@ class PGD(BaseAttack):
         if self.return_best:
             keep_if_best(x, value, logits)
             found = best_loss > float("-inf")
-            x = torch.where(_view_per_sample(found, x), best_x, x)
+            x = torch.where(view_per_sample(found, x), best_x, x)
         return x.detach()

@@ -5,8 +5,9 @@ from numbers import Integral, Real
 import torch
 
 from .._core import Interval
-from ._base import BaseAttack, _normalize_l2
+from ._base import BaseAttack
 from ._docs import fill_doc
+from ._geometry import normalize_l2
 
 __all__ = ["PGDLineSearch"]
 
@@ -116,6 +117,7 @@ class PGDLineSearch(BaseAttack):
         device=None,
         eot_samples=8,
         trace=False,
+        verbose=0,
     ):
         super().__init__(
             target,
@@ -127,6 +129,7 @@ class PGDLineSearch(BaseAttack):
             device=device,
             eot_samples=eot_samples,
             trace=trace,
+            verbose=verbose,
         )
         self.eps = eps
         self.step_size = step_size
@@ -157,7 +160,7 @@ class PGDLineSearch(BaseAttack):
         for it in range(self.max_iter):
             value, grad, logits = self._value_and_grad(target, x, objective)
             self._trace_step(run, logits, value)
-            direction = -_normalize_l2(grad)
+            direction = -normalize_l2(grad)
 
             # All candidates of the batch in one pass: shape (n_steps * n, ...).
             shape = (n_steps,) + (1,) * x.dim()

@@ -6,9 +6,16 @@ import numpy as np
 import torch
 
 from .._core import Interval, StrOptions
-from ._base import BaseAttack, _normalize_norm, _per_sample_norm, _view_per_sample
+from ._base import BaseAttack
 from ._docs import fill_doc
-from ._gradient import _NORM_CONSTRAINT, _ascent_direction, _start_point
+from ._geometry import (
+    NORM_CONSTRAINT,
+    ascent_direction,
+    normalize_norm,
+    per_sample_norm,
+    start_point,
+    view_per_sample,
+)
 
 __all__ = ["OrthogonalPGD"]
 
@@ -18,7 +25,7 @@ def _remove_component(g, along):
     flat_g, flat_a = g.flatten(1), along.flatten(1)
     sq = (flat_a * flat_a).sum(dim=1)
     coef = torch.where(sq > 0, (flat_g * flat_a).sum(dim=1) / sq.clamp_min(1e-30), torch.zeros_like(sq))
-    return g - _view_per_sample(coef, g) * along
+    return g - view_per_sample(coef, g) * along
 
 
 @fill_doc
@@ -109,7 +116,7 @@ class OrthogonalPGD(BaseAttack):
     _parameter_constraints: dict = {
         **BaseAttack._parameter_constraints,
         "eps": [Interval(Real, 0, None, closed="left")],
-        "norm": _NORM_CONSTRAINT,
+        "norm": NORM_CONSTRAINT,
         "mode": [StrOptions({"orthogonal", "selective"})],
         "step_size": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
@@ -138,6 +145,7 @@ class OrthogonalPGD(BaseAttack):
         device=None,
         eot_samples=8,
         trace=False,
+        verbose=0,
     ):
         super().__init__(
             target,
@@ -149,6 +157,7 @@ class OrthogonalPGD(BaseAttack):
             device=device,
             eot_samples=eot_samples,
             trace=trace,
+            verbose=verbose,
         )
         self.eps = eps
         self.norm = norm
@@ -183,15 +192,15 @@ class OrthogonalPGD(BaseAttack):
                 "fitted detector (an estimator with attack_surface()) attacked with adaptive=True. Use APGD or "
                 "PGD for a plain model."
             )
-        norm = _normalize_norm(self.norm)
-        x = _start_point(run, x0, self.eps, norm, self.random_start)
+        norm = normalize_norm(self.norm)
+        x = start_point(run, x0, self.eps, norm, self.random_start)
         best = x.clone()
         ever = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
         for _ in range(self.max_iter + 1):
             _, det_margin, g_cls, g_det, logits = self._losses_and_grads(target, x, y)
             self._trace_step(run, logits, det_margin)
             success = self._is_success(target, logits, y)
-            best = torch.where(_view_per_sample(success, x), x, best)
+            best = torch.where(view_per_sample(success, x), x, best)
             ever |= success
             if run.n_iter == self.max_iter:
                 break
@@ -200,9 +209,9 @@ class OrthogonalPGD(BaseAttack):
             on_class = (pred != y) if self.targeted else (pred == y)
             if self.mode == "orthogonal":
                 g_cls, g_det = _remove_component(g_cls, g_det), _remove_component(g_det, g_cls)
-            g = torch.where(_view_per_sample(on_class, x), g_cls, g_det)
+            g = torch.where(view_per_sample(on_class, x), g_cls, g_det)
             # A row whose chosen gradient vanished follows the other one.
-            dead = _per_sample_norm(g, 2) == 0
-            g = torch.where(_view_per_sample(dead & on_class, x), g_det, g)
-            x = run.clip_and_project(x + self.step_size * _ascent_direction(g, norm), x0, self.eps, norm)
-        return torch.where(_view_per_sample(ever, x), best, x).detach()
+            dead = per_sample_norm(g, 2) == 0
+            g = torch.where(view_per_sample(dead & on_class, x), g_det, g)
+            x = run.clip_and_project(x + self.step_size * ascent_direction(g, norm), x0, self.eps, norm)
+        return torch.where(view_per_sample(ever, x), best, x).detach()

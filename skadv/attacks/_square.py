@@ -7,9 +7,9 @@ import numpy as np
 import torch
 
 from .._core import Interval
-from ._base import BaseAttack, _normalize_norm, _per_sample_norm, _view_per_sample
+from ._base import BaseAttack
 from ._docs import fill_doc
-from ._gradient import _NORM_CONSTRAINT
+from ._geometry import NORM_CONSTRAINT, normalize_norm, per_sample_norm, view_per_sample
 
 __all__ = ["Square"]
 
@@ -154,7 +154,7 @@ class Square(BaseAttack):
     _parameter_constraints: dict = {
         **BaseAttack._parameter_constraints,
         "eps": [Interval(Real, 0, None, closed="left")],
-        "norm": _NORM_CONSTRAINT,
+        "norm": NORM_CONSTRAINT,
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "p_init": [Interval(Real, 0, 1, closed="right")],
         "n_restarts": [Interval(Integral, 1, None, closed="left")],
@@ -181,6 +181,7 @@ class Square(BaseAttack):
         device=None,
         eot_samples=8,
         trace=False,
+        verbose=0,
     ):
         super().__init__(
             target,
@@ -192,6 +193,7 @@ class Square(BaseAttack):
             device=device,
             eot_samples=eot_samples,
             trace=trace,
+            verbose=verbose,
         )
         self.eps = eps
         self.norm = norm
@@ -220,7 +222,7 @@ class Square(BaseAttack):
                 delta[:, :, top : top + tile, left : left + tile] += pattern * self._signs(
                     run, (n, channels, 1, 1), x0.device
                 )
-        return delta / _view_per_sample(_per_sample_norm(delta, 2).clamp_min(_TINY), delta) * self.eps
+        return delta / view_per_sample(per_sample_norm(delta, 2).clamp_min(_TINY), delta) * self.eps
 
     def _propose(self, run, x0, delta, p, norm):
         """New perturbations for a batch, one random window each."""
@@ -252,11 +254,11 @@ class Square(BaseAttack):
         old = delta * first
         new = placed + old / channel_norm(old).clamp_min(_TINY)
         union = torch.maximum(first, second)
-        budget = (self.eps**2 - _per_sample_norm(delta, 2) ** 2).clamp_min(0) / channels
-        scale = torch.sqrt(_view_per_sample(budget, delta) + channel_norm(delta * union) ** 2)
+        budget = (self.eps**2 - per_sample_norm(delta, 2) ** 2).clamp_min(0) / channels
+        scale = torch.sqrt(view_per_sample(budget, delta) + channel_norm(delta * union) ** 2)
         new = new / channel_norm(new).clamp_min(_TINY) * scale
         proposal = delta * (1 - union) + new * first
-        return proposal / _view_per_sample(_per_sample_norm(proposal, 2).clamp_min(_TINY), proposal) * self.eps
+        return proposal / view_per_sample(per_sample_norm(proposal, 2).clamp_min(_TINY), proposal) * self.eps
 
     def _check_image(self, x0):
         if x0.dim() != 4:
@@ -282,14 +284,14 @@ class Square(BaseAttack):
                 run.merge(sub, rows)
             run.n_iter += n_iter
             better = loss < best_loss[rows]
-            best[rows] = torch.where(_view_per_sample(better, x), x, best[rows])
+            best[rows] = torch.where(view_per_sample(better, x), x, best[rows])
             best_loss[rows] = torch.where(better, loss, best_loss[rows])
         return best
 
     def _single_run(self, run, x0, first):
         """One random search. Returns (points, their margin loss, queries)."""
         target = run.target
-        norm = _normalize_norm(self.norm)
+        norm = normalize_norm(self.norm)
         objective = self._margin_objective(target, run.y)
         if first and run.x_init is not None:
             x = run.clip_and_project(run.x_init, x0, self.eps, norm)
@@ -312,7 +314,7 @@ class Square(BaseAttack):
             cand_logits = self._forward_mean(target, candidate)
             cand_loss = self._margin_objective(target, run.y[rows])(cand_logits)
             accept = cand_loss < loss[rows]
-            x[rows] = torch.where(_view_per_sample(accept, candidate), candidate, x[rows])
+            x[rows] = torch.where(view_per_sample(accept, candidate), candidate, x[rows])
             loss[rows] = torch.where(accept, cand_loss, loss[rows])
             logits[rows] = torch.where(accept[:, None], cand_logits.to(logits.dtype), logits[rows])
             self._trace_step(run, logits, loss)

@@ -384,6 +384,7 @@ class AdversarialAEDetector(TrainedDetector):
         model_output="auto",
         threshold=None,
         contamination=0.05,
+        validation_fraction=None,
         epochs=20,
         batch_size=128,
         lr=1e-3,
@@ -411,6 +412,7 @@ class AdversarialAEDetector(TrainedDetector):
         self.model_output = model_output
         self.threshold = threshold
         self.contamination = contamination
+        self.validation_fraction = validation_fraction
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr

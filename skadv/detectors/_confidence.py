@@ -112,6 +112,7 @@ class ConfidenceDetector(BaseDetector):
         model_output="auto",
         threshold=None,
         contamination=0.05,
+        validation_fraction=None,
         inference_batch_size=None,
         preprocess_fn=None,
         input_shape=None,
@@ -125,6 +126,7 @@ class ConfidenceDetector(BaseDetector):
         self.model_output = model_output
         self.threshold = threshold
         self.contamination = contamination
+        self.validation_fraction = validation_fraction
         self.inference_batch_size = inference_batch_size
         self.preprocess_fn = preprocess_fn
         self.input_shape = input_shape

@@ -1,7 +1,6 @@
 """Mahalanobis baseline: distance of hidden features to class-conditional Gaussians."""
 
 import numbers
-import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -9,7 +8,15 @@ import torch
 from sklearn.base import clone
 from sklearn.covariance import EmpiricalCovariance, LedoitWolf
 
-from .._core import HasMethods, Interval, StrOptions, fill_detector_doc, forward_capturing, resolve_layers
+from .._core import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    fill_detector_doc,
+    forward_capturing,
+    resolve_layers,
+    warn_at_caller,
+)
 from ..base import BaseDetector
 from ._confidence import input_gradient_sign
 
@@ -130,6 +137,7 @@ class MahalanobisDetector(BaseDetector):
         model_output="auto",
         threshold=None,
         contamination=0.05,
+        validation_fraction=None,
         inference_batch_size=None,
         preprocess_fn=None,
         input_shape=None,
@@ -145,6 +153,7 @@ class MahalanobisDetector(BaseDetector):
         self.model_output = model_output
         self.threshold = threshold
         self.contamination = contamination
+        self.validation_fraction = validation_fraction
         self.inference_batch_size = inference_batch_size
         self.preprocess_fn = preprocess_fn
         self.input_shape = input_shape
@@ -176,12 +185,11 @@ class MahalanobisDetector(BaseDetector):
         widths = [features.shape[1] for features in captured]
         wide = [f"{name!r} ({width})" for name, width in zip(layers, widths) if width > self.max_layer_features]
         if wide:
-            warnings.warn(
+            warn_at_caller(
                 f"MahalanobisDetector leaves out layers wider than max_layer_features={self.max_layer_features} "
                 f"features: {', '.join(wide)}. Raise max_layer_features (None keeps every layer) or name the "
                 f"layers to model in layers.",
                 UserWarning,
-                stacklevel=7,
             )
         kept = [name for name, width in zip(layers, widths) if width <= self.max_layer_features]
         if not kept:

@@ -135,6 +135,7 @@ class FeatureSqueezingDetector(BaseDetector):
         model_output="auto",
         threshold=None,
         contamination=0.05,
+        validation_fraction=None,
         inference_batch_size=None,
         preprocess_fn=None,
         input_shape=None,
@@ -149,6 +150,7 @@ class FeatureSqueezingDetector(BaseDetector):
         self.model_output = model_output
         self.threshold = threshold
         self.contamination = contamination
+        self.validation_fraction = validation_fraction
         self.inference_batch_size = inference_batch_size
         self.preprocess_fn = preprocess_fn
         self.input_shape = input_shape

@@ -5,6 +5,7 @@ import numbers
 
 import numpy as np
 import torch
+from sklearn.utils import Bunch
 from torch import nn
 
 from .._core import Interval, StrOptions, TrainingNet, fill_detector_doc
@@ -319,6 +320,7 @@ class VAEDetector(TrainedDetector):
         model_output="auto",
         threshold=None,
         contamination=0.05,
+        validation_fraction=None,
         epochs=50,
         batch_size=128,
         lr=1e-3,
@@ -342,6 +344,7 @@ class VAEDetector(TrainedDetector):
         self.model_output = model_output
         self.threshold = threshold
         self.contamination = contamination
+        self.validation_fraction = validation_fraction
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -502,15 +505,35 @@ class VAEDetector(TrainedDetector):
         """Map class indices (columns of the classifier's output) to its labels."""
         return indices if self.sklearn_model_ is None else self.sklearn_model_.classes_[indices]
 
-    def _confidence_and_loss(self, X):
-        """Classifier confidence (max probability) and reconstruction error of each row."""
+    def confidence_and_reconstruction_loss(self, X):
+        """The classifier's confidence and label, and the VAE's reconstruction loss, of each row.
+
+        What :func:`~skadv.calibration_analysis` relates: inputs the VAE reconstructs
+        badly should get low confidence from a well-calibrated classifier. The
+        reconstruction loss uses the same seeded latent draws as the scores.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        result : sklearn.utils.Bunch
+            ``confidence`` (the classifier's top probability), ``reconstruction_loss``
+            (the ``'reconstruction'`` score) and ``predicted`` (the classifier's label),
+            each of shape (n_samples,).
+        """
         X = self._validate_predict_input(X)
         noise = self._latent_noise()
 
-        def both(x):
+        def parts(x):
             x = self._preprocess(x)
-            confidence = self._model_log_proba(x).exp().max(dim=1).values
-            return torch.stack([confidence, _reconstruction_error(x, self._sample(x, noise))], dim=1)
+            log_proba = self._model_log_proba(x)
+            confidence = log_proba.exp().max(dim=1).values
+            loss = _reconstruction_error(x, self._sample(x, noise))
+            return torch.stack([confidence, loss, log_proba.argmax(dim=1).to(confidence.dtype)], dim=1)
 
-        out = self._batched(both, X)
-        return out[:, 0], out[:, 1]
+        out = self._batched(parts, X)
+        return Bunch(
+            confidence=out[:, 0], reconstruction_loss=out[:, 1], predicted=self._class_labels(out[:, 2].astype(int))
+        )

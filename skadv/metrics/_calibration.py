@@ -141,18 +141,14 @@ def calibration_analysis(detector, X, y=None, *, n_bins=10, strategy="uniform"):
     >>> result.mean_loss.shape, int(result.count.sum())
     ((5,), 1797)
     """
-    # Phase-2 seam: reads the detector through its private scoring helpers.
     check_is_fitted(detector)
-    confidence, loss = detector._confidence_and_loss(X)
+    parts = detector.confidence_and_reconstruction_loss(X)
     y_correct = None
     if y is not None:
-        X_valid = detector._validate_predict_input(X)
-        predicted = detector._batched(
-            lambda x: detector._model_log_proba(detector._preprocess(x)).argmax(dim=1), X_valid
-        )
         y = column_or_1d(np.asarray(y))
-        if y.shape[0] != predicted.shape[0]:
-            raise ValueError(f"X has {predicted.shape[0]} rows but y has {y.shape[0]}.")
-        y_correct = detector._class_labels(predicted.astype(int)) == y
+        if y.shape[0] != parts.predicted.shape[0]:
+            raise ValueError(f"X has {parts.predicted.shape[0]} rows but y has {y.shape[0]}.")
+        y_correct = parts.predicted == y
+    confidence, loss = parts.confidence, parts.reconstruction_loss
     binned = loss_by_confidence(confidence, loss, y_correct=y_correct, n_bins=n_bins, strategy=strategy)
     return Bunch(**binned, confidence=confidence, reconstruction_loss=loss)

@@ -1,7 +1,7 @@
 """Security evaluation curves and an attack-based scorer for model selection."""
 
 import copy
-import warnings
+import sys
 from numbers import Real
 
 import numpy as np
@@ -9,7 +9,9 @@ import torch
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import Bunch
+from tqdm import tqdm
 
+from .._core import warn_at_caller
 from ..attacks import AutoAttack, BaseAttack, check_attack_failure
 from ..utils import resolve_attack_surface
 from ._detection import (
@@ -138,7 +140,7 @@ _DEFAULT_CHECKS = {"unbounded": False, "black_box": None, "non_adaptive": True}
 
 
 def security_evaluation(
-    estimator, attack_cls, X, y, eps_values, *, adaptive=True, failure_checks=True, **attack_params
+    estimator, attack_cls, X, y, eps_values, *, adaptive=True, failure_checks=True, verbose=0, **attack_params
 ):
     """Accuracy, detection and evasion under attack as a function of the attack budget.
 
@@ -194,6 +196,10 @@ def security_evaluation(
         passes further parameters to :func:`~skadv.attacks.check_attack_failure`
         (e.g. ``{"unbounded": True, "black_box": "auto"}`` for every check);
         False runs none.
+    verbose : int, default=0
+        If non-zero, show a progress bar on stderr, one step per budget, and
+        pass ``verbose`` on to the attack (its own progress, unless
+        ``attack_params`` set it). Silent by default.
     **attack_params : dict
         Further parameters of the attack (``step_size``, ``max_iter``, ...).
 
@@ -257,13 +263,29 @@ def security_evaluation(
         raise ValueError(  # noqa: TRY004 - a parameter error, as scikit-learn reports them
             f"failure_checks must be a bool or a dict of parameters; got {failure_checks!r}."
         )
+    if verbose and "verbose" not in attack_params:
+        attack_params = {**attack_params, "verbose": verbose}
+    attack_name = attack_cls.__name__ if isinstance(attack_cls, type) else type(attack_cls).__name__
+    # Refuse inputs outside the attack's box before any work (the attack would clip them far beyond eps).
+    strongest = _make_attack(attack_cls, estimator, eps=float(eps_values.max()), adaptive=adaptive, **attack_params)
+    strongest.check_input_range(X)
     input_shape = attack_params.get("input_shape")
     clean = deployed_predictions(estimator, X, input_shape=input_shape)
     is_detector = resolve_attack_surface(estimator, X[:1], input_shape=input_shape).reject_index is not None
 
     keys = ["accuracy", "detection_rate", "accuracy_with_rejection", "evasion_rate"]
     curves = {key: np.full(eps_values.size, np.nan) for key in keys}
-    for i, eps in enumerate(eps_values):
+    progress = tqdm(
+        eps_values,
+        desc=f"security_evaluation: {attack_name} on {X.shape[0]} rows",
+        unit="ε",
+        disable=not verbose,
+        file=sys.stderr,
+        mininterval=0.5,
+        dynamic_ncols=True,
+    )
+    for i, eps in enumerate(progress):
+        progress.set_postfix_str(f"ε={eps:g}")
         if eps == 0:
             pred = clean
         else:
@@ -284,12 +306,8 @@ def security_evaluation(
         params.setdefault("eps_values", eps_values)
         if np.array_equal(params["eps_values"], eps_values):
             params.setdefault("evasion_curve", curves["evasion_rate"])
-        attack = _make_attack(
-            attack_cls, estimator, eps=float(eps_values.max()), adaptive=adaptive, **attack_params
-        )
-        checks = check_attack_failure(attack, X, y, **params).checks
+        checks = check_attack_failure(strongest, X, y, **params).checks
 
-    attack_name = attack_cls.__name__ if isinstance(attack_cls, type) else type(attack_cls).__name__
     return Bunch(
         eps_values=eps_values,
         **curves,
@@ -359,10 +377,10 @@ class _AttackScorer:
             # Positives are only the attacked inputs that fool the classifier.
             fooled = attacked.classifier_labels != reference
             if not fooled.any():
-                warnings.warn(
+                warn_at_caller(
                     "The attack fooled the classifier on no input of this fold; "
                     "the detection score is undefined (NaN).",
-                    UserWarning, stacklevel=2,
+                    UserWarning,
                 )
                 return np.nan
             scores_attacked = scores_attacked[fooled]

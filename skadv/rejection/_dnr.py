@@ -1,7 +1,7 @@
 """Deep Neural Rejection: RBF SVMs on hidden layers, an RBF SVM combiner, and a reject option."""
 
 import numbers
-import warnings
+import sys
 
 import numpy as np
 import torch
@@ -19,14 +19,17 @@ from .._core import (
     HasMethods,
     StrOptions,
     check_y,
+    default_layers,
     fill_torch_estimator_doc,
     fit_context,
     forward_capturing,
+    probe_layers,
     resolve_device,
     resolve_layers,
     torch_seed,
+    warn_at_caller,
 )
-from ..base import TorchEstimatorMixin, check_threshold_perc, fit_atomically
+from ..base import TorchEstimatorMixin, check_threshold_options, check_threshold_perc, fit_atomically
 from ._folds import _LayerFolds, _per_class
 from ._kernels import kernel_machine_from
 from ._one_vs_all import OneVsAllSVC
@@ -40,12 +43,34 @@ def _accepting_score(scores, threshold_perc):
     return float(np.percentile(scores, 100.0 - threshold_perc))
 
 
+def _progress(verbose, desc, **kwargs):
+    """A tqdm bar on stderr, disabled (silent) unless ``verbose``."""
+    from tqdm import tqdm
+
+    return tqdm(desc=desc, disable=not verbose, file=sys.stderr, leave=True, **kwargs)
+
+
+def _counted(results, progress):
+    """Yield ``results``, advancing ``progress`` by one for each."""
+    for result in results:
+        progress.update(1)
+        yield result
+
+
 def _default_layer_clf():
     return OneVsAllSVC()
 
 
 def _default_combiner():
     return OneVsAllSVC(C=0.1, gamma=1.0)
+
+
+def _rows_of(ds):
+    """The rows of secml-style data: an array, a dataset with ``.X``, or an ``(X, y)`` pair."""
+    if isinstance(ds, tuple) and len(ds) == 2:
+        return ds[0]
+    rows = getattr(ds, "X", ds)
+    return rows.tondarray() if hasattr(rows, "tondarray") else rows
 
 
 # ----------------------------------------------------------------------------- layer capture
@@ -96,12 +121,22 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         copied, never modified. Wrap a skorch net in ``sklearn.frozen.FrozenEstimator``
         to keep it fitted through ``clone()``.
     layers : list of str or int, or of (str, estimator) pairs, default=None
-        Required. Layers to read, by their names in ``model.named_modules()`` (e.g.
+        Layers to read, by their names in ``model.named_modules()`` (e.g.
         ``"features.relu2"``) or their int positions in that list without its root entry
         (``i`` is ``model[i]`` for an ``nn.Sequential``). A layer the forward pass calls
-        several times is read at its first call. A plain entry uses ``layer_clf``; a
-        ``(name, estimator)`` pair gives that layer its own classifier, reachable through
-        ``set_params`` as in a Pipeline: ``set_params(**{"features.relu2__C": 10})``.
+        several times is read at its first call; only modules the forward pass calls can
+        be read (an activation applied as ``torch.relu(x)`` cannot):
+        :func:`skadv.utils.hookable_layers` lists them with their widths. A plain entry
+        uses ``layer_clf``; a ``(name, estimator)`` pair gives that layer its own
+        classifier, reachable through ``set_params`` as in a Pipeline:
+        ``set_params(**{"features.relu2__C": 10})``. None reads the last three hidden
+        layers before the output, as secml's tutorial reads relu2 to relu4: ``fit`` runs
+        the network on its first rows, lists the submodules in the order their forward
+        calls finish, drops each one whose output equals the one listed before it
+        (``Dropout`` in eval mode, ``Flatten``, a container returning its last child's
+        output), drops the trailing ones as wide as the network's output (the output
+        layer, a softmax after it), and reads the last three of the rest
+        (``layer_names_`` says which).
     layer_clf : classifier with decision_function, default=None
         Classifier of the layers given by name. None means ``OneVsAllSVC()`` (C=1,
         gamma='scale'). Use one-vs-all RBF SVMs: their scores abate away from the data,
@@ -140,6 +175,9 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
     batch_size : int, default=128
         The most rows per forward pass while fitting (reading the layers of the training
         rows), also capped at about 16 MiB of float32-sized input values.
+    verbose : bool or int, default=False
+        Show ``fit``'s progress on stderr (tqdm): the layers read, then the classifier
+        fits of every layer and fold, then the combiner. Silent by default.
 %(inference_batch_size)s
 %(input_shape_and_device)s
     random_state : int, RandomState instance or None, default=None
@@ -220,6 +258,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         "cv": ["cv_object"],
         "n_jobs": [numbers.Integral, None],
         "kernel_dtype": [StrOptions({"float64", "float32"})],
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -234,6 +273,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         n_jobs=None,
         kernel_dtype="float64",
         batch_size=128,
+        verbose=False,
         inference_batch_size=None,
         input_shape=None,
         device="cpu",
@@ -248,6 +288,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         self.n_jobs = n_jobs
         self.kernel_dtype = kernel_dtype
         self.batch_size = batch_size
+        self.verbose = verbose
         self.inference_batch_size = inference_batch_size
         self.input_shape = input_shape
         self.device = device
@@ -297,7 +338,11 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
 
         ``set_params(**{"features.relu2": OneVsAllSVC(C=10)})`` replaces a layer's
         classifier and ``set_params(**{"features.relu2__C": 10})`` sets one of its
-        parameters.
+        parameters. This works for a layer given by name alone too (it uses
+        ``layer_clf``): the entry becomes a ``(name, clone(layer_clf))`` pair, so the
+        other layers keep ``layer_clf``. A layer whose classifier is shared (the same
+        instance as ``layer_clf`` or as another layer's) gets its own clone before one of
+        its parameters is set, so the setting reaches that layer only.
 
         Parameters
         ----------
@@ -309,14 +354,50 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         """
         if "layers" in params:  # first, so that the names below are the new layers'
             self.layers = params.pop("layers")
+        targeted = {key.split("__", 1)[0] for key in params}
+        nested = {key.split("__", 1)[0] for key in params if "__" in key}
+        if targeted & self._layer_entry_names():
+            self.layers = self._with_own_classifiers(targeted, nested)
         return self._set_params("_named_layer_classifiers", **params)
 
+    def _layer_entry_names(self):
+        try:
+            return {entry if isinstance(entry, str) else entry[0] for entry in self.layers
+                    if isinstance(entry, str) or (isinstance(entry, (tuple, list)) and len(entry) == 2)}
+        except TypeError:
+            return set()
+
+    def _with_own_classifiers(self, targeted, nested):
+        """``layers`` with the targeted plain names as pairs and shared classifiers of ``nested`` layers cloned."""
+        shared = self.layer_clf if self.layer_clf is not None else _default_layer_clf()
+        counts = {}
+        for entry in self.layers:
+            if isinstance(entry, (tuple, list)) and len(entry) == 2 and entry[1] is not None:
+                counts[id(entry[1])] = counts.get(id(entry[1]), 0) + 1
+
+        def own(entry):
+            if isinstance(entry, str):
+                return (entry, clone(shared)) if entry in targeted else entry
+            if isinstance(entry, (tuple, list)) and len(entry) == 2 and entry[0] in nested:
+                name, estimator = entry
+                if estimator is None or estimator is self.layer_clf or counts.get(id(estimator), 0) > 1:
+                    return (name, clone(shared if estimator is None else estimator))
+            return entry
+
+        return type(self.layers)(own(entry) for entry in self.layers)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.__dict__.setdefault("verbose", False)  # saved before the parameter existed
+
     def _layer_specs(self):
-        """Validated ``[(name, unfitted estimator template)]``."""
+        """Validated ``[(name, unfitted estimator template)]``; None for the default layers (``layers=None``)."""
+        if self.layers is None:
+            return None
         if not self.layers:
             raise ValueError(
-                "layers is empty or None: name at least one hidden layer of the model, e.g. "
-                "layers=['features.relu2'] (see model.named_modules())."
+                "layers is empty: name at least one hidden layer of the model, e.g. layers=['features.relu2'] "
+                "(skadv.utils.hookable_layers(model, X) lists them), or pass None for the last three."
             )
         shared = self.layer_clf if self.layer_clf is not None else _default_layer_clf()
         specs = []
@@ -348,7 +429,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
     # -- fit ------------------------------------------------------------------
     @fit_context(prefer_skip_nested_validation=False)
     @fit_atomically
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Fit the layer SVMs, the combiner on their out-of-fold scores, then refit the layers.
 
         Parameters
@@ -356,14 +437,33 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         X : array-like of shape (n_samples, n_features)
             Training rows (the data the network was trained on, or similar clean data).
         y : array-like of shape (n_samples,)
-            Class labels. (:class:`DNRDetector` fits without them, on the network's own
-            predictions.)
+            Class labels, required: DNR trains on them (None raises a ValueError).
+            :class:`DNRDetector` fits without them, on the network's own predictions.
 
         Returns
         -------
         self : object
         """
         return self._fit(X, y)
+
+    @fit_context(prefer_skip_nested_validation=False)
+    @fit_atomically
+    def fit_on_model_labels(self, X):
+        """Fit as :meth:`fit` does, with the network's own predictions on ``X`` as the labels.
+
+        What :class:`DNRDetector` does when fitted without labels: a detector learns
+        from clean rows alone.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Clean training rows; the network must predict at least two classes on them.
+
+        Returns
+        -------
+        self : object
+        """
+        return self._fit(X, None, labels_from_model=True)
 
     def _fit(self, X, y, labels_from_model=False):
         """``fit``; with ``labels_from_model``, ``y`` is ignored and the network's predictions
@@ -372,7 +472,11 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         if labels_from_model:
             y = None
         elif y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None: DNR trains its "
+                "layer classifiers on class labels, so call fit(X, y). To fit on the network's own "
+                "predictions instead, use DNRDetector(DeepNeuralRejection(...)).fit(X)."
+            )
         else:
             y = check_y(y, estimator=self)
             if len(y) != X.shape[0]:
@@ -382,6 +486,8 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         seed = self._fit_seed()
         with torch_seed(seed, resolve_device(self.device, fitting=True)):
             adapter = self._setup_model(X)
+        if specs is None:
+            specs = self._default_layer_specs(X)
         self.layer_names_ = list(resolve_layers(self.model_.net, [name for name, _ in specs]))
         if labels_from_model:
             predicted = self._batched(self.model_, X).argmax(axis=1)
@@ -394,43 +500,69 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
                 f"{type(self).__name__} needs samples of at least 2 classes in the data, but "
                 f"{source} only 1 class: {self.classes_[0]!r}."
             )
-        features = self._layer_features(X)
+        progress = _progress(self.verbose, f"{type(self).__name__}: reading layers", unit="row", total=X.shape[0])
+        features = self._layer_features(X, progress)
+        progress.close()
         folds = self._folds(X, y_encoded, seed)
 
         layers = [
             _LayerFolds(template, layer_features, y_encoded, n_classes, folds, self.device_)
             for (_, template), layer_features in zip(specs, features)
         ]
-        results = iter(
-            Parallel(n_jobs=self.n_jobs, prefer="threads")(task for layer in layers for task in layer.tasks())
+        tasks = [list(layer.tasks()) for layer in layers]
+        progress = _progress(
+            self.verbose, f"{type(self).__name__}: fitting layers x folds", unit="fit", total=sum(map(len, tasks))
+        )
+        results = _counted(
+            Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator")(
+                task for layer_tasks in tasks for task in layer_tasks
+            ),
+            progress,
         )
         self.layer_estimators_ = []
         out_of_fold = np.empty((X.shape[0], n_classes * len(specs)))
         incomplete_folds = False
         for index, layer in enumerate(layers):
+            progress.set_postfix_str(f"layer {self.layer_names_[index]}", refresh=False)
             estimator, fold_scores, incomplete = layer.collect(results)
             self.layer_estimators_.append(estimator)
             for test, scores in fold_scores:
                 out_of_fold[test, index * n_classes : (index + 1) * n_classes] = scores
             incomplete_folds |= incomplete
         if incomplete_folds:
-            warnings.warn(
+            warn_at_caller(
                 "Some training folds lack a class; its out-of-fold layer scores were set to -1. "
                 "Use more data per class or a StratifiedKFold as cv.",
                 UserWarning,
-                stacklevel=2,
             )
+        progress.set_postfix_str("combiner", refresh=True)
         combiner = self.combiner if self.combiner is not None else _default_combiner()
         with parallel_config(n_jobs=self.n_jobs):  # a combiner with n_jobs=None follows the DNR's
             self.combiner_ = clone(combiner).fit(out_of_fold, y_encoded)
+        progress.close()
         self.kernel_net_ = self._build_kernel_net()
         return self
 
-    def _layer_features(self, X):
+    def _default_layer_specs(self, X):
+        """``[(name, layer_clf)]`` of the default layers, from one probe pass on the first rows of ``X``."""
+        with torch.inference_mode():
+            records, output = probe_layers(self.model_.net, self._to_tensor(X[:8]))
+        names = default_layers(records, output)
+        if not names:
+            raise ValueError(
+                f"layers=None found no hidden layer to read in {type(self.model_.net).__name__}: its forward "
+                "pass calls no submodule before the output layer. Pass layers=[...] naming modules that "
+                "skadv.utils.hookable_layers(model, X) lists."
+            )
+        shared = self.layer_clf if self.layer_clf is not None else _default_layer_clf()
+        return [(name, shared) for name in names]
+
+    def _layer_features(self, X, progress=None):
         """Flattened outputs of every chosen layer (float32, as the network computes them).
 
         One batched forward pass; each batch is written straight into one array per layer
         (float32 holds the network's values exactly and halves the memory of float64).
+        ``progress`` (a tqdm bar) advances by the rows of each batch.
         """
         features = None
         with torch.inference_mode():
@@ -441,6 +573,8 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
                     features = [np.empty((X.shape[0], o.shape[1]), dtype=np.float32) for o in outputs]
                 for array, output in zip(features, outputs):
                     array[start : start + len(output)] = output.cpu().numpy()
+                if progress is not None:
+                    progress.update(len(x))
         return features
 
     def _folds(self, X, y, seed):
@@ -512,12 +646,19 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
             raise ValueError(f"threshold must be a real number or None, got {self.threshold!r}.")
         return float(self.threshold)
 
-    def attack_surface(self):
+    def attack_surface(self, *, threshold=None):
         """The public attack protocol: class scores and reject option as one differentiable model.
 
         ``forward`` returns the combiner's per-class scores (raw SVM scores, float64)
         and the threshold as a last column, so the argmax is that column exactly when
         the row is rejected; ``classifier`` is the protected network alone.
+
+        Parameters
+        ----------
+        threshold : float, default=None
+            The reject threshold of the surface (rows whose highest class score is
+            strictly below it are rejected; ``-inf`` rejects none). None means
+            :attr:`threshold_`, the estimator's own.
 
         Returns
         -------
@@ -532,10 +673,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
             When a layer classifier or the combiner has no torch evaluation.
         """
         check_is_fitted(self)
-        return self._attack_surface(self._threshold_value())
-
-    def _attack_surface(self, threshold):
-        """The attack surface rejecting rows whose highest class score is below ``threshold``."""
+        threshold = self._threshold_value() if threshold is None else float(threshold)
         if self.kernel_net_.combiner is None or len(self.kernel_net_.layers) < len(self.layer_estimators_):
             raise ValueError(
                 "Gradients need every layer classifier and the combiner to be RBF SVMs "
@@ -624,11 +762,10 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         if not rejected.any():
             return labels
         if REJECT_LABEL in self.classes_:
-            warnings.warn(
+            warn_at_caller(
                 f"{REJECT_LABEL} is both a class and the reject label; use decision_function or "
                 "score_samples to tell rejected rows apart.",
                 UserWarning,
-                stacklevel=2,
             )
         if labels.dtype.kind not in "iuf":
             labels = labels.astype(object)
@@ -649,13 +786,13 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         check_is_fitted(self)
         return self._threshold_value()
 
-    def infer_threshold(self, X, threshold_perc=95):
+    def infer_threshold(self, X, threshold_perc=95, margin=0.0, batch_size=None):
         """Set the threshold so that ``threshold_perc`` percent of clean ``X`` is accepted.
 
         The same call, with the same meaning, as the detectors' ``infer_threshold``: the
         threshold becomes the ``100 - threshold_perc`` percentile of :meth:`score_samples`
-        on ``X`` (the detectors' ``offset_``), and rows scoring strictly below it are
-        rejected. Like ``set_params(threshold=...)``, it sets the ``threshold``
+        on ``X`` (the detectors' ``offset_``) minus ``margin``, and rows scoring strictly
+        below it are rejected. Like ``set_params(threshold=...)``, it sets the ``threshold``
         parameter, which is read at prediction time (no refit). For secml's semantics
         (a fraction of rows to reject, rounded to a number of rows) use
         :meth:`compute_threshold`.
@@ -667,20 +804,28 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         threshold_perc : float in [0, 100], default=95
             Share of ``X`` to accept, in percent (95 rejects 5 %). A value in (0, 1]
             warns: it is read as a percent, not a fraction.
+        margin : float, default=0.0
+            Moves the threshold toward accepting more rows, as the detectors' ``margin``
+            (alibi-detect's) does on the adversarial score: the threshold is lowered by it.
+        batch_size : int, default=None
+            alibi-detect's scoring batch, accepted for its call; it changes no result.
 
         Returns
         -------
         self : object
         """
         check_threshold_perc(threshold_perc)
-        return self.set_params(threshold=_accepting_score(self.score_samples(X), threshold_perc))
+        margin = check_threshold_options(margin, batch_size)
+        return self.set_params(threshold=_accepting_score(self.score_samples(X), threshold_perc) - margin)
 
-    def compute_threshold(self, X, rej_percent):
+    def compute_threshold(self, X=None, rej_percent=None, *, ds=None):
         """Threshold that rejects exactly ``round(rej_percent * n_samples)`` rows of ``X`` (secml's call).
 
         The estimator is not changed: apply the result with ``set_params(threshold=...)``.
         Rows tied at the threshold score are all kept, so ties can reject fewer rows.
-        :meth:`infer_threshold` is the call shared with the detectors.
+        :meth:`infer_threshold` is the call shared with the detectors. secml's forms
+        work too: ``compute_threshold(rej_percent=0.1, ds=ts)`` and
+        ``compute_threshold(0.1, ts)`` (a number first is secml's order).
 
         Parameters
         ----------
@@ -689,11 +834,26 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         rej_percent : float in [0, 1]
             Fraction of ``X`` to reject (secml's name; 0.1 rejects 10 %). The number of
             rows is rounded half up; 0 rejects none and 1 all.
+        ds : array-like, or object with an ``X`` attribute, or (X, y) pair, default=None
+            secml's name for the data, in place of ``X``: an array, a dataset with its
+            rows in ``ds.X`` (secml's ``CDataset``; a ``tondarray()`` method is used when
+            there), or an ``(X, y)`` tuple (``y`` ignored).
 
         Returns
         -------
         threshold : float
         """
+        if isinstance(X, numbers.Real) and not isinstance(X, bool) and rej_percent is not None:
+            X, rej_percent = _rows_of(rej_percent), X  # secml's positional order (rej_percent, ds)
+        if ds is not None:
+            if X is not None:
+                raise ValueError("Pass the data once: X (skadv's name) or ds (secml's), not both.")
+            X = _rows_of(ds)
+        if X is None or rej_percent is None:
+            raise ValueError(
+                "compute_threshold needs the data and the fraction to reject: compute_threshold(X, rej_percent), "
+                "or secml's compute_threshold(rej_percent=..., ds=...)."
+            )
         if not isinstance(rej_percent, numbers.Real) or not 0 <= rej_percent <= 1:
             raise ValueError(f"rej_percent must be a fraction in [0, 1], got {rej_percent!r}.")
         scores = np.sort(self.score_samples(X))

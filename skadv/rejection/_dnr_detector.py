@@ -2,12 +2,14 @@
 
 import numbers
 
+import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted
+from torch import nn
 
 from .._core import HasMethods, Interval, fit_context
-from ..base import OffsetOutlierMixin, check_threshold_perc, fit_atomically
+from ..base import OffsetOutlierMixin, check_threshold_options, check_threshold_perc, fit_atomically, holdout_split
 from ._dnr import DeepNeuralRejection, _accepting_score
 
 
@@ -28,9 +30,19 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
         batches (its ``inference_batch_size``).
     contamination : float in (0, 0.5], default=0.05
         Used only when the DNR has no ``threshold`` (None): ``fit`` then sets
-        ``offset_`` to flag this share of the training rows, as the other detectors'
-        ``contamination`` does. A DNR ``threshold`` overrides it, as a detector's
-        ``threshold`` overrides its ``contamination``.
+        ``offset_`` to flag this share of the training rows (of the held-out rows with
+        ``validation_fraction``), as the other detectors' ``contamination`` does. A DNR
+        ``threshold`` overrides it, as a detector's ``threshold`` overrides its
+        ``contamination``.
+    validation_fraction : float in (0, 1), default=None
+        Share of the rows given to ``fit`` held out from the DNR's training to set
+        ``offset_``: the DNR is fitted on the other rows, and ``offset_`` flags the
+        ``contamination`` share of the held-out rows, exactly as :meth:`infer_threshold`
+        with ``threshold_perc=100 * (1 - contamination)`` on them would. The held-out
+        rows are the test rows of ``sklearn.model_selection.train_test_split(X,
+        test_size=validation_fraction, random_state=random_state)`` with the wrapped
+        DNR's ``random_state``. None fits on all rows. Needs an unfitted DNR without
+        ``threshold``.
 
     Attributes
     ----------
@@ -64,11 +76,30 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
     _parameter_constraints = {
         "estimator": [HasMethods(["fit", "score_samples"])],
         "contamination": [Interval(numbers.Real, 0, 0.5, closed="right")],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither"), None],
     }
 
-    def __init__(self, estimator=None, *, contamination=0.05):
+    def __init__(self, estimator=None, *, contamination=0.05, validation_fraction=None):
         self.estimator = estimator
         self.contamination = contamination
+        self.validation_fraction = validation_fraction
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.__dict__.setdefault("validation_fraction", None)  # saved before the parameter existed
+
+    def _validate_params(self):
+        estimator = self.estimator
+        if not (hasattr(estimator, "fit") and hasattr(estimator, "score_samples")):
+            what = "a bare network" if isinstance(estimator, nn.Module) or hasattr(estimator, "module") else (
+                type(estimator).__name__
+            )
+            raise ValueError(
+                f"DNRDetector wraps a DeepNeuralRejection, not {what}: wrap the network first, "
+                "DNRDetector(DeepNeuralRejection(net, layers=...)), or pass a fitted DNR's "
+                "dnr.as_detector()."
+            )
+        super()._validate_params()
 
     @fit_context(prefer_skip_nested_validation=False)
     @fit_atomically
@@ -87,11 +118,24 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
         self : object
         """
         estimator = clone(self.estimator)
+        X_threshold = X
+        if self.validation_fraction is not None:
+            if isinstance(estimator, FrozenEstimator) or getattr(estimator, "threshold", None) is not None:
+                raise ValueError(
+                    f"validation_fraction={self.validation_fraction} holds rows out of the DNR's training to "
+                    "set offset_; it needs an unfitted DeepNeuralRejection without threshold. For a fitted "
+                    "(frozen) DNR, call infer_threshold on held-out rows instead."
+                )
+            X = X if hasattr(X, "shape") else np.asarray(X)
+            train, held_out = holdout_split(
+                X.shape[0], self.validation_fraction, getattr(estimator, "random_state", None)
+            )
+            X, X_threshold = X[train], X[held_out]
+            y = None if y is None else np.asarray(y)[train]
         if isinstance(estimator, FrozenEstimator) or y is not None:
             estimator.fit(X, y)
         elif isinstance(estimator, DeepNeuralRejection):
-            estimator._validate_params()
-            estimator._fit(X, None, labels_from_model=True)
+            estimator.fit_on_model_labels(X)
         else:
             raise ValueError(
                 f"DNRDetector cannot fit {type(estimator).__name__} without class labels y: pass y, or wrap "
@@ -100,10 +144,10 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
         self.estimator_ = estimator
         rejector = self._rejector()
         self.n_features_in_ = rejector.n_features_in_
-        if rejector.threshold is None and X is not None:
-            self.offset_ = _accepting_score(self.score_samples(X), 100.0 * (1.0 - self.contamination))
+        if rejector.threshold is None and X_threshold is not None:
+            self.offset_ = _accepting_score(self.score_samples(X_threshold), 100.0 * (1.0 - self.contamination))
         else:
-            self.offset_ = rejector._threshold_value()
+            self.offset_ = rejector.threshold_
         return self
 
     def _rejector(self):
@@ -116,11 +160,12 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
         check_is_fitted(self)
         return self.offset_
 
-    def infer_threshold(self, X, threshold_perc=95):
+    def infer_threshold(self, X, threshold_perc=95, margin=0.0, batch_size=None):
         """Set ``offset_`` so that ``threshold_perc`` percent of clean ``X`` is accepted.
 
         The detectors' call: ``offset_`` becomes the ``100 - threshold_perc`` percentile
-        of :meth:`score_samples` on ``X``. The wrapped DNR is not modified.
+        of :meth:`score_samples` on ``X``, minus ``margin``. The wrapped DNR is not
+        modified.
 
         Parameters
         ----------
@@ -128,13 +173,19 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
             Clean data, ideally held out from training.
         threshold_perc : float in [0, 100], default=95
             Share of ``X`` to accept, in percent. A value in (0, 1] warns.
+        margin : float, default=0.0
+            Moves the threshold toward accepting more rows, as the detectors' ``margin``
+            (alibi-detect's) does on the adversarial score: ``offset_`` is lowered by it.
+        batch_size : int, default=None
+            alibi-detect's scoring batch, accepted for its call; it changes no result.
 
         Returns
         -------
         self : object
         """
         check_threshold_perc(threshold_perc)
-        self.offset_ = _accepting_score(self.score_samples(X), threshold_perc)
+        margin = check_threshold_options(margin, batch_size)
+        self.offset_ = _accepting_score(self.score_samples(X), threshold_perc) - margin
         return self
 
     def score_samples(self, X):
@@ -159,4 +210,4 @@ class DNRDetector(OffsetOutlierMixin, BaseEstimator):
         surface : skadv.utils.AttackSurface
         """
         check_is_fitted(self)
-        return self._rejector()._attack_surface(self.offset_)
+        return self._rejector().attack_surface(threshold=self.offset_)

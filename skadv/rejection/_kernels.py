@@ -4,20 +4,18 @@
 ``NystroemOneVsAll``, or scikit-learn's RBF ``SVC`` and ``OneVsRestClassifier(SVC)``)
 as a differentiable torch computation; :func:`kernel_machine_from` builds it from a
 fitted estimator. ``_KernelExpansionMixin`` is the estimator side those classifiers
-share: ``fit`` through their fold fitter and ``rbf(X, support_vectors_) @ dual_coef_ + intercept_``.
+share: ``rbf(X, support_vectors_) @ dual_coef_ + intercept_``.
 """
 
 import numpy as np
 import torch
-from joblib import Parallel
 from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.svm import SVC
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from .._core import fit_context, is_fitted_attribute, svc_gamma
+from .._core import svc_gamma
 
 # Float64 values per block of rows in squared_distances (128 MB): bounds its temporaries.
 _BLOCK_VALUES = 2**24
@@ -79,41 +77,12 @@ def _resolve_gamma(gamma, X, row_sums, row_sq_sums, rows):
 
 
 class _KernelExpansionMixin:
-    """``fit`` through ``_fold_fits``; scores ``rbf(X, support_vectors_) @ dual_coef_ + intercept_``.
+    """Scores ``rbf(X, support_vectors_) @ dual_coef_ + intercept_`` (fitted through :class:`FoldFittingMixin`).
 
     Fitted attributes: ``support_vectors_``, ``dual_coef_`` (one column per output),
     ``intercept_``, ``gamma_``, ``classes_``. :func:`kernel_machine_from` turns such an
     estimator into an :class:`RBFKernelMachine`.
     """
-
-    @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Fit the one-vs-all classifiers.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-            Class labels (at least two classes).
-
-        Returns
-        -------
-        self : object
-        """
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
-        check_classification_targets(y)
-        classes, y_encoded = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs samples of at least 2 classes in the data, but the "
-                f"data contains only 1 class: {classes[0]!r}."
-            )
-        fits = self._fold_fits(X, y_encoded, len(classes), [(np.arange(X.shape[0]), None)])
-        results = Parallel(n_jobs=getattr(self, "n_jobs", None), prefer="threads")(fits.tasks())
-        ((fitted, _),) = fits.collect(iter(results))
-        self.__dict__.update({k: v for k, v in vars(fitted).items() if is_fitted_attribute(k)})
-        self.classes_ = classes
-        return self
 
     def decision_function(self, X):
         """Score of each class: the binary SVC of that class against the rest.

@@ -6,10 +6,11 @@ import numpy as np
 import scipy.linalg
 import torch
 from joblib import delayed
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
 
 from .._core import Interval, StrOptions
+from ._folds import FoldFit, FoldFittingMixin
 from ._kernels import _KernelExpansionMixin, _resolve_gamma, squared_distances
 
 
@@ -38,20 +39,24 @@ class NystroemFits:
     The landmarks are drawn once from all rows and the Nystroem features of all rows
     computed once (labels are not used, so the folds share them without leaking labels);
     each subset then fits only the linear one-vs-all SVMs. Same interface as
-    :class:`OneVsAllFits`.
+    :class:`~skadv.rejection._one_vs_all.OneVsAllFits`; :meth:`NystroemOneVsAll.fold_fitter`
+    builds it from the estimator's parameters (``gamma``, ``n_components``,
+    ``random_state``, and ``alpha = 1 / C``).
     """
 
-    def __init__(self, estimator, X, y, n_classes, subsets, *, device="cpu"):
-        self.estimator, self.X, self.y, self.subsets, self.device = estimator, X, y, subsets, device
+    def __init__(self, X, y, subsets, *, gamma, alpha, n_components, random_state, device="cpu"):
+        self.X, self.y, self.subsets, self.device = X, y, subsets, device
+        self.gamma_param, self.alpha, self.n_components, self.random_state = gamma, alpha, n_components, random_state
 
     def tasks(self):
-        e, X = self.estimator, self.X
+        X = self.X
         all_rows = np.arange(X.shape[0])
         self.gamma = _resolve_gamma(
-            e.gamma, X, X.sum(axis=1, dtype=np.float64), np.einsum("ij,ij->i", X, X, dtype=np.float64), all_rows
+            self.gamma_param, X, X.sum(axis=1, dtype=np.float64), np.einsum("ij,ij->i", X, X, dtype=np.float64),
+            all_rows,
         )
-        rng = check_random_state(e.random_state)
-        n_components = min(e.n_components, X.shape[0])
+        rng = check_random_state(self.random_state)
+        n_components = min(self.n_components, X.shape[0])
         # As sklearn's Nystroem draws its basis: the first rows of a permutation.
         self.landmarks = rng.permutation(X.shape[0])[:n_components]
         # Nystroem: features K(x, L) @ K(L, L)^(-1/2), the inverse root from an SVD.
@@ -62,29 +67,29 @@ class NystroemFits:
         features = np.exp(np.multiply(features, -self.gamma, out=features), out=features) @ self.normalization.T
         for train, test in self.subsets:
             test_features = None if test is None else features[test]
-            yield delayed(_fit_ridge)(features[train], self.y[train], 1.0 / e.C, test_features)
+            yield delayed(_fit_ridge)(features[train], self.y[train], self.alpha, test_features)
 
     def collect(self, results):
-        """Per subset: the fitted :class:`NystroemOneVsAll` and its test scores (see :class:`OneVsAllFits`)."""
-        fitted = []
+        """Per subset, a :class:`~skadv.rejection.FoldFit`: fitted attributes and test scores."""
+        fits = []
         for _ in self.subsets:
             classes, coef, intercept, test_scores = next(results)
-            estimator = clone(self.estimator)
-            estimator.classes_ = classes
-            estimator.gamma_ = self.gamma
-            estimator.support_ = self.landmarks
-            estimator.support_vectors_ = self.X[self.landmarks].astype(np.float64)
-            # Linear scores of Nystroem features are an RBF expansion over the landmarks.
-            estimator.dual_coef_ = self.normalization.T @ coef.T
-            estimator.intercept_ = intercept.astype(np.float64)
-            estimator.n_features_in_ = self.X.shape[1]
-            fitted.append(
-                (estimator, None if test_scores is None else np.asarray(test_scores).reshape(len(test_scores), -1))
-            )
-        return fitted
+            attributes = {
+                "classes_": classes,
+                "gamma_": self.gamma,
+                "support_": self.landmarks,
+                "support_vectors_": self.X[self.landmarks].astype(np.float64),
+                # Linear scores of Nystroem features are an RBF expansion over the landmarks.
+                "dual_coef_": self.normalization.T @ coef.T,
+                "intercept_": intercept.astype(np.float64),
+                "n_features_in_": self.X.shape[1],
+            }
+            scores = None if test_scores is None else np.asarray(test_scores).reshape(len(test_scores), -1)
+            fits.append(FoldFit(attributes, scores))
+        return fits
 
 
-class NystroemOneVsAll(_KernelExpansionMixin, ClassifierMixin, BaseEstimator):
+class NystroemOneVsAll(_KernelExpansionMixin, FoldFittingMixin, ClassifierMixin, BaseEstimator):
     """Approximate one-vs-all RBF SVM: least-squares SVMs on Nystroem features, fit linear in n.
 
     ``n_components`` training rows are drawn as landmarks; every row is mapped to the
@@ -184,6 +189,22 @@ class NystroemOneVsAll(_KernelExpansionMixin, ClassifierMixin, BaseEstimator):
         self.n_components = n_components
         self.random_state = random_state
 
-    def _fold_fits(self, X, y, n_classes, subsets, device="cpu"):
-        """The fitter of this estimator on several row subsets of ``X`` (see :class:`NystroemFits`)."""
-        return NystroemFits(self, X, y, n_classes, subsets, device=device)
+    def fold_fitter(self, X, y, n_classes, subsets, *, device="cpu"):
+        """The fitter of this estimator's parameters on several row subsets of ``X``.
+
+        The subsets share the landmarks and the Nystroem features of all rows (see
+        :class:`~skadv.rejection.FoldFittingMixin`).
+
+        Parameters
+        ----------
+        X, y, n_classes, subsets, device
+            As in :meth:`FoldFittingMixin.fold_fitter <skadv.rejection.FoldFittingMixin.fold_fitter>`.
+
+        Returns
+        -------
+        fitter : NystroemFits
+        """
+        return NystroemFits(
+            X, y, subsets, gamma=self.gamma, alpha=1.0 / self.C, n_components=self.n_components,
+            random_state=self.random_state, device=device,
+        )

@@ -13,10 +13,11 @@ import numbers
 
 import numpy as np
 from joblib import delayed
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.svm import SVC
 
 from .._core import Interval, StrOptions
+from ._folds import FoldFit, FoldFittingMixin
 from ._kernels import _KernelExpansionMixin, _resolve_gamma, squared_distances
 
 
@@ -25,6 +26,26 @@ def _fit_binary(matrix, target, test_matrix, svc_params):
     svc = SVC(**svc_params).fit(matrix, target)
     test_scores = None if test_matrix is None else svc.decision_function(test_matrix)
     return svc.support_, svc.dual_coef_[0], svc.intercept_[0], svc.n_iter_[0], test_scores
+
+
+def _fitted_attributes(X, rows, classes, gamma, parts):
+    """A :class:`OneVsAllSVC`'s fitted attributes from the binary problems ``parts`` solved on ``X[rows]``."""
+    supports = [p[0] for p in parts]
+    support = np.unique(np.concatenate(supports))
+    dual_coef = np.zeros((len(support), len(parts)))
+    for k, (rows_k, part) in enumerate(zip(supports, parts)):
+        dual_coef[np.searchsorted(support, rows_k), k] = part[1]
+    return {
+        "classes_": np.asarray(classes),
+        "gamma_": float(gamma),
+        "support_": support,
+        "dual_coef_": dual_coef,
+        "support_vectors_": X[rows[support]].astype(np.float64),
+        "intercept_": np.asarray([p[2] for p in parts], dtype=np.float64),
+        "n_support_": np.array([len(s) for s in supports]),
+        "n_iter_": np.asarray([p[3] for p in parts]),
+        "n_features_in_": X.shape[1],
+    }
 
 
 class OneVsAllFits:
@@ -41,39 +62,30 @@ class OneVsAllFits:
     :meth:`tasks` yields the joblib calls (one per subset and class) lazily: a subset's
     kernel exists only while its problems are queued or running, and the distance matrix
     only until the last subset is queued. :meth:`collect` assembles their results.
+    :meth:`OneVsAllSVC.fold_fitter` builds it from the estimator's parameters.
 
     Parameters
     ----------
-    estimator : OneVsAllSVC
-        Unfitted template (its ``C``, ``gamma``, ``tol``, ``max_iter``, ``cache_size``,
-        ``precompute_kernel`` and ``max_precomputed_mb``).
-    X : ndarray of shape (n_samples, n_features), float32 or float64
-    y : ndarray of shape (n_samples,) of int
-        Encoded labels in ``range(n_classes)``.
-    n_classes : int
-    subsets : list of (train, test) index arrays; test may be None
-        Subsets with a test part come first; a last subset without one may be all rows.
+    X, y, n_classes, subsets
+        As in :meth:`FoldFittingMixin.fold_fitter <skadv.rejection.FoldFittingMixin.fold_fitter>`.
+    gamma : {'scale', 'auto'} or float
+    svc_params : dict
+        ``C``, ``tol``, ``max_iter`` and ``cache_size`` of every binary :class:`~sklearn.svm.SVC`.
+    precompute : bool
+        Whether the kernel is precomputed (shared by the subsets) or left to libsvm.
     device : str, default='cpu'
         Device of the distance computation.
     """
 
-    def __init__(self, estimator, X, y, n_classes, subsets, *, device="cpu"):
-        self.estimator = estimator
+    def __init__(self, X, y, n_classes, subsets, *, gamma, svc_params, precompute, device="cpu"):
         self.X, self.y, self.n_classes, self.subsets, self.device = X, y, n_classes, subsets, device
-        self.precompute = estimator._precomputes(X.shape[0])
-        self._row_sums = X.sum(axis=1, dtype=np.float64)
-        self._row_sq_sums = np.einsum("ij,ij->i", X, X, dtype=np.float64)
-        self.gammas = [self._gamma(train) for train, _ in subsets]
-
-    def _gamma(self, train):
-        return _resolve_gamma(self.estimator.gamma, self.X, self._row_sums, self._row_sq_sums, train)
+        self.svc_params, self.precompute = svc_params, precompute
+        row_sums = X.sum(axis=1, dtype=np.float64)
+        row_sq_sums = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+        self.gammas = [_resolve_gamma(gamma, X, row_sums, row_sq_sums, train) for train, _ in subsets]
 
     def _svc_params(self, gamma):
-        e = self.estimator
-        return {
-            "kernel": "precomputed" if self.precompute else "rbf",
-            "C": e.C, "gamma": gamma, "tol": e.tol, "max_iter": e.max_iter, "cache_size": e.cache_size,
-        }
+        return {"kernel": "precomputed" if self.precompute else "rbf", "gamma": gamma, **self.svc_params}
 
     def _present(self, train):
         """Classes present in ``train`` and the one-vs-all targets to fit (one for two classes)."""
@@ -116,26 +128,24 @@ class OneVsAllFits:
 
         Returns
         -------
-        fitted : list of (OneVsAllSVC or None, ndarray or None) per subset
-            The estimator fitted on the subset's train rows (classes ``present``, None
-            when fewer than two classes are present) and its decision values on the test
-            rows, shaped ``(n_test, n_outputs)``.
+        fits : list of FoldFit, one per subset
+            The fitted attributes of a :class:`OneVsAllSVC` on the subset's train rows
+            (classes ``present``; None when fewer than two classes are present) and its
+            decision values on the test rows, shaped ``(n_test, n_outputs)``.
         """
-        fitted = []
+        fits = []
         for (train, test), gamma in zip(self.subsets, self.gammas):
             present, targets = self._present(train)
             if not targets:
-                fitted.append((None, None))
+                fits.append(FoldFit(None, None))
                 continue
             parts = [next(results) for _ in targets]
-            estimator = clone(self.estimator)
-            estimator._set_fitted(self.X, train, present, gamma, parts)
             scores = None if test is None else np.column_stack([p[4] for p in parts])
-            fitted.append((estimator, scores))
-        return fitted
+            fits.append(FoldFit(_fitted_attributes(self.X, train, present, gamma, parts), scores))
+        return fits
 
 
-class OneVsAllSVC(_KernelExpansionMixin, ClassifierMixin, BaseEstimator):
+class OneVsAllSVC(_KernelExpansionMixin, FoldFittingMixin, ClassifierMixin, BaseEstimator):
     """One-vs-all RBF support vector classifier.
 
     One binary RBF SVC (libsvm, through :class:`sklearn.svm.SVC`) is trained per class,
@@ -241,28 +251,28 @@ class OneVsAllSVC(_KernelExpansionMixin, ClassifierMixin, BaseEstimator):
         self.max_precomputed_mb = max_precomputed_mb
         self.n_jobs = n_jobs
 
-    def _fold_fits(self, X, y, n_classes, subsets, device="cpu"):
-        """The fitter of this estimator on several row subsets of ``X`` (see :class:`OneVsAllFits`)."""
-        return OneVsAllFits(self, X, y, n_classes, subsets, device=device)
+    def fold_fitter(self, X, y, n_classes, subsets, *, device="cpu"):
+        """The fitter of this estimator's parameters on several row subsets of ``X``.
+
+        The subsets share one kernel matrix (see :class:`~skadv.rejection.FoldFittingMixin`).
+
+        Parameters
+        ----------
+        X, y, n_classes, subsets, device
+            As in :meth:`FoldFittingMixin.fold_fitter <skadv.rejection.FoldFittingMixin.fold_fitter>`.
+
+        Returns
+        -------
+        fitter : OneVsAllFits
+        """
+        svc_params = {"C": self.C, "tol": self.tol, "max_iter": self.max_iter, "cache_size": self.cache_size}
+        return OneVsAllFits(
+            X, y, n_classes, subsets, gamma=self.gamma, svc_params=svc_params,
+            precompute=self._precomputes(X.shape[0]), device=device,
+        )
 
     def _precomputes(self, n_samples):
         """Whether the kernel matrix of ``n_samples`` training rows is precomputed."""
         if self.precompute_kernel == "auto":
             return 8.0 * n_samples * n_samples <= self.max_precomputed_mb * 2**20
         return bool(self.precompute_kernel)
-
-    def _set_fitted(self, X, rows, classes, gamma, parts):
-        """Fitted attributes from the binary problems ``parts`` solved on ``X[rows]``."""
-        supports = [p[0] for p in parts]
-        self.classes_ = np.asarray(classes)
-        self.gamma_ = float(gamma)
-        self.support_ = np.unique(np.concatenate(supports))
-        self.dual_coef_ = np.zeros((len(self.support_), len(parts)))
-        for k, (support, part) in enumerate(zip(supports, parts)):
-            self.dual_coef_[np.searchsorted(self.support_, support), k] = part[1]
-        self.support_vectors_ = X[rows[self.support_]].astype(np.float64)
-        self.intercept_ = np.asarray([p[2] for p in parts], dtype=np.float64)
-        self.n_support_ = np.array([len(s) for s in supports])
-        self.n_iter_ = np.asarray([p[3] for p in parts])
-        self.n_features_in_ = X.shape[1]
-        return self

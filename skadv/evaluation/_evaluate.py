@@ -8,7 +8,7 @@ import torch
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import Bunch, check_random_state
 
-from ..utils import resolve_attack_surface
+from ..utils import hookable_layers, resolve_attack_surface
 from ._bootstrap import bootstrap_counts, combine_seeds, interval
 from ._measures import better_direction, detector_measures
 from ._protocol import (
@@ -34,27 +34,28 @@ __all__ = ["BUDGETS", "DEFAULT_DETECTORS", "evaluate"]
 #: member, ``auto_restarts`` APGD restarts, ``square_queries`` black-box queries
 #: and ``eot`` samples per gradient of a randomized score; ``n_check``: rows of the
 #: attack-failure checks; ``severities`` of the corruptions; ``epochs``: training
-#: lengths of the default detectors (None: their own defaults); ``time``: rough
-#: wall time of the whole run with the default detectors on
-#: :func:`skadv.datasets.make_digits_classifier`'s CNN and the 1797 digits on two CPU cores.
+#: lengths of the default detectors (None: their own defaults); ``time``: wall time of
+#: ``python -m skadv evaluate`` with the seven default detectors on the digits CNN and the
+#: 1797 digits (540 test rows), on a shared two-core machine at load average 2.5-3.5 (a
+#: machine oversubscribed by other processes can be ten times slower).
 BUDGETS = {
     "quick": {
         "n_attack": 100, "n_adaptive": 20, "pgd_steps": 10, "cw_iter": 20, "cw_search": 2, "cw_const": 1.0,
         "auto_iter": 10, "auto_restarts": 1, "square_queries": 30, "eot": 1, "n_check": 6, "severities": (2, 4),
         "epochs": {"AdversarialAE": 5, "ModelDistillation": 8, "VAE": 15, "DNR_cv": 3},
-        "time": "1 to 2 minutes",
+        "time": "about 15 s (measured: 14 s)",
     },
     "standard": {
         "n_attack": 300, "n_adaptive": 100, "pgd_steps": 40, "cw_iter": 100, "cw_search": 5, "cw_const": 1e-2,
         "auto_iter": 50, "auto_restarts": 1, "square_queries": 300, "eot": 4, "n_check": 40,
         "severities": (1, 2, 3, 4, 5), "epochs": None,
-        "time": "about 3 to 5 minutes (estimated)",
+        "time": "about 2 minutes (measured: 105 s)",
     },
     "thorough": {
         "n_attack": None, "n_adaptive": 300, "pgd_steps": 100, "cw_iter": 200, "cw_search": 9, "cw_const": 1e-2,
         "auto_iter": 100, "auto_restarts": 3, "square_queries": 1000, "eot": 8, "n_check": 100,
         "severities": (1, 2, 3, 4, 5), "epochs": None,
-        "time": "an hour or more (estimated)",
+        "time": "about an hour (estimated)",
     },
 }
 
@@ -102,19 +103,12 @@ def _torch_module(model):
     return module if isinstance(module, torch.nn.Module) else None
 
 
-def _hidden_layers(module, n=3):
-    """The last ``n`` hidden layers of a module: activation modules before the output, else other leaves."""
-    leaves = [(name, m) for name, m in module.named_modules() if name and not list(m.children())]
-    hidden = leaves[:-1]
-    activations = [name for name, m in hidden if type(m).__module__ == "torch.nn.modules.activation"]
-    if activations:
-        return activations[-n:]
-    skipped = (torch.nn.Flatten, torch.nn.Dropout, torch.nn.Identity)
-    return [name for name, m in hidden if not isinstance(m, skipped)][-n:]
+def default_detectors(model, X, *, names=None, clip_values, input_shape, budget, random_state):
+    """The skadv detectors that apply to ``model`` (all when it is a torch network), unfitted, by name.
 
-
-def default_detectors(model, *, names=None, clip_values, input_shape, budget, random_state):
-    """The skadv detectors that apply to ``model`` (all when it is a torch network), unfitted, by name."""
+    DNR reads its default layers (the last hidden layers :func:`skadv.utils.hookable_layers`
+    finds on the first rows of ``X``); it applies when there is one.
+    """
     from .. import (
         AdversarialAEDetector,
         ConfidenceDetector,
@@ -136,11 +130,8 @@ def default_detectors(model, *, names=None, clip_values, input_shape, budget, ra
         "MSP": lambda: ConfidenceDetector(model, **common),
         "Mahalanobis": lambda: MahalanobisDetector(model, **common),
     }
-    module = _torch_module(model)
-    layers = _hidden_layers(module) if module is not None else []
-    if layers:
-        makers["DNR"] = lambda: DeepNeuralRejection(
-            model, layers=layers, cv=epochs.get("DNR_cv"), n_jobs=1, **common)
+    if any(layer.dnr_default for layer in hookable_layers(model, X[:8], input_shape=input_shape)):
+        makers["DNR"] = lambda: DeepNeuralRejection(model, cv=epochs.get("DNR_cv"), n_jobs=1, **common)
     if clip_values is not None:
         makers["FeatureSqueezing"] = lambda: FeatureSqueezingDetector(model, value_range=tuple(clip_values), **common)
     if names is None:
@@ -151,7 +142,8 @@ def default_detectors(model, *, names=None, clip_values, input_shape, budget, ra
     missing = [name for name in names if name not in makers]
     if missing:
         raise ValueError(
-            f"{', '.join(missing)} do(es) not apply here: DNR needs a torch network with hidden layers, "
+            f"{', '.join(missing)} do(es) not apply here: DNR needs hidden layers it can hook "
+            "(skadv.utils.hookable_layers), "
             "FeatureSqueezing a clip_values range."
         )
     return {name: makers[name]() for name in names}
@@ -302,7 +294,7 @@ def evaluate(
         fitted one is copied and used as is; either gets its threshold from
         ``infer_threshold`` when it has one. A list picks names of
         :data:`DEFAULT_DETECTORS`. None: every skadv detector that applies to
-        the model (DNR on its last hidden layers; FeatureSqueezing when
+        the model (DNR on its default layers; FeatureSqueezing when
         ``clip_values`` is given). The max-softmax baseline ``"MSP"``
         (:class:`~skadv.ConfidenceDetector`) is always added.
     clip_values : tuple of (float, float) or None, default=(0.0, 1.0)
@@ -401,7 +393,7 @@ def evaluate(
 
     per_seed, checks, splits, seconds = [], {}, [], {}
     for seed in seeds:
-        templates = _templates(model, detectors, clip_values, input_shape, budget, seed)
+        templates = _templates(model, X, detectors, clip_values, input_shape, budget, seed)
         split = split_rows(y, threshold_size=threshold_size, test_size=test_size, random_state=seed)
         splits.append(split)
         X_test, y_test = X[split.test], y[split.test]
@@ -450,7 +442,8 @@ def evaluate(
                 )
                 continue
             X_adv, found = adaptive_attack(det, X_test[:n_adaptive], y_test[:n_adaptive], eps=eps_i, budget=budget,
-                                           clip_values=clip_values, input_shape=input_shape, random_state=seed)
+                                           clip_values=clip_values, input_shape=input_shape, random_state=seed,
+                                           verbose=progress.attack_verbose)
             obs[name].adaptive[f"adaptive@{eps_i:g}"] = observe(det, X_adv, input_shape)
             checks.setdefault(name, {}).setdefault(f"{eps_i:g}", {})[seed] = found
             adaptive_rows.setdefault(name, {})[f"adaptive@{eps_i:g}"] = X_adv
@@ -478,11 +471,11 @@ def evaluate(
                             y_test=y_test, rows=rows)
 
 
-def _templates(model, detectors, clip_values, input_shape, budget, seed):
+def _templates(model, X, detectors, clip_values, input_shape, budget, seed):
     """Name → detector (unfitted or fitted) for one seed, MSP included."""
     if detectors is None or isinstance(detectors, (list, tuple)):
         names = None if detectors is None else list(dict.fromkeys([*detectors, BASELINE]))
-        return default_detectors(model, names=names, clip_values=clip_values, input_shape=input_shape,
+        return default_detectors(model, X, names=names, clip_values=clip_values, input_shape=input_shape,
                                  budget=budget, random_state=seed)
     if not isinstance(detectors, dict):
         raise ValueError(f"detectors must be a dict of name -> estimator, a list of names or None; got {detectors!r}.")
@@ -494,7 +487,7 @@ def _templates(model, detectors, clip_values, input_shape, budget, seed):
             )
     templates = dict(detectors)
     if BASELINE not in templates:
-        templates[BASELINE] = default_detectors(model, names=[BASELINE], clip_values=clip_values,
+        templates[BASELINE] = default_detectors(model, X, names=[BASELINE], clip_values=clip_values,
                                                 input_shape=input_shape, budget=budget,
                                                 random_state=seed)[BASELINE]
     return templates

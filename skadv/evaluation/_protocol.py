@@ -29,6 +29,8 @@ class Progress:
 
     def __init__(self, verbose):
         self.verbose = int(verbose)
+        # verbose >= 2: each attack's own progress bar too.
+        self.attack_verbose = int(self.verbose >= 2)
 
     def stage(self, message):
         if self.verbose:
@@ -138,7 +140,7 @@ def observe(estimator, X, input_shape):
 
 def non_adaptive_attacks(model, X, y, *, eps_values, budget, clip_values, input_shape, random_state, progress):
     """FGSM and PGD (L-inf) at each budget and C&W-L2, against the classifier alone: ``{key: X_adv}``."""
-    common = {"clip_values": clip_values, "input_shape": input_shape}
+    common = {"clip_values": clip_values, "input_shape": input_shape, "verbose": progress.attack_verbose}
     attacks = {}
     for eps in eps_values:
         attacks[f"fgsm@{eps:g}"] = lambda eps=eps: FGSM(model, eps=eps, **common)
@@ -180,7 +182,7 @@ def corrupted_rows(model, X, y, *, severities, clip_values, input_shape, random_
                  harmless=np.concatenate(harmless))
 
 
-def adaptive_attack(detector, X, y, *, eps, budget, clip_values, input_shape, random_state):
+def adaptive_attack(detector, X, y, *, eps, budget, clip_values, input_shape, random_state, verbose=0):
     """AutoAttack on classifier + detector, and the attack-failure checks of that attack.
 
     The ensemble reports the "stalled" and "black_box" checks of its own run;
@@ -191,7 +193,7 @@ def adaptive_attack(detector, X, y, *, eps, budget, clip_values, input_shape, ra
     attack = AutoAttack(
         detector, eps=eps, max_iter=budget["auto_iter"], n_restarts=budget["auto_restarts"],
         square_max_iter=budget["square_queries"], eot_samples=budget["eot"], random_state=random_state,
-        clip_values=clip_values, input_shape=input_shape,
+        clip_values=clip_values, input_shape=input_shape, verbose=verbose,
     )
     n_check = min(budget["n_check"], len(X))
     with warnings.catch_warnings():

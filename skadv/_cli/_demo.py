@@ -26,8 +26,8 @@ _SETTINGS = {
     True: {
         "classifier_epochs": 8, "ae_epochs": 5, "distillation_epochs": 8, "vae_epochs": 15, "dnr_cv": 3,
         "adaptive_eps": (0.1, 0.2), "trace_iter": 30,
-        "budget": {"n_attack": 100, "n_adaptive": 25, "pgd_steps": 10, "cw_iter": 0, "severities": (),
-                   "auto_iter": 10, "square_queries": 50, "eot": 2, "n_check": 10},
+        "budget": {"n_attack": 100, "n_adaptive": 15, "pgd_steps": 10, "cw_iter": 0, "severities": (),
+                   "auto_iter": 10, "square_queries": 30, "eot": 1, "n_check": 6},
     },
 }
 _EPS = (0.1, 0.2)

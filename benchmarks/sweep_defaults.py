@@ -4,8 +4,8 @@ A detector's defaults are worth shipping only if, on the workload it was designe
 (its *home* workload), they beat the protected classifier's own max-softmax
 probability (MSP, :class:`skadv.ConfidenceDetector`'s default). This script fits small
 grids over the parameters that plausibly matter, on the home workloads of
-``python -m skadv benchmark`` (the same data, classifiers, attacks and corruptions:
-:mod:`skadv._benchmark`; the same evaluation: :mod:`skadv._evaluation`):
+``python -m skadv benchmark`` (the same data, classifiers, attacks and corruptions, from
+:func:`skadv.evaluation.evaluate` through the benchmark's ``home_rows``):
 
 * AdversarialAE, VAE, DNR: non-adaptive PGD (L-inf, eps 0.2, 40 steps of 0.01, random
   start) against the classifier alone; AUROC of the successful adversarial rows (the
@@ -53,8 +53,8 @@ from skadv import (
     OneVsAllSVC,
     VAEDetector,
 )
-from skadv._benchmark import SETTINGS, corrupted_rows, load_workload, non_adaptive_attacks
-from skadv._evaluation import attack_row, corruption_auroc, detector_defense
+from skadv._cli._benchmark import home_rows
+from skadv.metrics import adversarial_scores, deployed_predictions, detection_auroc
 
 HOME = {"AdversarialAE": "pgd", "VAE": "pgd", "DNR": "pgd", "ModelDistillation": "harmful"}
 WORKLOADS = ("digits-mlp", "digits-cnn")
@@ -143,22 +143,19 @@ def label(name, params):
 
 
 def auroc(det, rows, metric):
-    """``det``'s AUROC: PGD rows vs clean test rows (``metric='pgd'``) or harmful vs harmless corruptions."""
-    defense = detector_defense(det)
+    """``det``'s AUROC: successful PGD rows vs clean test rows (``metric='pgd'``) or harmful vs harmless."""
     if metric == "pgd":
-        return attack_row(defense, defense.scores(rows["X_test"]), rows["X_pgd"], rows["y_eval"])["auroc"]
-    return corruption_auroc(defense, rows["X_corrupted"], rows["harmful"], rows["harmless"])
+        successful = deployed_predictions(det, rows["X_pgd"]).labels != rows["y_eval"]
+        return detection_auroc(adversarial_scores(det, rows["X_test"]),
+                               adversarial_scores(det, rows["X_pgd"][successful]))
+    corrupted = rows["corrupted"]
+    scores = adversarial_scores(det, corrupted.X)
+    return detection_auroc(scores[corrupted.harmless], scores[corrupted.harmful])
 
 
 def prepare(workload, seed):
-    settings = SETTINGS[False]
-    data = load_workload(workload, settings, seed, verbose=0)
-    n_eval = settings["n_eval"]
-    X_eval, y_eval = data.X_test[:n_eval], data.y_test[:n_eval]
-    X_pgd = non_adaptive_attacks(data, X_eval, y_eval, settings, seed, kinds=("pgd",))["pgd"]
-    X_corrupted, harmful, harmless = corrupted_rows(data, X_eval, y_eval, settings, seed)
-    rows = {"X_test": data.X_test, "X_pgd": X_pgd, "y_eval": y_eval,
-            "X_corrupted": X_corrupted, "harmful": harmful, "harmless": harmless}
+    data = home_rows(workload, seed)
+    rows = {"X_test": data.X_test, "X_pgd": data.X_pgd, "y_eval": data.y_eval, "corrupted": data.corrupted}
     return data, rows
 
 

@@ -22,21 +22,18 @@ from skadv import (
     ModelDistillationDetector,
     VAEDetector,
 )
-from skadv._benchmark import SETTINGS, corrupted_rows, load_workload, non_adaptive_attacks
+from skadv._cli._benchmark import home_rows
 from skadv.metrics import adversarial_scores
 
 
 def _workload(name, seed):
     """A benchmark workload: clean test rows, successful PGD rows, harmful/harmless corruptions, MSP's AUROCs."""
-    settings = SETTINGS[False]
-    data = load_workload(name, settings, seed, verbose=0)
-    X_eval, y_eval = data.X_test[: settings["n_eval"]], data.y_test[: settings["n_eval"]]
-    X_pgd = non_adaptive_attacks(data, X_eval, y_eval, settings, seed, kinds=("pgd",))["pgd"]
-    successful = data.net.predict(X_pgd) != y_eval
-    X_corrupted, harmful, harmless = corrupted_rows(data, X_eval, y_eval, settings, seed)
-    assert successful.sum() > 50 and harmful.sum() > 50 and harmless.sum() > 50
-    data.update(X_pgd=X_pgd[successful], X_harmful=X_corrupted[harmful], X_harmless=X_corrupted[harmless],
-                seed=seed)
+    data = home_rows(name, seed)
+    successful = data.net.predict(data.X_pgd) != data.y_eval
+    corrupted = data.corrupted
+    assert successful.sum() > 50 and corrupted.harmful.sum() > 50 and corrupted.harmless.sum() > 50
+    data.update(X_pgd=data.X_pgd[successful], X_harmful=corrupted.X[corrupted.harmful],
+                X_harmless=corrupted.X[corrupted.harmless])
     msp = ConfidenceDetector(data.model, input_shape=data.input_shape, random_state=seed).fit(data.X_fit)
     data.msp = {home: home_auroc(msp, data, home) for home in ("pgd", "harmful")}
     return data

@@ -92,6 +92,7 @@ API_REFERENCE = [
                                                  "calibration_analysis"]),
         ],
     ),
+    ("skadv.evaluation", "Evaluation on your own model", None),
     ("skadv.plotting", "Displays", None),
     ("skadv.datasets", "Datasets", None),
     ("skadv.corruptions", "Corruptions", None),

@@ -143,7 +143,9 @@ def test_verbose_fit_shows_progress_on_stderr_and_is_silent_by_default(data, net
     out, err = capsys.readouterr()
     assert out == ""
     assert "reading layers" in err and "300/300" in err
-    assert "fitting layers x folds" in err and "layer relu2" in err and "combiner" in err
+    # The per-layer postfix shows only if tqdm refreshes while that layer fits (timing); the last
+    # stage is drawn with refresh=True.
+    assert "fitting layers x folds" in err and "combiner" in err
 
 
 def test_detector_validation_fraction_equals_a_manual_split(data, net):

@@ -20,7 +20,7 @@ _SETTINGS = {
     False: {
         "classifier_epochs": 25, "ae_epochs": 30, "distillation_epochs": 30, "vae_epochs": 60, "dnr_cv": 5,
         "adaptive_eps": (0.05, 0.1, 0.2), "trace_iter": 60,
-        "budget": {"n_attack": None, "n_adaptive": 200, "pgd_steps": 40, "cw_iter": 0, "severities": (),
+        "budget": {"n_attack": None, "n_adaptive": 100, "pgd_steps": 40, "cw_iter": 0, "severities": (),
                    "auto_iter": 50, "square_queries": 300, "eot": 4, "n_check": 40},
     },
     True: {

@@ -129,9 +129,10 @@ class OneVsAllFits:
         Returns
         -------
         fits : list of FoldFit, one per subset
-            The fitted attributes of a :class:`OneVsAllSVC` on the subset's train rows
-            (classes ``present``; None when fewer than two classes are present) and its
-            decision values on the test rows, shaped ``(n_test, n_outputs)``.
+            For a subset with test rows, the decision values on them, shaped
+            ``(n_test, n_outputs)``, of the :class:`OneVsAllSVC` fitted on its train rows;
+            for a subset without, that estimator's fitted attributes (classes
+            ``present``). Both None when the train rows hold fewer than two classes.
         """
         fits = []
         for (train, test), gamma in zip(self.subsets, self.gammas):
@@ -140,8 +141,10 @@ class OneVsAllFits:
                 fits.append(FoldFit(None, None))
                 continue
             parts = [next(results) for _ in targets]
-            scores = None if test is None else np.column_stack([p[4] for p in parts])
-            fits.append(FoldFit(_fitted_attributes(self.X, train, present, gamma, parts), scores))
+            if test is None:
+                fits.append(FoldFit(_fitted_attributes(self.X, train, present, gamma, parts), None))
+            else:  # a fold's model only scores its test rows: no copy of its support vectors
+                fits.append(FoldFit(None, np.column_stack([p[4] for p in parts])))
         return fits
 
 

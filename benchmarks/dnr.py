@@ -32,9 +32,15 @@ models agree (the bar for the approximate one); ``--landmark-sweep 0.4 0.8 1`` f
 each share of the training rows drawn as landmarks, a DNR whose first layer (relu2) is
 libsvm's exact hinge-loss SVM on those Nystroem features and whose other parts are exact, and
 reports its agreement with the exact DNR (how many landmarks that layer needs, whatever the
-linear solver); ``--skip-attack`` leaves the attack out::
+linear solver); ``--skip-attack`` leaves the attack out. secml's environment is built as its
+users install it (Python 3.10, secml 0.15.6 with PyPI's torch 2.4.1) by
+``benchmarks/setup_peers.sh``; measure on a quiet machine, both in one run::
 
-    python benchmarks/dnr.py --scale seed --sizes 1000 2500 5000 --secml-python /path/to/secml-venv/bin/python
+    bash benchmarks/setup_peers.sh ~/peer-venvs
+    python benchmarks/dnr.py --scale seed --sizes 1000 2500 5000 --secml-python ~/peer-venvs/secml/bin/python
+
+A secml fit several times slower than the user guide's figures for the same workload means a
+broken peer environment (BLAS, thread limits), not a fast skadv: fix it before quoting a ratio.
 """
 
 import argparse

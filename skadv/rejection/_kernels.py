@@ -80,17 +80,18 @@ def _symmetric_squared_distances(X, dtype=np.float64):
     out = gram.T if dtype == np.float64 else gram.T.astype(np.float64)
     del gram
     squared_norms = np.diag(out).copy()
-    rows = max(_BLOCK_VALUES // max(n, 1), 1)
-    for start in range(0, n, rows):
-        block = slice(start, start + rows)
-        tile = out[block, block]
-        tile[...] = np.tril(tile) + np.tril(tile, -1).T
-        out[block, start + rows :] = out[start + rows :, block].T
-    for start in range(0, n, rows):
-        block = slice(start, start + rows)
-        # (|x|^2 + |y|^2) - 2 x.y, in this order for every pair, keeps the matrix exactly symmetric.
-        out[block] = np.maximum((squared_norms[block, None] + squared_norms[None, :]) - 2.0 * out[block], 0.0)
+    # ||x_i||^2 + ||x_j||^2 - 2 x_i.x_j, in place; only the lower triangle is kept.
+    np.multiply(out, -2.0, out=out)
+    out += squared_norms[:, None]
+    out += squared_norms[None, :]
+    np.maximum(out, 0.0, out=out)
     np.fill_diagonal(out, 0.0)
+    # Mirror the lower triangle onto the upper one: the matrix is exactly symmetric.
+    tile = 512
+    for start in range(0, n, tile):
+        block = slice(start, start + tile)
+        out[block, block] = np.tril(out[block, block]) + np.tril(out[block, block], -1).T
+        out[block, start + tile :] = out[start + tile :, block].T
     return out
 
 

@@ -50,6 +50,16 @@ def _progress(verbose, desc, **kwargs):
     return tqdm(desc=desc, disable=not verbose, file=sys.stderr, leave=True, **kwargs)
 
 
+def _totalled(tasks, progress):
+    """Yield ``tasks``; once they are all made, set their number as ``progress``'s total."""
+    count = 0
+    for task in tasks:
+        count += 1
+        yield task
+    progress.total = count
+    progress.refresh()
+
+
 def _counted(results, progress):
     """Yield ``results``, advancing ``progress`` by one for each."""
     for result in results:
@@ -509,16 +519,13 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
             _LayerFolds(template, layer_features, y_encoded, n_classes, folds, self.device_)
             for (_, template), layer_features in zip(specs, features)
         ]
-        tasks = [list(layer.tasks()) for layer in layers]
-        progress = _progress(
-            self.verbose, f"{type(self).__name__}: fitting layers x folds", unit="fit", total=sum(map(len, tasks))
+        progress = _progress(self.verbose, f"{type(self).__name__}: fitting layers x folds", unit="fit")
+        # Every task is queued as soon as it is made ("all"): the workers fit the first layer's
+        # problems while this thread computes the next layer's kernel.
+        results = Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator", pre_dispatch="all")(
+            _totalled((task for layer in layers for task in layer.tasks()), progress)
         )
-        results = _counted(
-            Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator")(
-                task for layer_tasks in tasks for task in layer_tasks
-            ),
-            progress,
-        )
+        results = _counted(results, progress)
         self.layer_estimators_ = []
         out_of_fold = np.empty((X.shape[0], n_classes * len(specs)))
         incomplete_folds = False

@@ -339,7 +339,8 @@ def seed_main(args):
             torch.save(cnn.state_dict(), workdir / "cnn.pt")
             np.savez(workdir / "data.npz", X_train=X_train, y_train=y_train, X_test=X_test, X_attack=X_attack,
                      y_attack=y_attack)
-            config = {"sizes": sizes, "attack_size": args.attack_size, "secml_attack_rows": args.secml_attack_rows,
+            secml_attack_rows = 0 if args.skip_attack else args.secml_attack_rows
+            config = {"sizes": sizes, "attack_size": args.attack_size, "secml_attack_rows": secml_attack_rows,
                       "attack_eps": args.attack_eps, "attack_step": args.attack_step, "attack_iter": args.attack_iter}
             (workdir / "config.json").write_text(json.dumps(config))
             runner = Path(__file__).resolve().parent / "dnr_secml.py"

@@ -162,8 +162,8 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         Number of joblib jobs fitting the binary SVMs of all layers, folds and classes
         in parallel (threads by default; None means 1 unless in a
         ``joblib.parallel_config`` context). A layer's :class:`OneVsAllSVC` computes its
-        training kernel once (in torch, on ``device``) and every fold fits on slices of
-        it. The fitted model does not depend on ``n_jobs``.
+        training kernel once (BLAS on the CPU, torch on another ``device``) and every
+        fold fits on slices of it. The fitted model does not depend on ``n_jobs``.
     kernel_dtype : {'float64', 'float32'}, default='float64'
         Precision of the layer SVMs' kernels at prediction (and in attacks). 'float64'
         equals scikit-learn's decision values to ~1e-10; 'float32' is about twice as

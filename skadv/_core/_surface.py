@@ -85,7 +85,8 @@ class AttackSurface:
         classifiers once, then the combiner's scores and its escape scores
         from the same layer scores). Both differentiable. The escape attack
         follows the gradient of the escape scores and judges success on the
-        scores of every step, so one pass instead of two halves its cost.
+        scores of every step: one pass instead of two (on DNR, a step then
+        costs about 30 % less).
         When only this is given, :attr:`escape` is derived from it; when
         only :attr:`escape` is given (a surface written for protocol 1),
         attacks run :attr:`escape` and :attr:`forward` separately, with the

@@ -6,6 +6,7 @@ on a deliberately masked model while staying silent on the plain one.
 """
 
 import copy
+import dataclasses
 import pickle
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -26,8 +27,10 @@ from skadv.attacks import (
     check_attack_failure,
 )
 from skadv.attacks._apgd import _checkpoints
+from skadv.attacks._square import _BlockPlanner
 from skadv.metrics import deployed_predictions
 from skadv.rejection._kernels import RBFKernelMachine
+from skadv.utils import AttackSurface
 
 from _attack_helpers import SurfaceView, train_module
 
@@ -245,6 +248,59 @@ def test_square_l2_stays_in_ball_and_breaks_inputs(shuffled_digits, mlp):
     np.testing.assert_array_equal(result.success, _predict(mlp, result.X_adv) != y)
 
 
+@pytest.mark.parametrize(
+    "params", [{"eps": 0.05}, {"eps": 0.04, "n_restarts": 2}, {"eps": 0.5, "norm": 2}], ids=["linf", "restarts", "l2"]
+)
+@pytest.mark.parametrize("block", [None, 1, 7])
+def test_square_blocks_of_queries_give_the_one_query_a_pass_results(shuffled_digits, mlp, params, block, monkeypatch):
+    # With trace=True Square runs one iteration per pass for the whole batch (it records every
+    # iteration); without, it evaluates blocks of future proposals in one pass: the planner's
+    # blocks (None) or fixed ones. Same points.
+    _, (X, y) = shuffled_digits
+    X, y = X[:80], y[:80]
+    passes = []
+    hook = mlp.register_forward_hook(lambda module, args, out: passes.append(len(args[0])))
+    if block is not None:
+        monkeypatch.setattr(_BlockPlanner, "block", lambda self, n_rows: block)
+    try:
+        blocks = Square(mlp, max_iter=150, random_state=0, input_shape=SHAPE, **params).run(X, y)
+        n_block_passes = len(passes)
+        one = Square(mlp, max_iter=150, random_state=0, input_shape=SHAPE, trace=True, **params).run(X, y)
+        n_one_passes = len(passes) - n_block_passes
+    finally:
+        hook.remove()
+    np.testing.assert_array_equal(blocks.X_adv, one.X_adv)
+    np.testing.assert_array_equal(blocks.success, one.success)
+    assert blocks.n_iter == one.n_iter
+    np.testing.assert_allclose(blocks.loss_range, one.loss_range, rtol=1e-5)
+    assert 0 < blocks.success.mean() < 1
+    if block == 7:
+        assert n_block_passes < n_one_passes / 2
+    elif block == 1:
+        assert n_block_passes == n_one_passes
+
+
+def test_square_block_planner_follows_the_cost_of_a_pass():
+    # Passes dominated by their fixed cost: long blocks, longer when proposals are rarely accepted.
+    cheap = _BlockPlanner(256)
+    for size in (8, 16, 8, 32):
+        cheap.observe(size, 0.01 + 1e-6 * size, n_accepted=1, n_ran=40)
+    assert cheap.block(8) > 4
+    assert cheap.block(8) > _block_after(cheap, n_accepted=8, n_ran=16)
+    assert cheap.block(200) == 1  # at most batch_size candidates a pass
+    # Passes whose cost grows with their candidates: one iteration a pass.
+    costly = _BlockPlanner(256)
+    for size in (8, 16, 8, 32):
+        costly.observe(size, 1e-4 + 1e-3 * size, n_accepted=1, n_ran=40)
+    assert costly.block(8) == 1
+
+
+def _block_after(planner, **counts):
+    planner = copy.deepcopy(planner)
+    planner.observe(planner.sizes[-1], planner.seconds[-1], **counts)
+    return planner.block(8)
+
+
 def test_square_needs_images(shuffled_digits, mlp):
     _, (X, y) = shuffled_digits
     with pytest.raises(ValueError, match="Square attacks images"):
@@ -288,6 +344,58 @@ def test_autoattack_is_never_weaker_per_row_than_any_member(shuffled_digits, mlp
     assert list(result.members) == ["APGD", "APGD-2", "OrthogonalPGD", "Square"][: len(result.members)]
     assert set(result.broken_by[ensemble]) <= set(result.members)
     assert sum(m.n_broken for m in result.members.values()) == ensemble.sum()
+
+
+def _old_schedule(detector, names, random_state=0, **params):
+    """The default members as instances, Square querying once per pass (the ensemble before blocks of queries)."""
+    seeds = np.random.RandomState(random_state).randint(np.iinfo(np.int32).max, size=len(names))
+    members = []
+    for name, seed in zip(names, seeds):
+        common = {**params, "random_state": int(seed)}
+        if name == "square":
+            members.append(Square(detector, max_iter=60, trace=True, **common))
+        else:
+            members.append(APGD(detector, loss=name[5:], max_iter=10, **common))
+    return members
+
+
+def test_autoattack_breaks_every_row_the_one_query_a_pass_square_broke(shuffled_digits, mlp, detector):
+    _, (X, y) = shuffled_digits
+    X, y = X[:120], y[:120]
+    names = ("apgd-ce", "apgd-margin", "square")
+    params = {"eps": 0.06, "input_shape": SHAPE}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AttackFailureWarning)
+        old = AutoAttack(detector, attacks=_old_schedule(detector, names, **params), **params).run(X, y)
+        new = AutoAttack(detector, attacks=names, max_iter=10, square_max_iter=60, random_state=0, **params).run(X, y)
+    assert old.members["Square"].n_broken > 0  # the workload has rows only Square breaks
+    assert np.all(new.success[old.success])
+    np.testing.assert_array_equal(new.X_adv, old.X_adv)
+    assert [b.n_broken for b in new.members.values()] == [b.n_broken for b in old.members.values()]
+
+
+def test_autoattack_runs_square_only_on_rows_no_white_box_member_broke(shuffled_digits, mlp, detector, monkeypatch):
+    _, (X, y) = shuffled_digits
+    X, y = X[:120], y[:120]
+    seen = []
+    original = Square.run
+
+    def recording_run(self, X, y=None, **kwargs):
+        seen.append(np.array(X, copy=True))
+        return original(self, X, y, **kwargs)
+
+    monkeypatch.setattr(Square, "run", recording_run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AttackFailureWarning)
+        result = AutoAttack(
+            detector, attacks=("apgd-ce", "square"), eps=0.06, max_iter=10, square_max_iter=30, random_state=0,
+            input_shape=SHAPE,
+        ).run(X, y)
+    (square_rows,) = seen
+    unbroken = result.broken_by != "apgd-ce"
+    assert 0 < unbroken.sum() < len(X)
+    np.testing.assert_array_equal(square_rows, X[unbroken])
+    assert result.members["square"].n_attacked == unbroken.sum()
 
 
 def test_autoattack_keeps_successful_starting_points(shuffled_digits, mlp):
@@ -436,6 +544,68 @@ def test_dnr_escape_scores_have_the_sign_of_acceptance_and_survive_pickling(shuf
     with torch.no_grad():
         np.testing.assert_array_equal(detector.attack_surface().escape(x), escape)
     assert copy.deepcopy(small_dnr).set_params(threshold=None).attack_surface().escape is None
+
+
+def test_dnr_surface_gives_scores_and_escape_scores_from_one_pass(shuffled_digits, small_dnr):
+    _, (X, y) = shuffled_digits
+    X, y = X[:40], y[:40]
+    surface = small_dnr.attack_surface()
+    assert type(surface).protocol_version == 2
+    x = surface.to_tensor(X)
+    with torch.no_grad():
+        scores, escape = surface.forward_with_escape(x)
+        np.testing.assert_array_equal(scores, surface.forward(x))
+        np.testing.assert_array_equal(escape, surface.escape(x))
+    assert surface.classifier_only().forward_with_escape is None
+    assert copy.deepcopy(small_dnr).set_params(threshold=None).attack_surface().forward_with_escape is None
+    # An APGD step is one pass through the network with protocol 2, two with protocol 1
+    # (a surface that gives escape alone), plus the final judgement; the results are the same.
+    passes = []
+    hook = small_dnr.model_.net.register_forward_pre_hook(lambda *_: passes.append(1))
+    try:
+        params = {"loss": "escape", "random_start": False, "eps": 0.1, "max_iter": 8, "random_state": 0}
+        shared = APGD(small_dnr, **params).run(X, y)
+        n_shared = len(passes)
+        old_style = APGD(SurfaceView(small_dnr, forward_with_escape=None), **params).run(X, y)
+        n_old = len(passes) - n_shared
+    finally:
+        hook.remove()
+    assert shared.n_iter == old_style.n_iter == 8
+    assert n_shared == shared.n_iter + 2
+    assert n_old == 2 * (shared.n_iter + 1) + 1
+    np.testing.assert_array_equal(shared.X_adv, old_style.X_adv)
+    np.testing.assert_array_equal(shared.success, old_style.success)
+
+
+def test_a_surface_written_for_protocol_1_is_still_attacked_with_its_escape_scores(shuffled_digits, small_dnr):
+    _, (X, y) = shuffled_digits
+    X, y = X[:60], y[:60]
+    dnr_surface = small_dnr.attack_surface()
+
+    class OldStyleDetector:  # knows forward, classifier and escape only
+        def attack_surface(self):
+            return AttackSurface(
+                forward=dnr_surface.forward, classifier=dnr_surface.classifier, escape=dnr_surface.escape,
+                n_classes=dnr_surface.n_classes, reject_index=dnr_surface.reject_index,
+                device=dnr_surface.device, input_shape=dnr_surface.input_shape, outputs_are_logits=False,
+                classes=dnr_surface.classes,
+            )
+
+    assert OldStyleDetector().attack_surface().forward_with_escape is None
+    params = {"eps": 0.1, "max_iter": 20, "square_max_iter": 20, "random_state": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AttackFailureWarning)
+        old = AutoAttack(OldStyleDetector(), **params).run(X, y)
+        new = AutoAttack(small_dnr, **params).run(X, y)
+    assert list(old.members)[:4] == ["apgd-ce", "apgd-margin", "two-phase", "escape"]
+    assert old.members["escape"].n_attacked > 0
+    np.testing.assert_array_equal(old.success, new.success)
+    np.testing.assert_array_equal(old.X_adv, new.X_adv)
+    # A surface given forward_with_escape alone gets escape from it.
+    only_shared = dataclasses.replace(dnr_surface, escape=None)
+    x = dnr_surface.to_tensor(X[:5])
+    with torch.no_grad():
+        np.testing.assert_array_equal(only_shared.escape(x), dnr_surface.escape(x))
 
 
 def test_escape_loss_breaks_rows_the_margin_loss_leaves_rejected(shuffled_digits, small_dnr):

@@ -8,6 +8,7 @@ implementing that method alone.
 
 import dataclasses
 from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -75,7 +76,33 @@ class AttackSurface:
         provides it so that attacks can leave that region:
         :class:`~skadv.attacks.APGD`'s ``loss="escape"`` and
         :class:`~skadv.attacks.AutoAttack`'s ``"escape"`` member, run
-        automatically when it is set. None when the estimator has none.
+        automatically when it is set. None when the estimator has none (or
+        when :attr:`forward_with_escape` gives them).
+    forward_with_escape : callable or None, default=None
+        Optional, for surfaces with :attr:`escape` scores. Maps raw inputs to
+        the pair ``(forward(x), escape(x))`` computed in **one** pass
+        through the defended system (for DNR: the network and the layer
+        classifiers once, then the combiner's scores and its escape scores
+        from the same layer scores). Both differentiable. The escape attack
+        follows the gradient of the escape scores and judges success on the
+        scores of every step: one pass instead of two (on DNR, a step then
+        costs about 30 % less).
+        When only this is given, :attr:`escape` is derived from it; when
+        only :attr:`escape` is given (a surface written for protocol 1),
+        attacks run :attr:`escape` and :attr:`forward` separately, with the
+        same results at the old cost.
+
+        .. versionadded:: 0.x
+           Attack protocol 2 (:attr:`protocol_version`).
+
+    Attributes
+    ----------
+    protocol_version : int
+        Version of the attack protocol this class implements (a class
+        attribute): 1 had ``forward``, ``classifier`` and ``escape``; 2 adds
+        :attr:`forward_with_escape`. A third-party detector supporting
+        several skadv versions passes ``forward_with_escape`` only when
+        ``getattr(AttackSurface, "protocol_version", 1) >= 2``.
 
     See Also
     --------
@@ -122,8 +149,14 @@ class AttackSurface:
     outputs_are_logits: bool = True
     classes: object = None
     escape: Callable | None = None
+    forward_with_escape: Callable | None = None
+
+    protocol_version: ClassVar[int] = 2
 
     def __post_init__(self):
+        if self.forward_with_escape is not None and self.escape is None:
+            forward_with_escape = self.forward_with_escape
+            object.__setattr__(self, "escape", lambda x: forward_with_escape(x)[1])
         if self.reject_index is not None and self.reject_index != self.n_classes:
             raise ValueError(
                 f"reject_index must be n_classes ({self.n_classes}), the last column of forward's output, "
@@ -143,7 +176,13 @@ class AttackSurface:
             no ``escape``.
         """
         return dataclasses.replace(
-            self, forward=self.classifier, reject_index=None, stochastic=False, outputs_are_logits=True, escape=None
+            self,
+            forward=self.classifier,
+            reject_index=None,
+            stochastic=False,
+            outputs_are_logits=True,
+            escape=None,
+            forward_with_escape=None,
         )
 
     def to_tensor(self, X):

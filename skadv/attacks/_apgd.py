@@ -65,7 +65,8 @@ class APGD(BaseAttack):
     target's :attr:`~skadv.utils.AttackSurface.escape`: it leaves a flat
     reject region, where the other losses have no usable gradient, towards
     an accepted wrong class (success is still judged on the target's
-    scores). It needs an adaptive attack on an estimator whose attack
+    scores, taken from the same pass when the surface provides
+    :attr:`~skadv.utils.AttackSurface.forward_with_escape`). It needs an adaptive attack on an estimator whose attack
     surface provides escape scores (such as a thresholded
     :class:`~skadv.DeepNeuralRejection`).
 
@@ -247,6 +248,9 @@ class APGD(BaseAttack):
         if self.loss != "escape":
             return super()._value_and_grad(target, x, objective)
         # The loss follows the escape scores; success is judged on the scores.
+        if target.forward_with_escape is not None:  # both from one pass (attack protocol 2)
+            return super()._value_and_grad(target, x, objective, forward=target.forward_with_escape)
+        # A surface of protocol 1: the escape scores with their gradient, then the scores.
         value, grad, _ = super()._value_and_grad(dataclasses.replace(target, forward=target.escape), x, objective)
         with torch.no_grad():
             logits = self._forward_mean(target, x)

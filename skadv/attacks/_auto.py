@@ -71,7 +71,10 @@ class AutoAttack(BaseAttack):
     - ``"orthogonal"``, ``"selective"``: :class:`OrthogonalPGD` (step
       ``eps / 10``, ``max_iter`` steps); skipped when there is no detector;
     - ``"square"``: the black-box :class:`Square` (``square_max_iter``
-      queries); skipped for non-image inputs;
+      queries), run on every row the white-box members left unbroken and
+      only on those (a row whose white-box loss never moved is where it is
+      needed most; whether it breaks any other row is known only by running
+      it); skipped for non-image inputs;
     - an attack instance: run as given on the remaining inputs.
 
     Default: ``("apgd-ce", "apgd-margin", "two-phase", "escape", "orthogonal", "square")``

@@ -443,20 +443,25 @@ class BaseAttack(BaseEstimator):
             out = out + target.forward(x)
         return out / draws if draws > 1 else out
 
-    def _value_and_grad(self, target, x, objective):
+    def _value_and_grad(self, target, x, objective, *, forward=None):
         """Per-sample ``objective(logits)`` and its input gradient.
 
         With a randomized target the objective (not the logits) is averaged
         over ``eot_samples`` draws with fresh noise each, which averages the
         gradients (EOT). Returns ``(value, grad, logits)`` with value and
-        logits detached.
+        logits detached. ``forward``, when given, maps ``x`` to the pair
+        ``(logits, objective input)`` from one pass (e.g. the scores and the
+        escape scores); by default the objective reads the logits.
         """
         x = x.detach().requires_grad_(True)
         draws = self._eot_draws(target)
         total, logits_sum = 0.0, 0.0
         for _ in range(draws):
-            logits = target.forward(x)
-            total = total + objective(logits)
+            if forward is None:
+                logits = inputs = target.forward(x)
+            else:
+                logits, inputs = forward(x)
+            total = total + objective(inputs)
             logits_sum = logits_sum + logits.detach()
         value = total / draws
         (grad,) = torch.autograd.grad(value.sum(), x)

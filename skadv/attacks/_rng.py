@@ -42,10 +42,11 @@ def row_keys(x0, seed):
 def row_uniform(keys, draw, shape, device):
     """Uniform float32 draws in [0, 1) of ``shape`` (``shape[0]`` = rows) for draw number ``draw``.
 
-    Row ``i`` of the result depends only on ``keys[i]`` and ``draw``.
+    Row ``i`` of the result depends only on ``keys[i]`` and ``draw`` (an int, or an int64
+    tensor ``(n,)`` holding each row's own draw number).
     """
     per_row = int(np.prod(shape[1:], dtype=np.int64))
-    counter = _mix64(torch.tensor(draw, dtype=torch.int64) * _GOLDEN)
+    counter = _mix64(torch.as_tensor(draw, dtype=torch.int64).reshape(-1, 1) * _GOLDEN)
     z = _mix64(keys[:, None] ^ _mix64(torch.arange(per_row, dtype=torch.int64)[None] + counter))
     u = _shift_right(z, 11).to(torch.float64) * 2.0**-53
     return u.to(torch.float32).reshape(shape).to(device)

@@ -83,10 +83,19 @@ class Run:
         x = self.clip(x)
         return self.clip(x0 + project(x - x0, eps, norm))
 
-    def tick(self):
-        """One iteration done: advance the progress bar (tqdm redraws it at most every ``mininterval``)."""
-        if self.progress is not None:
-            self.progress.update(1)
+    def draws_at(self, rows, counters):
+        """Random streams of ``rows`` whose draw counters stand at ``counters`` (int64, one per row).
+
+        Its ``uniform`` gives row ``i`` what :meth:`uniform` would give it when this run's
+        counter stands at ``counters[i]``: an attack can draw ahead, e.g. the proposals of
+        several future iterations at once. Rows may repeat (at different counters).
+        """
+        return _RowDraws(self.keys[rows.cpu()], counters)
+
+    def tick(self, n=1):
+        """``n`` iterations done: advance the progress bar (tqdm redraws it at most every ``mininterval``)."""
+        if self.progress is not None and n:
+            self.progress.update(n)
 
     def observe_loss(self, loss):
         """Record one per-row loss value of the current restart."""
@@ -127,3 +136,14 @@ class Run:
         """Largest per-row loss range over the restarts, ``(n,)`` float64."""
         self.new_restart()
         return self._loss_range.numpy()
+
+
+class _RowDraws:
+    """Per-row counter streams (see :meth:`Run.draws_at`)."""
+
+    def __init__(self, keys, counters):
+        self.keys, self.counters = keys, counters.cpu()
+
+    def uniform(self, shape, device):
+        self.counters = self.counters + 1
+        return row_uniform(self.keys, self.counters, shape, device)

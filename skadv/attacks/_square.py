@@ -1,6 +1,7 @@
 """Square Attack (Andriushchenko et al., 2020): score-based black box, L-inf or L2."""
 
 import bisect
+import time
 from numbers import Integral, Real
 
 import numpy as np
@@ -84,6 +85,13 @@ class Square(BaseAttack):
     misclassified and not flagged) decreases. ``p`` starts at ``p_init`` and
     halves after 0.1 %, 0.5 %, 2 %, 5 %, 10 %, 20 %, 40 %, 60 % and 80 % of
     ``max_iter``. Inputs stop being updated once broken.
+
+    A rejected proposal leaves the input's point as it was, so its next
+    proposals are known in advance (each input draws from its own random
+    stream): one forward pass evaluates a block of them, and the input
+    moves to the first one accepted. The results are those of one query
+    per pass (what ``trace=True`` runs); the block lengths, chosen from the
+    acceptance rate and the timing of the passes, change only the speed.
 
     L-inf: the perturbation starts as vertical stripes of ``+-eps``; a
     proposal sets the window of each channel to ``+eps`` or ``-eps``. L2: it
@@ -289,33 +297,121 @@ class Square(BaseAttack):
         return best
 
     def _single_run(self, run, x0, first):
-        """One random search. Returns (points, their margin loss, queries)."""
+        """One random search. Returns (points, their margin loss, queries).
+
+        Every row follows its own sequence of iterations: its proposal at
+        iteration ``t`` depends only on its key, ``t`` and its current point.
+        A row whose proposals are rejected keeps its point, so the proposals
+        of its next iterations are known in advance: each round evaluates a
+        block of them in one forward pass, and the row moves to the first one
+        accepted (the later ones are dropped). The points, losses and query
+        counts are those of one query per iteration (with ``trace=True`` it
+        runs so, one iteration a pass); :class:`_BlockPlanner` sizes the
+        blocks for speed alone.
+        """
         target = run.target
         norm = normalize_norm(self.norm)
-        objective = self._margin_objective(target, run.y)
         if first and run.x_init is not None:
             x = run.clip_and_project(run.x_init, x0, self.eps, norm)
         else:
             x = run.clip(x0 + self._initial_delta(run, x0, norm))
         logits = self._forward_mean(target, x)
-        loss = objective(logits)
+        loss = self._margin_objective(target, run.y)(logits)
         self._trace_step(run, logits, loss)
-        n_iter = 0
-        for it in range(self.max_iter):
-            rows = torch.nonzero(loss >= 0).flatten()  # margin < 0: broken (misclassified, not flagged)
+        n = x0.shape[0]
+        done = torch.zeros(n, dtype=torch.int64)  # iterations run per row
+        base, per_iter = run._n_draws, None  # draw counter before the first iteration, draws per iteration
+        planner, block, cpu_rows = _BlockPlanner(self.batch_size), 1, torch.arange(n)
+        while True:
+            began = time.perf_counter()
+            # margin < 0: broken (misclassified, not flagged); a row also stops at its budget.
+            rows = cpu_rows[(loss.cpu() >= 0) & (done < self.max_iter)]
             if rows.numel() == 0:
                 break
-            n_iter = it + 1
-            p = _window_fraction(self.p_init, it, self.max_iter)
-            draws = run.subset(rows)
-            proposal = self._propose(draws, x0[rows], x[rows] - x0[rows], p, norm)
-            run.merge(draws, rows)
-            candidate = run.clip_and_project(x0[rows] + proposal, x0[rows], self.eps, norm)
+            # Tracing records the batch once per iteration: one iteration a round.
+            lengths = (self.max_iter - done[rows]).clamp_max(1 if run.record is not None else block)
+            owner = torch.repeat_interleave(torch.arange(rows.numel()), lengths)
+            offset = torch.arange(owner.numel()) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
+            pair_rows, iteration = rows[owner], done[rows][owner] + offset
+            proposal = x0.new_empty((owner.numel(), *x0.shape[1:]))
+            counters = base + iteration * (per_iter or 0)  # all at iteration 0 in the first round
+            fractions = torch.tensor(
+                [_window_fraction(self.p_init, it, self.max_iter) for it in iteration.tolist()], dtype=torch.float64
+            )
+            for p in fractions.unique().tolist():
+                at = torch.nonzero(fractions == p).flatten()
+                draws = run.draws_at(pair_rows[at], counters[at])
+                at_rows = pair_rows[at].to(x0.device)
+                proposal[at.to(x0.device)] = self._propose(draws, x0[at_rows], x[at_rows] - x0[at_rows], p, norm)
+                if per_iter is None:  # the first round counts the draws of one iteration
+                    per_iter = int(draws.counters[0]) - base
+            pair_dev = pair_rows.to(x0.device)
+            candidate = run.clip_and_project(x0[pair_dev] + proposal, x0[pair_dev], self.eps, norm)
             cand_logits = self._forward_mean(target, candidate)
-            cand_loss = self._margin_objective(target, run.y[rows])(cand_logits)
-            accept = cand_loss < loss[rows]
-            x[rows] = torch.where(view_per_sample(accept, candidate), candidate, x[rows])
-            loss[rows] = torch.where(accept, cand_loss, loss[rows])
-            logits[rows] = torch.where(accept[:, None], cand_logits.to(logits.dtype), logits[rows])
-            self._trace_step(run, logits, loss)
+            cand_loss = self._margin_objective(target, run.y[pair_dev])(cand_logits)
+            accept = (cand_loss < loss[pair_dev]).cpu()
+            # Each row takes its first accepted proposal; without one it has run all of its block.
+            table = torch.zeros((rows.numel(), int(lengths.max())), dtype=torch.bool)
+            table[owner, offset] = accept
+            taken = table.any(dim=1)
+            first_taken = table.to(torch.int8).argmax(dim=1)
+            ran = torch.where(taken, first_taken + 1, lengths)
+            done[rows] += ran
+            pick = (lengths.cumsum(0) - lengths + first_taken)[taken].to(x0.device)
+            moved = rows[taken].to(x0.device)
+            x[moved] = candidate[pick]
+            loss[moved] = cand_loss[pick].to(loss.dtype)
+            logits[moved] = cand_logits[pick].to(logits.dtype)
+            if run.record is not None:
+                self._trace_step(run, logits, loss)
+                continue
+            # The loss of a row only decreases: its range is that of its first and last values.
+            run.observe_loss(loss)
+            run.tick(int(ran.max()))
+            planner.observe(owner.numel(), time.perf_counter() - began, int(taken.sum()), int(ran.sum()))
+            block = planner.block(int(((loss.cpu() >= 0) & (done < self.max_iter)).sum()))
+        n_iter = int(done.max())
+        run._n_draws = base + n_iter * (per_iter or 0)
         return x, loss, n_iter
+
+
+class _BlockPlanner:
+    """How many future iterations each row evaluates in Square's next pass.
+
+    Only the speed depends on it, never a result. A row runs ``u(k) = (1 - (1 - q)^k) / q``
+    iterations of a block of ``k`` on average (``q``: the recent acceptance rate, ``1 / q``
+    iterations between two accepted proposals), and a pass of ``m`` candidates takes about
+    ``a + b m`` seconds (fitted on the passes so far): the block maximises ``u(k) / (a + b n k)``
+    for ``n`` rows, with at most ``batch_size`` candidates a pass. Many rows or a costly
+    forward (compute-bound passes) give blocks of one iteration, a few rows or cheap
+    forwards (passes dominated by their fixed overhead) long ones.
+    """
+
+    _HISTORY = 16  # passes the cost fit uses
+    _DECAY = 0.5  # weight of the acceptance counts of earlier passes
+
+    def __init__(self, max_candidates):
+        self.max_candidates = max_candidates
+        self.accepted, self.ran = 0.0, 0.0
+        self.sizes, self.seconds = [], []
+
+    def observe(self, n_candidates, seconds, n_accepted, n_ran):
+        self.accepted = self._DECAY * self.accepted + n_accepted
+        self.ran = self._DECAY * self.ran + n_ran
+        self.sizes = (self.sizes + [n_candidates])[-self._HISTORY :]
+        self.seconds = (self.seconds + [seconds])[-self._HISTORY :]
+
+    def block(self, n_rows):
+        if n_rows == 0:
+            return 1
+        rate = (self.accepted + 1) / (self.ran + 2)
+        longest = int(max(1, min(self.max_candidates // n_rows, np.ceil(3 / rate))))
+        sizes, seconds = np.asarray(self.sizes, float), np.asarray(self.seconds, float)
+        spread = sizes.var()
+        slope = max(((sizes - sizes.mean()) * (seconds - seconds.mean())).mean() / spread, 0.0) if spread else 0.0
+        overhead = max(seconds.mean() - slope * sizes.mean(), 0.0)
+        if spread == 0:  # one pass size so far: try a longer block once
+            return min(2, longest)
+        k = np.arange(1, longest + 1)
+        gain = (1 - (1 - rate) ** k) / rate / (overhead + slope * n_rows * k + 1e-12)
+        return int(k[np.argmax(gain)])

@@ -658,7 +658,10 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
 
         ``forward`` returns the combiner's per-class scores (raw SVM scores, float64)
         and the threshold as a last column, so the argmax is that column exactly when
-        the row is rejected; ``classifier`` is the protected network alone.
+        the row is rejected; ``classifier`` is the protected network alone. With a
+        finite threshold, ``escape`` gives the combiner's escape scores and
+        ``forward_with_escape`` both from one pass through the network and the layer
+        classifiers (attack protocol 2, see :class:`~skadv.utils.AttackSurface`).
 
         Parameters
         ----------
@@ -687,27 +690,35 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
                 "(OneVsAllSVC, a binary RBF SVC or OneVsRestClassifier of RBF SVCs)."
             )
 
-        def forward(x):
-            scores = self._class_scores(x)
+        def with_threshold(scores):
             return torch.cat([scores, scores.new_full((scores.shape[0], 1), threshold)], dim=1)
+
+        def forward(x):
+            return with_threshold(self._class_scores(x))
 
         def classifier(x):
             return self.model_(self._preprocess(x))
 
-        def escape(x):
+        def escape_of(z):
             # The combiner's scores against the threshold as log-ratios of their RBF expansions:
             # same sign, and a gradient in the flat region far from every support vector.
-            combiner, z = self.kernel_net_.combiner, self._layer_scores(x)
+            combiner = self.kernel_net_.combiner
             ratio = combiner.log_ratio(z, threshold)
             if ratio.shape[1] == 1 and n_classes == 2:  # class 0 scores -d: -d > t exactly when d < -t
                 return torch.cat([-combiner.log_ratio(z, -threshold), ratio], dim=1)
             return ratio
 
+        def forward_with_escape(x):
+            # One pass through the network and the layer classifiers for both.
+            z = self._layer_scores(x)
+            return with_threshold(self._scores_of(self.combiner_, self.kernel_net_.combiner, z)), escape_of(z)
+
         n_classes = len(self.classes_)
         return AttackSurface(
             forward=forward,
             classifier=classifier,
-            escape=escape if np.isfinite(threshold) else None,
+            escape=(lambda x: escape_of(self._layer_scores(x))) if np.isfinite(threshold) else None,
+            forward_with_escape=forward_with_escape if np.isfinite(threshold) else None,
             n_classes=n_classes,
             reject_index=n_classes,
             device=self.device_,

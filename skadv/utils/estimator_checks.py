@@ -558,8 +558,9 @@ def check_attack_surface(estimator, X=None, y=None):
 
     ``forward`` maps a batch to ``(n, n_classes + 1)`` scores (``(n, n_classes)`` for a
     plain classifier surface) whose gradient with respect to the input exists and is
-    finite; ``classifier`` gives ``(n, n_classes)`` scores. Skipped for estimators
-    without ``attack_surface``.
+    finite; ``classifier`` gives ``(n, n_classes)`` scores; ``forward_with_escape``, when
+    given, gives what ``forward`` and ``escape`` give. Skipped for estimators without
+    ``attack_surface``.
     """
     if not hasattr(estimator, "attack_surface"):
         raise SkipTest(f"{type(estimator).__name__} has no attack_surface()")
@@ -591,6 +592,15 @@ def check_attack_surface(estimator, X=None, y=None):
     assert tuple(classes.shape) == (x.shape[0], surface.n_classes), (
         f"{name}.attack_surface().classifier gives scores shaped {tuple(classes.shape)}"
     )
+    if surface.forward_with_escape is not None:
+        with torch.no_grad():
+            shared, escape = surface.forward_with_escape(x)
+            assert torch.allclose(shared, surface.forward(x), rtol=1e-6, atol=1e-9, equal_nan=True), (
+                f"{name}.attack_surface().forward_with_escape gives other scores than forward"
+            )
+            assert tuple(escape.shape) == (x.shape[0], surface.n_classes) and torch.allclose(
+                escape, surface.escape(x), rtol=1e-6, atol=1e-9
+            ), f"{name}.attack_surface().forward_with_escape gives other escape scores than escape"
 
 
 # ----------------------------------------------------------------------------- running the checks

@@ -1,7 +1,6 @@
 """Square Attack (Andriushchenko et al., 2020): score-based black box, L-inf or L2."""
 
 import bisect
-import time
 from numbers import Integral, Real
 
 import numpy as np
@@ -323,7 +322,6 @@ class Square(BaseAttack):
         base, per_iter = run._n_draws, None  # draw counter before the first iteration, draws per iteration
         planner, block, cpu_rows = _BlockPlanner(self.batch_size), 1, torch.arange(n)
         while True:
-            began = time.perf_counter()
             # margin < 0: broken (misclassified, not flagged); a row also stops at its budget.
             rows = cpu_rows[(loss.cpu() >= 0) & (done < self.max_iter)]
             if rows.numel() == 0:
@@ -368,7 +366,7 @@ class Square(BaseAttack):
             # The loss of a row only decreases: its range is that of its first and last values.
             run.observe_loss(loss)
             run.tick(int(ran.max()))
-            planner.observe(owner.numel(), time.perf_counter() - began, int(taken.sum()), int(ran.sum()))
+            planner.observe(int(taken.sum()), int(ran.sum()))
             block = planner.block(int(((loss.cpu() >= 0) & (done < self.max_iter)).sum()))
         n_iter = int(done.max())
         run._n_draws = base + n_iter * (per_iter or 0)
@@ -378,40 +376,32 @@ class Square(BaseAttack):
 class _BlockPlanner:
     """How many future iterations each row evaluates in Square's next pass.
 
-    Only the speed depends on it, never a result. A row runs ``u(k) = (1 - (1 - q)^k) / q``
-    iterations of a block of ``k`` on average (``q``: the recent acceptance rate, ``1 / q``
-    iterations between two accepted proposals), and a pass of ``m`` candidates takes about
-    ``a + b m`` seconds (fitted on the passes so far): the block maximises ``u(k) / (a + b n k)``
-    for ``n`` rows, with at most ``batch_size`` candidates a pass. Many rows or a costly
-    forward (compute-bound passes) give blocks of one iteration, a few rows or cheap
-    forwards (passes dominated by their fixed overhead) long ones.
+    Only the speed depends on it, never a result, and it depends on nothing but the
+    acceptance counts, so that the passes (and their batches) are the same at every run
+    of the same seed. A row runs ``u(k) = (1 - (1 - q)^k) / q`` iterations of a block of
+    ``k`` on average (``q``: the recent acceptance rate, ``1 / q`` iterations between two
+    accepted proposals); a pass of ``m`` candidates is taken to cost ``OVERHEAD + m``
+    candidate evaluations (a forward pass has a fixed cost besides its rows). The block
+    maximises ``u(k) / (OVERHEAD + n k)`` for ``n`` rows, with at most ``max_candidates``
+    candidates a pass: many rows get blocks of one iteration, a few rows long ones.
     """
 
-    _HISTORY = 16  # passes the cost fit uses
+    OVERHEAD = 32  # candidate evaluations that cost as much as one pass's fixed overhead
     _DECAY = 0.5  # weight of the acceptance counts of earlier passes
 
     def __init__(self, max_candidates):
         self.max_candidates = max_candidates
         self.accepted, self.ran = 0.0, 0.0
-        self.sizes, self.seconds = [], []
 
-    def observe(self, n_candidates, seconds, n_accepted, n_ran):
+    def observe(self, n_accepted, n_ran):
         self.accepted = self._DECAY * self.accepted + n_accepted
         self.ran = self._DECAY * self.ran + n_ran
-        self.sizes = (self.sizes + [n_candidates])[-self._HISTORY :]
-        self.seconds = (self.seconds + [seconds])[-self._HISTORY :]
 
     def block(self, n_rows):
         if n_rows == 0:
             return 1
         rate = (self.accepted + 1) / (self.ran + 2)
         longest = int(max(1, min(self.max_candidates // n_rows, np.ceil(3 / rate))))
-        sizes, seconds = np.asarray(self.sizes, float), np.asarray(self.seconds, float)
-        spread = sizes.var()
-        slope = max(((sizes - sizes.mean()) * (seconds - seconds.mean())).mean() / spread, 0.0) if spread else 0.0
-        overhead = max(seconds.mean() - slope * sizes.mean(), 0.0)
-        if spread == 0:  # one pass size so far: try a longer block once
-            return min(2, longest)
         k = np.arange(1, longest + 1)
-        gain = (1 - (1 - rate) ** k) / rate / (overhead + slope * n_rows * k + 1e-12)
+        gain = (1 - (1 - rate) ** k) / rate / (self.OVERHEAD + n_rows * k)
         return int(k[np.argmax(gain)])

@@ -76,6 +76,20 @@ def test_one_vs_all_svc_threads_and_precompute_do_not_change_the_model(svm_digit
     np.testing.assert_allclose(serial.decision_function(X[:40]), ovr.decision_function(X[:40]), atol=1e-8)
 
 
+def test_float32_gram_fits_nearly_the_float64_model(svm_digits):
+    """A float32 Gram matrix changes the kernel by ~1e-7: the model moves by about libsvm's tolerance."""
+    # Non-integer pixels: float32 products of the digits' integer pixels would be exact.
+    X = (svm_digits[0] / 16 + np.random.default_rng(0).normal(0, 0.05, svm_digits[0].shape)).astype(np.float32)
+    y, X_test = svm_digits[1][:600], X[600:1200]
+    exact = OneVsAllSVC(C=10, gamma=0.3, precompute_kernel=True).fit(X[:600], y)
+    fast = OneVsAllSVC(C=10, gamma=0.3, precompute_kernel=True, gram_dtype="float32").fit(X[:600], y)
+    scores, fast_scores = exact.decision_function(X_test), fast.decision_function(X_test)
+    assert 0 < np.abs(scores - fast_scores).max() < 1e-3
+    np.testing.assert_array_equal(scores.argmax(1), fast_scores.argmax(1))
+    with pytest.raises(ValueError, match="gram_dtype"):
+        OneVsAllSVC(gram_dtype="float16").fit(X[:600], y)
+
+
 def test_memory_budget_decides_precomputation():
     assert OneVsAllSVC()._precomputes(11585) and not OneVsAllSVC()._precomputes(11586)
     assert not OneVsAllSVC(max_precomputed_mb=1)._precomputes(400)

@@ -232,12 +232,13 @@ class NystroemOneVsAll(_KernelExpansionMixin, FoldFittingMixin, ClassifierMixin,
     AUROC of PGD rows, on the seed-scale workload (``benchmarks/dnr.py --scale seed
     --quality``: 28x28 digits, secml's tutorial CNN, layers relu2/relu3/relu4, 2500
     training rows): with 1000 landmarks everywhere it loses about one point of clean
-    accuracy with rejection, all of it on the widest layer (relu2, 18432 features, whose
-    kernel spectrum decays slowly); with 2000 landmarks on relu2 and the combiner and 1000
-    on relu3/relu4 it is at the exact DNR's level (0.923 vs 0.923 / 0.915 for two exact
-    DNRs with different folds) and detects PGD rows better (AUROC 0.957 vs 0.890 / 0.881).
-    A squared-hinge loss on the same features (liblinear) did worse than the least squares
-    (0.905, AUROC 0.77). Give the widest layers more landmarks than the narrow ones.
+    accuracy with rejection, on the widest layer (relu2, 18432 features, whose kernel
+    spectrum decays slowly) and the combiner; with 2000 landmarks on relu2 and the combiner
+    and 1000 on relu3/relu4 it is at the exact DNR's level (0.920 vs 0.912 / 0.916 for two
+    exact DNRs with different folds) and separates PGD rows better (AUROC 0.953 vs
+    0.885 / 0.883). A squared-hinge loss on the same features (liblinear) did worse than
+    the least squares. Give the widest layers and the combiner more landmarks than the
+    narrow layers.
     Below about 10 000 rows the exact DNR fits in minutes and is the reference.
 
     Parameters

@@ -32,8 +32,13 @@ models agree (the bar for the approximate one); ``--landmark-sweep 0.4 0.8 1`` f
 each share of the training rows drawn as landmarks, a DNR whose first layer (relu2) is
 libsvm's exact hinge-loss SVM on those Nystroem features and whose other parts are exact, and
 reports its agreement with the exact DNR (how many landmarks that layer needs, whatever the
-linear solver); ``--skip-attack`` leaves the attack out. secml's environment is built as its
-users install it (Python 3.10, secml 0.15.6 with PyPI's torch 2.4.1) by
+linear solver); ``--skip-attack`` leaves the attack out. ``--quality`` instead reports what
+users see: clean accuracy with rejection (threshold rejecting 10 % of held-out clean rows) and
+the AUROC of non-adaptive PGD rows, for the exact DNR, the exact DNR with other folds (the noise
+floor) and the approximate one (``--first-layer-components`` and ``--combiner-components`` set
+the landmarks of relu2 and of the combiner); ``--large-fit 60000`` only fits the approximate DNR
+on that many rows and reports its wall and CPU seconds and the process's peak memory. secml's
+environment is built as its users install it (Python 3.10, secml 0.15.6 with PyPI's torch 2.4.1) by
 ``benchmarks/setup_peers.sh``; measure on a quiet machine, both in one run::
 
     bash benchmarks/setup_peers.sh ~/peer-venvs

@@ -32,8 +32,13 @@ models agree (the bar for the approximate one); ``--landmark-sweep 0.4 0.8 1`` f
 each share of the training rows drawn as landmarks, a DNR whose first layer (relu2) is
 libsvm's exact hinge-loss SVM on those Nystroem features and whose other parts are exact, and
 reports its agreement with the exact DNR (how many landmarks that layer needs, whatever the
-linear solver); ``--skip-attack`` leaves the attack out. secml's environment is built as its
-users install it (Python 3.10, secml 0.15.6 with PyPI's torch 2.4.1) by
+linear solver); ``--skip-attack`` leaves the attack out. ``--quality`` instead reports what
+users see: clean accuracy with rejection (threshold rejecting 10 % of held-out clean rows) and
+the AUROC of non-adaptive PGD rows, for the exact DNR, the exact DNR with other folds (the noise
+floor) and the approximate one (``--first-layer-components`` and ``--combiner-components`` set
+the landmarks of relu2 and of the combiner); ``--large-fit 60000`` only fits the approximate DNR
+on that many rows and reports its wall and CPU seconds and the process's peak memory. secml's
+environment is built as its users install it (Python 3.10, secml 0.15.6 with PyPI's torch 2.4.1) by
 ``benchmarks/setup_peers.sh``; measure on a quiet machine, both in one run::
 
     bash benchmarks/setup_peers.sh ~/peer-venvs
@@ -164,19 +169,24 @@ def timed(fn, repeat=1):
 
 
 def seed_dnr(cnn, *, approximate=False, n_components=1000, n_jobs=-1, device="cpu", random_state=0,
-             gram_dtype="float64"):
-    """The tutorial's DNR on the seed CNN: exact (OneVsAllSVC) or approximate (NystroemOneVsAll) layers."""
+             gram_dtype="float64", first_layer_components=None, combiner_components=None):
+    """The tutorial's DNR on the seed CNN: exact (OneVsAllSVC) or approximate (NystroemOneVsAll) layers.
+
+    The approximate one draws ``n_components`` landmarks per layer, ``first_layer_components``
+    for relu2 and ``combiner_components`` for the combiner (None: ``n_components``).
+    """
     from _seed_cnn import COMBINER, INPUT_SHAPE, LAYERS
 
-    def layer_clf(C, gamma):
+    def layer_clf(C, gamma, m=None):
         if approximate:
-            return NystroemOneVsAll(C=C, gamma=gamma, n_components=n_components, random_state=random_state)
+            return NystroemOneVsAll(C=C, gamma=gamma, n_components=m or n_components, random_state=random_state)
         return OneVsAllSVC(C=C, gamma=gamma, gram_dtype=gram_dtype)
 
     return DeepNeuralRejection(
         cnn,
-        layers=[(name, layer_clf(C, gamma)) for name, (C, gamma) in LAYERS.items()],
-        combiner=layer_clf(*COMBINER),
+        layers=[(name, layer_clf(C, gamma, first_layer_components if i == 0 else None))
+                for i, (name, (C, gamma)) in enumerate(LAYERS.items())],
+        combiner=layer_clf(*COMBINER, combiner_components),
         n_jobs=n_jobs,
         input_shape=INPUT_SHAPE,
         batch_size=256,
@@ -237,6 +247,112 @@ def agreement(scores, decided, other_scores, other_decided):
         # Where the decisions differ: rows one model rejects and the other accepts.
         "rejected_by_one_only": int(np.sum((decided == -1) != (other_decided == -1))),
     }
+
+
+def quality(dnr, X_val, X_test, y_test, X_attack, reject=0.1):
+    """Clean accuracy with rejection and PGD AUROC, the threshold rejecting ``reject`` of held-out clean rows.
+
+    A rejected clean row counts as an error; the AUROC separates the clean test rows from
+    the attacked ones by DNR's score (its highest class score, lower = more adversarial).
+    """
+    from skadv.metrics import accuracy_with_rejection, detection_auroc
+
+    dnr.set_params(threshold=dnr.compute_threshold(X_val, reject))
+    scores = dnr.decision_function(X_test)
+    predicted = np.where(scores[:, :-1].max(1) < scores[0, -1], -1, dnr.classes_[scores[:, :-1].argmax(1)])
+    return {
+        "clean_accuracy_with_rejection": round(float(accuracy_with_rejection(y_test, predicted)), 4),
+        "clean_accuracy": round(float(np.mean(dnr.classes_[scores[:, :-1].argmax(1)] == y_test)), 4),
+        "pgd_auroc": round(detection_auroc(-scores[:, :-1].max(1), -dnr.score_samples(X_attack)), 4),
+    }
+
+
+def quality_main(args):
+    """``--quality``: exact, exact with other folds (the noise floor) and approximate DNR at ``--sizes``."""
+    from skadv.attacks import PGD
+    from skadv.datasets import load_digits28
+
+    n_train = max(args.sizes)
+    n_val = n_test = args.n_test
+    X, y = load_digits28(n_train + n_val + n_test, random_state=0)
+    X_val, X_test, y_test = X[n_train : n_train + n_val], X[n_train + n_val :], y[n_train + n_val :]
+    start = time.perf_counter()
+    cnn_rows = min(args.cnn_rows, n_train)  # the CNN never sees the held-out rows
+    cnn = train_seed_cnn(X[:cnn_rows], y[:cnn_rows], args.epochs)
+    pgd = PGD(cnn, eps=args.pgd_eps, step_size=0.01, max_iter=40, random_state=0, input_shape=(1, 28, 28))
+    X_attack = pgd.generate(X_test[: args.attack_rows], y_test[: args.attack_rows])
+    report = {
+        "benchmark": "DNR quality: exact, exact with other folds, approximate (seed CNN on 28x28 digits)",
+        "data": {"dataset": "skadv.datasets.load_digits28", "n_val": n_val, "n_test": n_test,
+                 "cnn_rows": cnn_rows, "cnn_epochs": args.epochs, "setup_s": round(time.perf_counter() - start, 1),
+                 "threshold": "rejects 10 % of the held-out clean rows (n_val)",
+                 "attack": f"PGD Linf eps={args.pgd_eps}, 40 steps of 0.01, against the CNN alone, "
+                           f"the first {args.attack_rows} test rows"},
+        "approximate": {"n_components": args.n_components, "first_layer_components": args.first_layer_components,
+                        "combiner_components": args.combiner_components},
+        "sizes": {},
+    }
+    models = {
+        "exact": dict(random_state=0),
+        "exact_other_folds": dict(random_state=1),
+        "approximate": dict(approximate=True, n_components=args.n_components,
+                            first_layer_components=args.first_layer_components,
+                            combiner_components=args.combiner_components),
+    }
+    for n in sorted(args.sizes):
+        entry = report["sizes"][str(n)] = {}
+        for name, params in models.items():
+            if name != "approximate" and n > args.exact_up_to:
+                continue
+            fit_s, dnr = timed(functools.partial(
+                seed_dnr(cnn, n_jobs=args.n_jobs, device=args.device, **params).fit, X[:n], y[:n]))
+            entry[name] = {"fit_s": round(fit_s, 1), **quality(dnr, X_val, X_test, y_test, X_attack)}
+        if "exact_other_folds" in entry:
+            for metric in ("clean_accuracy_with_rejection", "pgd_auroc"):
+                floor = abs(entry["exact"][metric] - entry["exact_other_folds"][metric])
+                gap = entry["exact"][metric] - entry["approximate"][metric]
+                entry[f"{metric}_noise_floor"] = round(floor, 4)
+                # Parity: the approximation loses at most the noise floor plus half a point.
+                entry[f"{metric}_parity"] = bool(gap <= floor + 0.005)
+    report["environment"] = _environment()
+    print(json.dumps(report, indent=2))
+    return report
+
+
+def large_fit_main(args):
+    """``--large-fit N``: fit time and peak memory (RSS) of the approximate DNR on N rows."""
+    import resource
+
+    from skadv.datasets import load_digits28
+
+    X, y = load_digits28(args.large_fit, random_state=0)
+    cnn = train_seed_cnn(X[: args.cnn_rows], y[: args.cnn_rows], args.epochs)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    dnr = seed_dnr(cnn, approximate=True, n_components=args.n_components, n_jobs=args.n_jobs, device=args.device,
+                   first_layer_components=args.first_layer_components,
+                   combiner_components=args.combiner_components)
+    fit_s, dnr = timed(functools.partial(dnr.fit, X, y))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    report = {
+        "benchmark": "approximate DNR fit at scale (seed CNN, 28x28 digits)",
+        "rows": len(X),
+        "n_components": [len(e.support_) for e in dnr.layer_estimators_] + [len(dnr.combiner_.support_)],
+        "fit_s": round(fit_s, 1),
+        # CPU seconds of the fit, all threads: less sensitive to other people's load than wall time.
+        "fit_cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1),
+        # ru_maxrss is in KiB on Linux: the process's peak, data and CNN included.
+        "peak_rss_gib": round(after.ru_maxrss / 2**20, 2),
+        "peak_rss_before_fit_gib": round(before.ru_maxrss / 2**20, 2),
+        "load_average": os.getloadavg(),
+        "environment": _environment(),
+    }
+    print(json.dumps(report, indent=2))
+    return report
+
+
+def _environment():
+    return {"skadv": skadv.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "python": platform.python_version()}
 
 
 def seed_main(args):
@@ -373,9 +489,7 @@ def seed_main(args):
                         report["attack"]["secml_rows_per_s"] = theirs["attack"]["rows_per_s"]
                         report["attack"]["speedup"] = round(
                             report["attack"]["skadv_rows_per_s"] / theirs["attack"]["rows_per_s"], 1)
-    report["environment"] = {"skadv": skadv.__version__, "torch": torch.__version__,
-                             "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                             "python": platform.python_version()}
+    report["environment"] = _environment()
     print(json.dumps(report, indent=2))
     return report
 
@@ -386,6 +500,17 @@ def main(argv=None):
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2500, 5000], help="seed: training rows")
     parser.add_argument("--approx-only-sizes", type=int, nargs="*", default=[], help="seed: approximate-only sizes")
     parser.add_argument("--n-components", type=int, default=1000, help="seed: Nystroem landmarks per layer")
+    parser.add_argument("--first-layer-components", type=int, default=None,
+                        help="seed: landmarks of the first layer (relu2; default --n-components)")
+    parser.add_argument("--combiner-components", type=int, default=None,
+                        help="seed: landmarks of the combiner (default --n-components)")
+    parser.add_argument("--quality", action="store_true",
+                        help="seed: clean accuracy with rejection and PGD AUROC of exact, exact-other-folds and "
+                             "approximate DNRs at --sizes")
+    parser.add_argument("--exact-up-to", type=int, default=10000, help="quality: largest size with exact DNRs")
+    parser.add_argument("--pgd-eps", type=float, default=0.3, help="quality: PGD Linf radius")
+    parser.add_argument("--large-fit", type=int, default=None,
+                        help="seed: only fit the approximate DNR on this many rows; report time and peak memory")
     parser.add_argument("--skip-attack", action="store_true", help="seed: do not time the attack")
     parser.add_argument("--noise-floor", action="store_true",
                         help="seed: also fit an exact DNR with other folds (random_state=1) and report its agreement")
@@ -413,6 +538,10 @@ def main(argv=None):
         if args.n_test == 597:
             args.n_test = 1000
         args.n_jobs = -1 if args.n_jobs == 2 else args.n_jobs
+        if args.large_fit:
+            return large_fit_main(args)
+        if args.quality:
+            return quality_main(args)
         return seed_main(args)
 
     X, y = load_digits(return_X_y=True)

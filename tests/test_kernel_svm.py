@@ -122,6 +122,50 @@ def test_nystroem_scores_decay_to_the_intercept_far_from_the_data(svm_digits):
     np.testing.assert_allclose(clf.decision_function(X[:3] + 100.0), np.tile(clf.intercept_, (3, 1)), atol=1e-12)
 
 
+def test_nystroem_fold_scores_equal_ridge_on_the_shared_features(svm_digits):
+    """Each fold's least squares, solved from all rows' sums minus its test rows', is a ridge on its rows."""
+    X, y = svm_digits[0][:500].astype(np.float64), svm_digits[1][:500]
+    rows = np.arange(len(X))
+    folds = list(KFold(4, shuffle=True, random_state=0).split(X))
+    clf = NystroemOneVsAll(C=5, gamma=0.05, n_components=120, random_state=0)
+    fitter = clf.fold_fitter(X, y, 10, [*folds, (rows, None)])
+    *fold_fits, on_all = fitter.collect(iter([call(*a, **k) for call, a, k in fitter.tasks()]))
+    features = fitter.nystroem.features.astype(np.float64)
+    for (train, test), fold_fit in zip(folds, fold_fits):
+        assert fold_fit.attributes is None
+        expected = RidgeClassifier(alpha=1 / 5).fit(features[train], y[train]).decision_function(features[test])
+        np.testing.assert_allclose(fold_fit.test_scores, expected, rtol=0, atol=1e-8)
+    # The fit on all rows is the estimator's own fit.
+    fitted = clone(clf).fit_from_fold(on_all)
+    np.testing.assert_allclose(fitted.decision_function(X), clone(clf).fit(X, y).decision_function(X), atol=1e-12)
+
+
+def test_nystroem_features_do_not_depend_on_the_blocks(svm_digits):
+    X, y = svm_digits[0][:400], svm_digits[1][:400]
+    clf = NystroemOneVsAll(C=5, gamma="scale", n_components=100, random_state=3)
+
+    def streamed(block_rows):
+        features = clf.feature_stream(len(X), X.shape[1])
+        features.set_landmarks(X[features.landmark_rows])
+        for start in range(0, len(X), block_rows):
+            features.add(start, torch.as_tensor(X[start : start + block_rows]))
+        return features.finish()
+
+    one, many = streamed(len(X)), streamed(37)
+    assert one.gamma == many.gamma == pytest.approx(1 / (X.shape[1] * X.var()), rel=1e-6)
+    np.testing.assert_allclose(one.features, many.features, rtol=0, atol=1e-5)
+    expected = clf.fit(X, y).decision_function(X)
+    rows = np.arange(len(X))
+    fitter = clf.fold_fitter(many, y, 10, [(rows, None)])
+    (fit,) = fitter.collect(iter([call(*a, **k) for call, a, k in fitter.tasks()]))
+    np.testing.assert_allclose(clone(clf).fit_from_fold(fit).decision_function(X), expected, atol=1e-4)
+    incomplete = clf.feature_stream(len(X), X.shape[1])
+    incomplete.set_landmarks(X[incomplete.landmark_rows])
+    incomplete.add(0, X[:10])
+    with pytest.raises(ValueError, match="10 rows were added, but the features are of 400 rows"):
+        incomplete.finish()
+
+
 def _mlp():
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 32), nn.ReLU(), nn.Linear(32, 10))
@@ -152,6 +196,33 @@ def test_float32_kernels_match_float64(svm_digits, trained_mlp):
     x = torch.as_tensor(X[800:804]).requires_grad_(True)
     (grad,) = torch.autograd.grad(dnr.attack_surface().forward(x)[:, :10].sum(), x)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_dnr_streams_nystroem_layers_into_their_features(svm_digits, trained_mlp):
+    """A NystroemOneVsAll layer gets its features batch by batch: the same model as from held outputs."""
+    X, y = svm_digits
+    nystroem = NystroemOneVsAll(C=10, gamma=0.1, n_components=200, random_state=0)
+    layers = [("1", nystroem), ("3", OneVsAllSVC(C=1, gamma=0.1))]
+
+    def fitted(batch_size):
+        return DeepNeuralRejection(
+            trained_mlp, layers=layers, combiner=NystroemOneVsAll(C=0.1, gamma=1, n_components=300, random_state=0),
+            batch_size=batch_size, random_state=0,
+        ).fit(X[:600], y[:600])
+
+    dnr = fitted(64)
+    X_fit = dnr._validate_predict_input(X[:600])
+    streamed = dnr._layer_features(X_fit, specs=[("1", nystroem), ("3", OneVsAllSVC())])
+    assert type(streamed[0]).__name__ == "NystroemFeatures" and isinstance(streamed[1], np.ndarray)
+    held = dnr._layer_features(X_fit)  # every layer's outputs as arrays
+    # The layer refitted on all rows equals the estimator fitted on the held outputs.
+    expected = clone(nystroem).fit(held[0], y[:600])
+    np.testing.assert_array_equal(dnr.layer_estimators_[0].support_, expected.support_)
+    np.testing.assert_allclose(dnr.layer_estimators_[0].dual_coef_, expected.dual_coef_, rtol=1e-6, atol=1e-6)
+    # Deterministic, and the batch size changes no decision.
+    scores = dnr.decision_function(X[600:])
+    np.testing.assert_array_equal(fitted(64).decision_function(X[600:]), scores)
+    np.testing.assert_allclose(fitted(256).decision_function(X[600:]), scores, atol=1e-4)
 
 
 def test_approximate_dnr_agrees_with_exact(svm_digits, trained_mlp):

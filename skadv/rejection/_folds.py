@@ -103,6 +103,30 @@ class FoldFittingMixin(metaclass=ABCMeta):
             With ``tasks()`` and ``collect(results)`` (see the class description).
         """
 
+    def feature_stream(self, n_samples, n_features, *, device="cpu"):
+        """What this estimator fits on, built from rows that arrive block by block; None if unsupported.
+
+        :class:`~skadv.DeepNeuralRejection` reads a layer whose classifier returns a
+        stream without holding that layer's outputs for all rows: it first computes the
+        stream's ``landmark_rows`` (an index array, possibly empty) and passes their
+        values to ``set_landmarks(values)``, then calls ``add(start, block)`` for every
+        batch of rows in order, and passes the stream to :meth:`fold_fitter` in place of
+        ``X``. The default returns None (the layer's outputs are kept as an array);
+        :class:`~skadv.NystroemOneVsAll` returns its Nystroem features.
+
+        Parameters
+        ----------
+        n_samples, n_features : int
+            Shape of all the rows.
+        device : str, default='cpu'
+            Device of the stream's torch computations.
+
+        Returns
+        -------
+        stream : object or None
+        """
+        return None
+
     def fit_from_fold(self, fold_fit):
         """Set this estimator's fitted attributes to those of one subset's fit.
 

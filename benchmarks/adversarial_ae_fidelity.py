@@ -28,9 +28,12 @@ seed, and neither Keras' initialisation, Adam's epsilon nor the clipped KL moves
 means beyond that spread.
 
 alibi-detect runs in its own environment (``benchmarks/adversarial_ae_alibi.py``), reading
-and writing files in a temporary folder; without ``--alibi-python`` only skadv runs. Prints JSON::
+and writing files in a temporary folder; without ``--alibi-python`` only skadv runs.
+``benchmarks/setup_peers.sh`` builds that environment as alibi-detect's users install it
+(``alibi-detect[tensorflow]==0.13.0``). Prints JSON::
 
-    python benchmarks/adversarial_ae_fidelity.py --seeds 0 1 2 3 4 --alibi-python /path/to/alibi-venv/bin/python
+    bash benchmarks/setup_peers.sh ~/peer-venvs
+    python benchmarks/adversarial_ae_fidelity.py --seeds 0 1 2 3 4 --alibi-python ~/peer-venvs/alibi/bin/python
 """
 
 import argparse

@@ -58,7 +58,7 @@ def main(workdir):
         np.save(workdir / f"secml_scores_{n}.npy", scores.tondarray())
         entry = {"fit_s": round(fit_s, 3), "predict_s": round(predict_s, 3),
                  "predict_rows_per_s": round(X_test.shape[0] / predict_s, 1)}
-        if n == config["attack_size"]:
+        if n == config["attack_size"] and config["secml_attack_rows"] > 0:
             rows = config["secml_attack_rows"]
             attack = CAttackEvasionPGDLS(
                 classifier=dnr, double_init=False, distance="l2", dmax=config["attack_eps"], lb=0, ub=1,

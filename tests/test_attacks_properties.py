@@ -171,3 +171,25 @@ def test_tools_that_run_attacks_check_the_range_first():
     attack.set_params(clip_values=(0, 255))
     report = check_attack_failure(attack, X, warn=False)
     assert 0.0 <= report.evasion <= 1.0
+
+
+@pytest.mark.parametrize("excess, refused", [(2e-7, False), (8e-7, True)])
+def test_attacks_and_evaluate_refuse_the_same_inputs(excess, refused):
+    """One rule for both: a value within float32 rounding of the box is in it, anything beyond is out."""
+    from skadv.evaluation import evaluate
+
+    X = np.random.RandomState(0).rand(12, N_FEATURES).astype(np.float32)
+    X[0, 0] = np.float32(1.0 + excess)
+    y = np.repeat(np.arange(3), 4)
+    attack = PGD(MODEL, eps=0.1, max_iter=2, input_shape=SHAPE)
+    # fpr=0.9 is refused right after the range check: that error means the range was accepted.
+    run_evaluate = lambda: evaluate(MODEL, X, y, detectors=[], input_shape=SHAPE, fpr=0.9)  # noqa: E731
+    if refused:
+        with pytest.raises(ValueError, match=r"X has values in \[.*, 1\], outside clip_values"):
+            attack.check_input_range(X)
+        with pytest.raises(ValueError, match=r"X spans \[.*, 1\], outside clip_values=\(0, 1\)"):
+            run_evaluate()
+    else:
+        attack.check_input_range(X)
+        with pytest.raises(ValueError, match=r"fpr must be in"):
+            run_evaluate()

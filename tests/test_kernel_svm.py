@@ -53,7 +53,11 @@ def test_fold_fits_equal_sklearn_on_each_fold(svm_digits):
     *per_fold, on_all = fitter.collect(iter(results))
     on_all = clone(template).fit_from_fold(on_all)
     for (train, test), (attributes, scores) in zip(folds, per_fold):
-        fitted = clone(template).fit_from_fold(FoldFit(attributes, scores))
+        assert attributes is None  # a fold only scores its test rows
+        # The same train rows as a subset without test rows give the model behind those scores.
+        alone_fitter = template.fold_fitter(X, y, 10, [(train, None)])
+        (alone,) = alone_fitter.collect(iter([call(*args, **kwargs) for call, args, kwargs in alone_fitter.tasks()]))
+        fitted = clone(template).fit_from_fold(FoldFit(alone.attributes, None))
         reference = OneVsRestClassifier(SVC(C=3, gamma="scale")).fit(X[train].astype(np.float64), y[train])
         np.testing.assert_allclose(scores, reference.decision_function(X[test].astype(np.float64)), atol=1e-7)
         np.testing.assert_allclose(fitted.decision_function(X[test]), scores, atol=1e-10)
@@ -70,6 +74,20 @@ def test_one_vs_all_svc_threads_and_precompute_do_not_change_the_model(svm_digit
     np.testing.assert_array_equal(serial.dual_coef_, threaded.dual_coef_)
     ovr = OneVsRestClassifier(SVC(C=10, gamma=0.05)).fit(X.astype(np.float64), y)
     np.testing.assert_allclose(serial.decision_function(X[:40]), ovr.decision_function(X[:40]), atol=1e-8)
+
+
+def test_float32_gram_fits_nearly_the_float64_model(svm_digits):
+    """A float32 Gram matrix changes the kernel by ~1e-7: the model moves by about libsvm's tolerance."""
+    # Non-integer pixels: float32 products of the digits' integer pixels would be exact.
+    X = (svm_digits[0] / 16 + np.random.default_rng(0).normal(0, 0.05, svm_digits[0].shape)).astype(np.float32)
+    y, X_test = svm_digits[1][:600], X[600:1200]
+    exact = OneVsAllSVC(C=10, gamma=0.3, precompute_kernel=True).fit(X[:600], y)
+    fast = OneVsAllSVC(C=10, gamma=0.3, precompute_kernel=True, gram_dtype="float32").fit(X[:600], y)
+    scores, fast_scores = exact.decision_function(X_test), fast.decision_function(X_test)
+    assert 0 < np.abs(scores - fast_scores).max() < 1e-3
+    np.testing.assert_array_equal(scores.argmax(1), fast_scores.argmax(1))
+    with pytest.raises(ValueError, match="gram_dtype"):
+        OneVsAllSVC(gram_dtype="float16").fit(X[:600], y)
 
 
 def test_memory_budget_decides_precomputation():

@@ -21,6 +21,7 @@ from ._losses import (
 )
 from ._model import MODEL_OUTPUTS, ModelAdapter, ProtectedModel, adapt_model
 from ._persist import decode_state, encode_state, module_from_state, module_to_state
+from ._ranges import values_outside
 from ._sklearn import (
     BaseComposition,
     HasMethods,
@@ -91,5 +92,6 @@ __all__ = [
     "torch_seed",
     "validate_parameter_constraints",
     "validate_params",
+    "values_outside",
     "warn_at_caller",
 ]

@@ -20,15 +20,13 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import Bunch, check_random_state
 from tqdm import tqdm
 
-from .._core import Interval
+from .._core import Interval, values_outside
 from ..utils import resolve_attack_surface
 from ._rng import row_keys
 from ._run import Run
 
 __all__ = ["BaseAttack"]
 
-# Inputs may exceed the box by float32 rounding (relative to the box's largest bound).
-_RANGE_RTOL = 4 * float(np.finfo(np.float32).eps)
 # Seconds between two redraws of a progress bar.
 _PROGRESS_INTERVAL = 0.5
 
@@ -329,15 +327,9 @@ class BaseAttack(BaseEstimator):
                 target = self.resolve_target(X)
             shape = X.shape[1:] if target.input_shape is None else tuple(target.input_shape)
             rows = X.reshape(X.shape[0], *shape)
-        tol = _RANGE_RTOL * max(float(np.max(np.abs(lo))), float(np.max(np.abs(hi))), 1.0)
-        with np.errstate(invalid="ignore"):
-            inside = (rows >= lo - tol) & (rows <= hi + tol)
-        if inside.all():
+        observed = values_outside(rows, lo, hi)
+        if observed is None:
             return
-        finite = X[np.isfinite(X)]
-        observed = f"[{finite.min():.4g}, {finite.max():.4g}]" if finite.size else "no finite values"
-        if finite.size < X.size:
-            observed += " and non-finite values (NaN or infinity)"
         box = tuple(self.clip_values) if lo.ndim == 0 and hi.ndim == 0 else "(array bounds)"
         raise ValueError(
             f"X has values in {observed}, outside clip_values={box}, the box {type(self).__name__} clips its "

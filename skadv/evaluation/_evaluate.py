@@ -8,6 +8,7 @@ import torch
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import Bunch, check_random_state
 
+from .._core import values_outside
 from ..utils import hookable_layers, resolve_attack_surface
 from ._bootstrap import bootstrap_counts, combine_seeds, interval
 from ._measures import better_direction, detector_measures
@@ -176,8 +177,7 @@ def _check_data(model, X, y, clip_values, input_shape):
         lo, hi = (float(v) for v in clip_values)
         if not lo < hi:
             raise ValueError(f"clip_values must be (low, high) with low < high; got {tuple(clip_values)}.")
-        tol = 1e-6 * (hi - lo)
-        if observed[0] < lo - tol or observed[1] > hi + tol:
+        if values_outside(X, lo, hi) is not None:  # the attacks' rule, checked before any fit
             raise ValueError(
                 f"X spans [{observed[0]:g}, {observed[1]:g}], outside clip_values=({lo:g}, {hi:g}): attacks and "
                 "corruptions clip to that box, so the budgets would mean nothing. Pass the range your model takes, "

@@ -50,6 +50,16 @@ def _progress(verbose, desc, **kwargs):
     return tqdm(desc=desc, disable=not verbose, file=sys.stderr, leave=True, **kwargs)
 
 
+def _totalled(tasks, progress):
+    """Yield ``tasks``; once they are all made, set their number as ``progress``'s total."""
+    count = 0
+    for task in tasks:
+        count += 1
+        yield task
+    progress.total = count
+    progress.refresh()
+
+
 def _counted(results, progress):
     """Yield ``results``, advancing ``progress`` by one for each."""
     for result in results:
@@ -162,8 +172,8 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         Number of joblib jobs fitting the binary SVMs of all layers, folds and classes
         in parallel (threads by default; None means 1 unless in a
         ``joblib.parallel_config`` context). A layer's :class:`OneVsAllSVC` computes its
-        training kernel once (in torch, on ``device``) and every fold fits on slices of
-        it. The fitted model does not depend on ``n_jobs``.
+        training kernel once (BLAS on the CPU, torch on another ``device``) and every
+        fold fits on slices of it. The fitted model does not depend on ``n_jobs``.
     kernel_dtype : {'float64', 'float32'}, default='float64'
         Precision of the layer SVMs' kernels at prediction (and in attacks). 'float64'
         equals scikit-learn's decision values to ~1e-10; 'float32' is about twice as
@@ -509,16 +519,13 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
             _LayerFolds(template, layer_features, y_encoded, n_classes, folds, self.device_)
             for (_, template), layer_features in zip(specs, features)
         ]
-        tasks = [list(layer.tasks()) for layer in layers]
-        progress = _progress(
-            self.verbose, f"{type(self).__name__}: fitting layers x folds", unit="fit", total=sum(map(len, tasks))
+        progress = _progress(self.verbose, f"{type(self).__name__}: fitting layers x folds", unit="fit")
+        # Every task is queued as soon as it is made ("all"): the workers fit the first layer's
+        # problems while this thread computes the next layer's kernel.
+        results = Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator", pre_dispatch="all")(
+            _totalled((task for layer in layers for task in layer.tasks()), progress)
         )
-        results = _counted(
-            Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator")(
-                task for layer_tasks in tasks for task in layer_tasks
-            ),
-            progress,
-        )
+        results = _counted(results, progress)
         self.layer_estimators_ = []
         out_of_fold = np.empty((X.shape[0], n_classes * len(specs)))
         incomplete_folds = False

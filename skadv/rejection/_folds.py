@@ -27,12 +27,15 @@ class FoldFit(NamedTuple):
     Attributes
     ----------
     attributes : dict of str to object, or None
-        The fitted attributes (names ending in ``_``) of the estimator fitted on the
-        subset's train rows, with ``classes_`` the encoded labels present there; None
-        when those rows hold a single class (nothing to fit).
+        For a subset without test rows: the fitted attributes (names ending in ``_``)
+        of the estimator fitted on its train rows, with ``classes_`` the encoded labels
+        present there. None for a subset with test rows (its model only scores them, so
+        its support vectors are never copied out), and when the train rows hold a
+        single class (nothing to fit).
     test_scores : ndarray of shape (n_test, n_outputs), or None
-        Decision values of that estimator on the subset's test rows; None when the
-        subset has no test rows, or nothing was fitted.
+        For a subset with test rows: the decision values on them of the estimator
+        fitted on its train rows; None when the subset has no test rows, or nothing
+        was fitted.
     """
 
     attributes: dict | None
@@ -72,6 +75,8 @@ class FoldFittingMixin(metaclass=ABCMeta):
     >>> fold, on_all = fitter.collect(iter([call(*a, **k) for call, a, k in fitter.tasks()]))
     >>> fold.test_scores.shape
     (75, 3)
+    >>> fold.attributes is None  # a fold's model only scores its test rows
+    True
     >>> bool(clone(svc).fit_from_fold(on_all).score(X, y) == svc.fit(X, y).score(X, y))
     True
     """

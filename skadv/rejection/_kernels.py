@@ -8,6 +8,7 @@ share: ``rbf(X, support_vectors_) @ dual_coef_ + intercept_``.
 """
 
 import numpy as np
+import scipy.linalg.blas
 import torch
 from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.multiclass import OneVsRestClassifier
@@ -27,13 +28,16 @@ _BLOCK_VALUES = 2**24
 def squared_distances(X, Y=None, *, device="cpu", dtype=torch.float64):
     """Squared Euclidean distances ``||x_i - y_j||^2`` as a float64 numpy array ``(n, m)``.
 
-    Computed in torch in float64 (``||x||^2 + ||y||^2 - 2 x.y``, the product one GEMM per
-    block of rows) on ``device``, block by block so that only the output is large. ``X``
-    and ``Y`` may be float32: blocks are cast on the device, never the whole matrix. With
-    ``Y`` None the result is symmetric: only the upper blocks are computed (half the
-    work) and the diagonal is exactly zero, as in scikit-learn's ``euclidean_distances``.
-    ``dtype=torch.float32`` computes in float32 (twice as fast, for approximations).
+    Computed in float64 (``||x||^2 + ||y||^2 - 2 x.y``) on ``device``, block by block so
+    that only the output is large. ``X`` and ``Y`` may be float32: blocks are cast on the
+    device, never the whole matrix. With ``Y`` None the result is symmetric and the
+    diagonal exactly zero, as in scikit-learn's ``euclidean_distances``; on the CPU its
+    Gram matrix is then one symmetric rank-k update (BLAS ``syrk``, half the work of a
+    matrix product), accumulated over blocks of columns. ``dtype=torch.float32``
+    computes in float32 (twice as fast; float32 ``X`` is then not copied at all).
     """
+    if Y is None and torch.device(device).type == "cpu":
+        return _symmetric_squared_distances(X, np.float64 if dtype == torch.float64 else np.float32)
     symmetric = Y is None
     x_all = torch.from_numpy(np.ascontiguousarray(X))
     y_all = x_all if symmetric else torch.from_numpy(np.ascontiguousarray(Y))
@@ -56,6 +60,38 @@ def squared_distances(X, Y=None, *, device="cpu", dtype=torch.float64):
                 out_t[j : j + block, i : i + block] = tile.T
     if symmetric:
         np.fill_diagonal(out, 0.0)
+    return out
+
+
+def _symmetric_squared_distances(X, dtype=np.float64):
+    """:func:`squared_distances` of ``X`` with itself on the CPU, from one ``syrk`` Gram matrix in ``dtype``."""
+    X = np.ascontiguousarray(X)
+    n, d = X.shape
+    syrk = scipy.linalg.blas.dsyrk if dtype == np.float64 else scipy.linalg.blas.ssyrk
+    # Fortran-ordered, so that BLAS updates it in place; syrk fills its upper triangle.
+    gram = np.zeros((n, n), dtype=dtype, order="F")
+    # Columns are cast block by block (bounded memory); already of the dtype, all at once.
+    block = d if X.dtype == dtype else max(_BLOCK_VALUES // max(n, 1), 1)
+    for start in range(0, d, block):
+        # The transposed C-ordered columns are a Fortran-ordered (k, n) matrix: no copy.
+        columns = np.ascontiguousarray(X[:, start : start + block], dtype=dtype)
+        gram = syrk(1.0, columns.T, beta=1.0, c=gram, trans=1, lower=0, overwrite_c=1)
+    # syrk filled the upper triangle of the Fortran array: the lower one of its C-ordered view.
+    out = gram.T if dtype == np.float64 else gram.T.astype(np.float64)
+    del gram
+    squared_norms = np.diag(out).copy()
+    # ||x_i||^2 + ||x_j||^2 - 2 x_i.x_j, in place; only the lower triangle is kept.
+    np.multiply(out, -2.0, out=out)
+    out += squared_norms[:, None]
+    out += squared_norms[None, :]
+    np.maximum(out, 0.0, out=out)
+    np.fill_diagonal(out, 0.0)
+    # Mirror the lower triangle onto the upper one: the matrix is exactly symmetric.
+    tile = 512
+    for start in range(0, n, tile):
+        block = slice(start, start + tile)
+        out[block, block] = np.tril(out[block, block]) + np.tril(out[block, block], -1).T
+        out[block, start + tile :] = out[start + tile :, block].T
     return out
 
 

@@ -70,10 +70,13 @@ class NystroemFits:
             yield delayed(_fit_ridge)(features[train], self.y[train], self.alpha, test_features)
 
     def collect(self, results):
-        """Per subset, a :class:`~skadv.rejection.FoldFit`: fitted attributes and test scores."""
+        """Per subset, a :class:`~skadv.rejection.FoldFit`: test scores, or fitted attributes without test rows."""
         fits = []
-        for _ in self.subsets:
+        for _, test in self.subsets:
             classes, coef, intercept, test_scores = next(results)
+            if test is not None:
+                fits.append(FoldFit(None, np.asarray(test_scores).reshape(len(test_scores), -1)))
+                continue
             attributes = {
                 "classes_": classes,
                 "gamma_": self.gamma,
@@ -84,8 +87,7 @@ class NystroemFits:
                 "intercept_": intercept.astype(np.float64),
                 "n_features_in_": self.X.shape[1],
             }
-            scores = None if test_scores is None else np.asarray(test_scores).reshape(len(test_scores), -1)
-            fits.append(FoldFit(attributes, scores))
+            fits.append(FoldFit(attributes, None))
         return fits
 
 

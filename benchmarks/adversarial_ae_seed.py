@@ -22,11 +22,12 @@ batches. The load average is reported with the numbers (ratios from a loaded mac
 little). ``--flops`` instead counts the floating-point work of both fits (load-independent).
 Prints JSON::
 
-    python benchmarks/adversarial_ae_seed.py --repeats 2 --alibi-python /path/to/alibi-venv/bin/python
+    python benchmarks/adversarial_ae_seed.py --repeats 2 --alibi-python ~/peer-venvs/alibi/bin/python
 
 alibi-detect's environment, as its users install it: a fresh venv ``V`` (Python 3.11), then
 ``V/bin/pip install "alibi-detect[tensorflow]==0.13.0"`` (TensorFlow 2.18, Keras 3, its
-default threads). On a quiet 2-core machine it fits this workload in 7.9-9.9 s and scores
+default threads); ``bash benchmarks/setup_peers.sh ~/peer-venvs`` builds it as
+``~/peer-venvs/alibi``. On a quiet 2-core machine it fits this workload in 7.9-9.9 s and scores
 2180-2190 rows/s; an environment several times slower is broken (wrong BLAS, thread
 limits), not a fast skadv.
 

@@ -68,6 +68,21 @@ _ROW_BLOCK = 8
 # as the copies it expands into while scored, whatever ``inference_batch_size`` says.
 _INFERENCE_BUDGET = 2**22
 
+# Default rows per inference batch on a CPU when the networks convolve images (within the
+# budget above). The cache-sized batches that suit MLPs give convolutions only 16-40 rows (a
+# convolution's activations are many times its input: the budget does not see them).
+# Measured on the seed page's conv AE (benchmarks/adversarial_ae_seed.py: 256 rows scored, one
+# thread, CPU seconds on a loaded 2-core machine, best of 15): channels last, 907 rows/s at
+# 64-row batches, 901 at 32, 685 at 256 (its 64 MiB activations are fresh pages every batch);
+# channels first, 624-663 at 16-64 rows, 470 at 256. Two threads split larger batches better.
+_CPU_CONV_INFERENCE_ROWS = 64
+
+# Scores of a channels-last probe must match channels-first ones within these tolerances
+# (float32 rounding of the convolutions moves them by ~1e-6); anything further means the
+# networks read the memory layout, and ``memory_format='auto'`` stays channels-first.
+_CHANNELS_LAST_RTOL, _CHANNELS_LAST_ATOL = 1e-3, 1e-5
+_CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)
+
 
 def fit_atomically(fit):
     """Decorate ``fit`` so that it leaves the estimator as before when it fails or is interrupted.
@@ -264,11 +279,16 @@ class TorchEstimatorMixin:
     #: (on CUDA: the whole budget).
     _cpu_default_inference_values = _INFERENCE_BUDGET
 
+    #: Rows per batch on a CPU when ``inference_batch_size`` is None and a fitted network
+    #: convolves image rows (capped by the budget); None applies the values rule above.
+    _cpu_conv_inference_rows = None
+
     _torch_parameter_constraints = {
         "model": "no_validation",
         "input_shape": [tuple, list, None],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "inference_batch_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "memory_format": [StrOptions({"auto", "channels_last", "contiguous"})],
         "device": [str],
         "random_state": ["random_state"],
     }
@@ -343,8 +363,9 @@ class TorchEstimatorMixin:
         """Rows per inference batch: ``inference_batch_size``, capped so that a batch stays within the memory budget.
 
         None (the default, and the value for an estimator without the parameter) takes
-        as many rows as fill the budget on CUDA, and ``_cpu_default_inference_values``
-        on a CPU.
+        as many rows as fill the budget on CUDA; on a CPU ``_cpu_conv_inference_rows``
+        (when set and a fitted network convolves image rows), else as many rows as fill
+        ``_cpu_default_inference_values``.
         The parameter is validated here with the same constraint as in ``fit``, since it
         may have been changed with ``set_params`` after fitting.
         """
@@ -355,9 +376,77 @@ class TorchEstimatorMixin:
             caller_name=type(self).__name__,
         )
         if requested is None:
-            on_cuda = str(getattr(self, "device_", "cpu")).startswith("cuda")
-            return self._budget_rows(_INFERENCE_BUDGET if on_cuda else self._cpu_default_inference_values)
+            if str(getattr(self, "device_", "cpu")).startswith("cuda"):
+                return self._budget_rows()
+            if self._cpu_conv_inference_rows is not None and self._convolves_images():
+                return min(self._cpu_conv_inference_rows, self._budget_rows())
+            return self._budget_rows(self._cpu_default_inference_values)
         return int(min(requested, self._budget_rows()))
+
+    def _fitted_modules(self):
+        """The fitted torch modules (attributes ending in ``_``): the networks scoring runs."""
+        fitted = (value for name, value in vars(self).items() if is_fitted_attribute(name))
+        return [value for value in fitted if isinstance(value, nn.Module)]
+
+    def _convolves_images(self):
+        """Whether rows are images ``(C, H, W)`` and a fitted network has 2-D (transposed) convolutions."""
+        if len(getattr(self, "input_shape_", ())) != 3:
+            return False
+        return any(isinstance(layer, _CONVOLUTIONS) for module in self._fitted_modules() for layer in module.modules())
+
+    def _use_memory_format(self, memory_format):
+        """Set ``memory_format_``; 'channels_last' lays the fitted networks' 4-D weights out to match.
+
+        'contiguous' leaves weights as they are (channels-first, as trained), unless they
+        were laid out channels last here.
+        """
+        if memory_format == "channels_last" or getattr(self, "memory_format_", None) == "channels_last":
+            layout = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+            for module in self._fitted_modules():
+                module.to(memory_format=layout)
+        self.memory_format_ = memory_format
+
+    def _resolve_memory_format(self, X):
+        """Resolve the ``memory_format`` parameter on the fitted networks (sets ``memory_format_``).
+
+        'auto' is 'channels_last' when the rows are images, a network convolves them and
+        the scores of the first rows of ``X`` with channels-last batches and weights match
+        the channels-first ones (a network that reads its activations' memory layout,
+        e.g. with ``h.view(n, -1)``, fails or differs and keeps 'contiguous'). Channels-last
+        weights are what makes oneDNN's convolutions faster: a channels-last batch through
+        channels-first weights runs at the channels-first speed.
+        """
+        requested = getattr(self, "memory_format", "contiguous")
+        if requested == "contiguous" or (requested == "auto" and not self._convolves_images()):
+            self._use_memory_format("contiguous")
+            return
+        if len(self.input_shape_) != 3:
+            raise ValueError(
+                f"memory_format='channels_last' needs image rows (C, H, W); input_shape_ is {self.input_shape_}. "
+                "Set input_shape to the image shape, or memory_format='auto'."
+            )
+        rows = X[:_ROW_BLOCK]
+        self._use_memory_format("contiguous")
+        reference = self._adversarial_score_validated(rows)
+        self._use_memory_format("channels_last")
+        try:
+            probe, problem = self._adversarial_score_validated(rows), None
+        except RuntimeError as exc:
+            probe, problem = None, str(exc)
+        if probe is not None and not np.allclose(
+            probe, reference, rtol=_CHANNELS_LAST_RTOL, atol=_CHANNELS_LAST_ATOL, equal_nan=True
+        ):
+            problem = f"its scores differ from channels-first ones by up to {np.nanmax(np.abs(probe - reference)):.3g}"
+        if problem is None:
+            return
+        self._use_memory_format("contiguous")
+        if requested == "channels_last":
+            raise ValueError(
+                "memory_format='channels_last' but the networks do not score channels-last batches as "
+                f"channels-first ones: {problem}. A network that reads its activations' layout (e.g. "
+                "h.view(n, -1); h.flatten(1) or h.reshape(n, -1) does not) needs memory_format='contiguous' "
+                "(or 'auto')."
+            )
 
     def _budget_rows(self, values=_INFERENCE_BUDGET):
         """The most rows (a multiple of 8) whose scoring holds at most ``values`` float32-sized values."""
@@ -373,11 +462,14 @@ class TorchEstimatorMixin:
         float32 score would depend on how many rows were scored with it. Results go
         straight into one preallocated array: keeping a list of small per-batch arrays
         interleaved with the batches' large temporaries fragments the heap, which then
-        never shrinks (measured: hundreds of MB over 1e6 rows).
+        never shrinks (measured: hundreds of MB over 1e6 rows). Image batches go to ``fn`` in
+        channels-last memory where ``memory_format_`` is 'channels_last' (see
+        :meth:`_resolve_memory_format`).
         """
         if X.shape[0] == 0:
             raise ValueError("X has no rows.")
         batch_size = self._inference_batch_size()
+        channels_last = getattr(self, "memory_format_", "contiguous") == "channels_last"
         # One input buffer for all batches: each batch's results are copied out before the next.
         buffer = np.empty((-(-min(batch_size, X.shape[0]) // _ROW_BLOCK) * _ROW_BLOCK,) + X.shape[1:], np.float32)
         out = None
@@ -386,6 +478,8 @@ class TorchEstimatorMixin:
                 rows = X[start : start + batch_size]
                 n_rows = rows.shape[0]
                 x = self._to_tensor(rows, -(-n_rows // _ROW_BLOCK) * _ROW_BLOCK, buffer)
+                if channels_last and x.ndim == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 batch = fn(x)[:n_rows].detach().cpu()
                 if out is None:
                     out = np.empty((X.shape[0],) + tuple(batch.shape[1:]), dtype=np.float64)
@@ -569,6 +663,14 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
         if "validation_fraction" in self._get_param_names():
             # Detectors saved before the parameter existed trained on all their rows.
             self.__dict__.setdefault("validation_fraction", None)
+        if "memory_format" in self._get_param_names():
+            # Saved before the parameter existed: scored channels-first, and keep doing so.
+            self.__dict__.setdefault("memory_format", "auto")
+            if "threshold_" in self.__dict__:
+                self.__dict__.setdefault("memory_format_", "contiguous")
+                if self.memory_format_ == "channels_last":
+                    # Weights are stored channels-first: lay them out as when they were saved.
+                    self._use_memory_format("channels_last")
 
     # -- subclass hooks -----------------------------------------------------
     @abstractmethod
@@ -587,6 +689,8 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
     # elementwise passes over their activations, fastest while those stay in the caches
     # (benchmarks/adversarial_ae.py: 1-4 k rows of 64 features beat 16 k rows by ~20 %).
     _cpu_default_inference_values = 2**19
+    # Convolutions on image rows: batches sized for them, not for the caches.
+    _cpu_conv_inference_rows = _CPU_CONV_INFERENCE_ROWS
 
     # -- fit ----------------------------------------------------------------
     @fit_context(prefer_skip_nested_validation=True)
@@ -624,6 +728,8 @@ class BaseDetector(OffsetOutlierMixin, TorchEstimatorMixin, BaseEstimator, metac
         with torch_seed(seed, resolve_device(self.device, fitting=True)):
             self._setup_model(X, allow_sklearn=self._accepts_sklearn_model)
             self._fit_detector(X, seed)
+        if "memory_format" in self._get_param_names():
+            self._resolve_memory_format(X)
         self._set_threshold(self._adversarial_score_validated(X_threshold), None)
         return self
 

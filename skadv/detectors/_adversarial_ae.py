@@ -295,6 +295,7 @@ class AdversarialAEDetector(TrainedDetector):
 %(detector_params)s
 %(training_params)s
 %(input_params)s
+%(memory_format)s
 
     Attributes
     ----------
@@ -311,6 +312,7 @@ class AdversarialAEDetector(TrainedDetector):
         Number of classes of the classifier.
 %(training_attributes)s
 %(detector_attributes)s
+%(memory_format_attribute)s
 
     See Also
     --------
@@ -396,6 +398,7 @@ class AdversarialAEDetector(TrainedDetector):
         input_shape=None,
         device="cpu",
         random_state=None,
+        memory_format="auto",
     ):
         self.model = model
         self.encoder_net = encoder_net
@@ -424,6 +427,7 @@ class AdversarialAEDetector(TrainedDetector):
         self.input_shape = input_shape
         self.device = device
         self.random_state = random_state
+        self.memory_format = memory_format
 
     # -- training -----------------------------------------------------------
     def _build_autoencoder(self):

@@ -87,6 +87,7 @@ class ModelDistillationDetector(TrainedDetector):
 %(detector_params)s
 %(training_params)s
 %(input_params)s
+%(memory_format)s
 
     Attributes
     ----------
@@ -99,6 +100,7 @@ class ModelDistillationDetector(TrainedDetector):
         Number of classes of the classifier.
 %(training_attributes)s
 %(detector_attributes)s
+%(memory_format_attribute)s
 
     See Also
     --------
@@ -158,6 +160,7 @@ class ModelDistillationDetector(TrainedDetector):
         input_shape=None,
         device="cpu",
         random_state=None,
+        memory_format="auto",
     ):
         self.model = model
         self.distilled_model = distilled_model
@@ -179,6 +182,7 @@ class ModelDistillationDetector(TrainedDetector):
         self.input_shape = input_shape
         self.device = device
         self.random_state = random_state
+        self.memory_format = memory_format
 
     def _training_targets(self, X_model):
         with torch.inference_mode():

@@ -249,6 +249,7 @@ class VAEDetector(TrainedDetector):
 %(detector_params)s
 %(training_params)s
 %(input_params)s
+%(memory_format)s
 
     Attributes
     ----------
@@ -262,6 +263,7 @@ class VAEDetector(TrainedDetector):
         ``score_type='combined'``).
 %(training_attributes)s
 %(detector_attributes)s
+%(memory_format_attribute)s
 
     See Also
     --------
@@ -332,6 +334,7 @@ class VAEDetector(TrainedDetector):
         input_shape=None,
         device="cpu",
         random_state=None,
+        memory_format="auto",
     ):
         self.model = model
         self.encoder_net = encoder_net
@@ -356,6 +359,7 @@ class VAEDetector(TrainedDetector):
         self.input_shape = input_shape
         self.device = device
         self.random_state = random_state
+        self.memory_format = memory_format
 
     _net_class = VAENet
 

@@ -102,13 +102,14 @@ def _variance(row_sums, row_sq_sums, rows, n_features):
     return max(row_sq_sums[rows].sum() / count - mean * mean, 0.0)
 
 
-def _resolve_gamma(gamma, X, row_sums, row_sq_sums, rows):
-    """The RBF coefficient of ``X[rows]``: 'scale' is ``1 / (n_features * var)``, 'auto' ``1 / n_features``."""
+def _resolve_gamma(gamma, n_features, row_sums, row_sq_sums, rows):
+    """The RBF coefficient of ``X[rows]`` from X's per-row sums: 'scale' is ``1 / (n_features * var)``,
+    'auto' ``1 / n_features``."""
     if gamma == "scale":
-        variance = _variance(row_sums, row_sq_sums, rows, X.shape[1])
-        return 1.0 / (X.shape[1] * variance) if variance != 0 else 1.0
+        variance = _variance(row_sums, row_sq_sums, rows, n_features)
+        return 1.0 / (n_features * variance) if variance != 0 else 1.0
     if gamma == "auto":
-        return 1.0 / X.shape[1]
+        return 1.0 / n_features
     return float(gamma)
 
 

@@ -53,6 +53,7 @@ class NystroemFeatures:
         self._row_sums, self._row_sq_sums = np.empty(n_samples), np.empty(n_samples)
         self._added = 0
         self.landmarks = None
+        self.normalization = None  # set by finish()
 
     def set_landmarks(self, landmarks):
         """Give the values of the rows ``landmark_rows``, shaped ``(n_components, n_features)``."""
@@ -69,12 +70,13 @@ class NystroemFeatures:
         self._added += len(block)
 
     def finish(self):
-        """Resolve gamma and turn the distances into the Nystroem features; returns ``self``."""
+        """Resolve gamma and turn the distances into the Nystroem features (once); returns ``self``."""
+        if self.normalization is not None:  # already finished: the distances are features now
+            return self
         if self._added != self.n_samples:
             raise ValueError(f"{self._added} rows were added, but the features are of {self.n_samples} rows.")
         self.gamma = _resolve_gamma(
-            self.gamma_param, np.empty((0, self.n_features)), self._row_sums, self._row_sq_sums,
-            np.arange(self.n_samples),
+            self.gamma_param, self.n_features, self._row_sums, self._row_sq_sums, np.arange(self.n_samples),
         )
         # Nystroem: features K(x, L) @ K(L, L)^(-1/2), the inverse root from the eigendecomposition
         # of the symmetric kernel (several times faster than the SVD sklearn's Nystroem takes).
@@ -344,6 +346,5 @@ class NystroemOneVsAll(_KernelExpansionMixin, FoldFittingMixin, ClassifierMixin,
             features.set_landmarks(X[features.landmark_rows])
             for start in range(0, X.shape[0], _BLOCK_ROWS):
                 features.add(start, X[start : start + _BLOCK_ROWS])
-        if not hasattr(features, "normalization"):
-            features.finish()
+        features.finish()
         return NystroemFits(features, y, n_classes, subsets, alpha=1.0 / self.C)

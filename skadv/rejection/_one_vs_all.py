@@ -95,7 +95,7 @@ class OneVsAllFits:
         self.svc_params, self.precompute, self.gram_dtype = svc_params, precompute, gram_dtype
         row_sums = X.sum(axis=1, dtype=np.float64)
         row_sq_sums = np.einsum("ij,ij->i", X, X, dtype=np.float64)
-        self.gammas = [_resolve_gamma(gamma, X, row_sums, row_sq_sums, train) for train, _ in subsets]
+        self.gammas = [_resolve_gamma(gamma, X.shape[1], row_sums, row_sq_sums, train) for train, _ in subsets]
 
     def _svc_params(self, gamma):
         return {"kernel": "precomputed" if self.precompute else "rbf", "gamma": gamma, **self.svc_params}

@@ -670,7 +670,11 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
 
     def _class_scores(self, x):
         """Combiner scores ``(n, n_classes)`` (float64) of a batch shaped ``(n, *input_shape_)``."""
-        return self._scores_of(self.combiner_, self.kernel_net_.combiner, self._layer_scores(x))
+        return self._combiner_scores(self._layer_scores(x))
+
+    def _combiner_scores(self, z):
+        """Combiner scores ``(n, n_classes)`` (float64) of stacked layer scores ``z``."""
+        return self._scores_of(self.combiner_, self.kernel_net_.combiner, z)
 
     def _threshold_value(self):
         if self.threshold is None:
@@ -737,7 +741,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         def forward_with_escape(x):
             # One pass through the network and the layer classifiers for both.
             z = self._layer_scores(x)
-            return with_threshold(self._scores_of(self.combiner_, self.kernel_net_.combiner, z)), escape_of(z)
+            return with_threshold(self._combiner_scores(z)), escape_of(z)
 
         n_classes = len(self.classes_)
         return AttackSurface(

@@ -23,8 +23,9 @@ Usage: ``python benchmarks/dnr.py [--n-train 1200] [--n-test 597] [--n-jobs 2] [
 relu2/relu3/relu4 (18432/6400/4096 features) with its C and gamma, and reports fit
 seconds and predict rows/s at ``--sizes`` training rows for skadv's exact DNR (float64
 and float32 kernels), skadv's approximate DNR (:class:`skadv.NystroemOneVsAll` layers)
-and, with ``--secml-python``, secml 0.15.6 itself (``benchmarks/dnr_secml.py`` in its own
-environment, reading and writing files in a temporary folder), plus a batched PGD
+and, with ``--secml-python``, secml 0.15.6 itself, built as its tutorial builds it
+(``benchmarks/dnr_secml.py`` in its own environment, reading and writing files in a temporary
+folder; its predict is timed best of ``--repeats`` too), plus a batched PGD
 line-search attack on DNR against secml's per-sample one. ``--approx-only-sizes`` adds
 sizes (e.g. 10000 20000) where only the approximate DNR is fitted; ``--noise-floor`` fits
 a second exact DNR with other cross-validation folds and reports how far the two exact
@@ -457,6 +458,7 @@ def seed_main(args):
                      y_attack=y_attack)
             secml_attack_rows = 0 if args.skip_attack else args.secml_attack_rows
             config = {"sizes": sizes, "attack_size": args.attack_size, "secml_attack_rows": secml_attack_rows,
+                      "repeats": args.repeats,
                       "attack_eps": args.attack_eps, "attack_step": args.attack_step, "attack_iter": args.attack_iter}
             (workdir / "config.json").write_text(json.dumps(config))
             runner = Path(__file__).resolve().parent / "dnr_secml.py"

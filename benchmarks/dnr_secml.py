@@ -24,7 +24,6 @@ def main(workdir):
     from secml.adv.attacks.evasion import CAttackEvasionPGDLS
     from secml.array import CArray
     from secml.ml.classifiers import CClassifierPyTorch, CClassifierSVM
-    from secml.ml.classifiers.multiclass import CClassifierMulticlassOVA
     from secml.ml.classifiers.reject import CClassifierDNR
     from secml.ml.kernels import CKernelRBF
 
@@ -40,7 +39,10 @@ def main(workdir):
     names = [name.replace(".", ":") for name in LAYERS]  # secml names layers inside Sequentials with ':'
 
     def ova(C, gamma):
-        return CClassifierMulticlassOVA(CClassifierSVM, kernel=CKernelRBF(gamma=gamma), C=C)
+        # As the tutorial builds them: CClassifierSVM is one-vs-all itself and computes the
+        # kernel once for all classes (wrapping it in CClassifierMulticlassOVA recomputes it
+        # for every class, about 4x slower on this workload).
+        return CClassifierSVM(kernel=CKernelRBF(gamma=gamma), C=C)
 
     result = {"secml": __import__("secml").__version__, "torch": torch.__version__,
               "torch_threads": torch.get_num_threads(), "sizes": {}}
@@ -52,9 +54,11 @@ def main(workdir):
         start = time.perf_counter()
         dnr.fit(X, y)
         fit_s = time.perf_counter() - start
-        start = time.perf_counter()
-        scores = dnr.decision_function(X_test)
-        predict_s = time.perf_counter() - start
+        predict_s = np.inf
+        for _ in range(config.get("repeats", 1)):  # best of, as skadv's timings
+            start = time.perf_counter()
+            scores = dnr.decision_function(X_test)
+            predict_s = min(predict_s, time.perf_counter() - start)
         np.save(workdir / f"secml_scores_{n}.npy", scores.tondarray())
         entry = {"fit_s": round(fit_s, 3), "predict_s": round(predict_s, 3),
                  "predict_rows_per_s": round(X_test.shape[0] / predict_s, 1)}

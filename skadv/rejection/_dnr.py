@@ -86,18 +86,19 @@ def _rows_of(ds):
 # ----------------------------------------------------------------------------- layer capture
 
 
-def _flat_float64(output):
-    # A float64 copy (what the SVMs take), flattened per row.
-    return output.reshape(output.shape[0], -1).to(torch.float64, copy=True)
+def capture_layers(net, names, x, dtype=torch.float64):
+    """Flattened outputs ``(n, d_l)`` of the submodules of ``net`` named in ``names`` for one pass of ``x``.
 
-
-def capture_layers(net, names, x):
-    """Flattened float64 outputs ``(n, d_l)`` of the submodules of ``net`` named in ``names`` for one pass of ``x``.
-
-    The forward pass stops once every layer has produced its output (thread-safe; see
-    :mod:`skadv._core._layers` for the conventions).
+    Each output is a copy in ``dtype`` (float64, what the SVMs take; float32 holds a
+    float32 network's values exactly at half the cost). The forward pass stops once
+    every layer has produced its output (thread-safe; see :mod:`skadv._core._layers`
+    for the conventions).
     """
-    return forward_capturing(net, names, x, transform=_flat_float64, need_output=False)[1]
+
+    def flat_copy(output):
+        return output.reshape(output.shape[0], -1).to(dtype, copy=True)
+
+    return forward_capturing(net, names, x, transform=flat_copy, need_output=False)[1]
 
 
 # ----------------------------------------------------------------------------- the estimator
@@ -593,7 +594,7 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
         with torch.inference_mode():
             batch_size = min(self.batch_size, self._budget_rows())
             for start, x in zip(range(0, X.shape[0], batch_size), self._iter_batches(X, batch_size)):
-                outputs = capture_layers(self.model_.net, self.layer_names_, x)
+                outputs = capture_layers(self.model_.net, self.layer_names_, x, torch.float32)
                 for index, output in enumerate(outputs):
                     if features[index] is None:
                         features[index] = np.empty((X.shape[0], output.shape[1]), dtype=np.float32)
@@ -658,8 +659,11 @@ class DeepNeuralRejection(ClassifierMixin, TorchEstimatorMixin, BaseComposition)
 
     def _layer_scores(self, x):
         """The layer classifiers' scores side by side (the combiner's input), batch shaped ``(n, *input_shape_)``."""
-        layer_outputs = capture_layers(self.model_.net, self.layer_names_, x)
         dtype = getattr(torch, getattr(self, "kernel_dtype", "float64"))
+        # Captured in the kernels' precision (no float64 copy for float32 kernels to cast back),
+        # unless a layer classifier without a kernel machine takes them as float64.
+        all_machines = len(self.kernel_net_.layers) == len(self.layer_estimators_)
+        layer_outputs = capture_layers(self.model_.net, self.layer_names_, x, dtype if all_machines else torch.float64)
         layer_scores = [
             self._scores_of(
                 estimator, self.kernel_net_.layers[str(i)] if str(i) in self.kernel_net_.layers else None, z, dtype

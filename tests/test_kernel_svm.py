@@ -6,7 +6,7 @@ import torch
 from sklearn.base import clone
 from sklearn.kernel_approximation import Nystroem
 from sklearn.linear_model import RidgeClassifier
-from sklearn.metrics.pairwise import euclidean_distances
+from sklearn.metrics.pairwise import euclidean_distances, rbf_kernel
 from sklearn.model_selection import KFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
@@ -15,7 +15,7 @@ from torch import nn
 
 from skadv import DeepNeuralRejection, NystroemOneVsAll, OneVsAllSVC
 from skadv.rejection import FoldFit
-from skadv.rejection._kernels import kernel_machine_from, squared_distances
+from skadv.rejection._kernels import RBFKernelMachine, kernel_machine_from, squared_distances
 from skadv.rejection._one_vs_all import OneVsAllFits
 
 from _attack_helpers import digits_data
@@ -113,6 +113,42 @@ def test_nystroem_one_vs_all_equals_sklearn_nystroem_and_ridge_classifier(svm_di
     np.testing.assert_allclose(
         machine(torch.as_tensor(X[:100])).numpy().reshape(expected.shape), ours.decision_function(X[:100]),
         rtol=0, atol=1e-10,
+    )
+
+
+def test_kernel_machine_skips_columns_zero_in_every_support_vector(svm_digits):
+    X = svm_digits[0][:300].astype(np.float64)
+    support_vectors = X[:120].copy()
+    support_vectors[:, 20:26] = 0.0  # dead units, besides the digits' always-blank pixels
+    kept = np.flatnonzero(support_vectors.any(axis=0))
+    assert 6 < support_vectors.shape[1] - kept.size < 20
+    dual_coef = np.random.default_rng(0).normal(size=(120, 3))
+    intercept = np.array([0.5, -1.0, 0.25])
+    machine = RBFKernelMachine(support_vectors, dual_coef, intercept, gamma=0.02)
+    np.testing.assert_array_equal(machine.feature_index.numpy(), kept)
+    assert machine.support_vectors.shape == (120, kept.size)
+    assert RBFKernelMachine(X[:50] + 1.0, dual_coef[:50], intercept, gamma=0.02).feature_index is None
+
+    z = X[150:250] + np.random.default_rng(1).uniform(0, 4, size=(100, X.shape[1]))  # no column zero here
+    expected = rbf_kernel(z, support_vectors, gamma=0.02) @ dual_coef + intercept
+    zt = torch.as_tensor(z).requires_grad_(True)
+    scores = machine(zt)
+    np.testing.assert_allclose(scores.detach().numpy(), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(machine(zt.detach(), dtype=torch.float32).numpy(), expected, rtol=1e-4, atol=1e-4)
+    # Gradients: the dropped columns move ||z||^2 only, as in the dense expression.
+    dense = torch.exp(-0.02 * torch.cdist(zt, torch.as_tensor(support_vectors)) ** 2) @ torch.as_tensor(dual_coef)
+    (grad,) = torch.autograd.grad(scores.sum(), zt)
+    (dense_grad,) = torch.autograd.grad(dense.sum(), zt)
+    np.testing.assert_allclose(grad.numpy(), dense_grad.numpy(), rtol=1e-8, atol=1e-12)
+
+    # A machine saved before columns were dropped (every column, no feature_index buffer) scores alike.
+    saved_before = RBFKernelMachine(support_vectors, dual_coef, intercept, gamma=0.02)
+    del saved_before._buffers["feature_index"]
+    saved_before.support_vectors = torch.as_tensor(support_vectors)
+    np.testing.assert_allclose(saved_before(zt.detach()).numpy(), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        machine.log_ratio(zt.detach(), 0.1).numpy(), saved_before.log_ratio(zt.detach(), 0.1).numpy(),
+        rtol=1e-10, atol=1e-12,
     )
 
 

@@ -37,6 +37,9 @@ def test_squared_distances_equal_sklearn(svm_digits, dtype, monkeypatch):
     np.testing.assert_allclose(symmetric, expected, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(symmetric, symmetric.T)
     assert np.all(np.diag(symmetric) == 0)
+    read_only = X.copy()
+    read_only.flags.writeable = False  # a memmap's rows: cast by numpy, without torch's warning
+    np.testing.assert_array_equal(squared_distances(read_only), symmetric)
     np.testing.assert_allclose(squared_distances(X[:70], X[100:]), expected[:70, 100:], rtol=0, atol=1e-12)
     approx = squared_distances(X[:70], X[100:], dtype=torch.float32)
     np.testing.assert_allclose(approx, expected[:70, 100:], rtol=1e-5, atol=1e-5)

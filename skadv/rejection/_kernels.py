@@ -68,13 +68,18 @@ def _symmetric_squared_distances(X, dtype=np.float64):
     X = np.ascontiguousarray(X)
     n, d = X.shape
     syrk = scipy.linalg.blas.dsyrk if dtype == np.float64 else scipy.linalg.blas.ssyrk
+    torch_dtype = torch.float64 if dtype == np.float64 else torch.float32
     # Fortran-ordered, so that BLAS updates it in place; syrk fills its upper triangle.
     gram = np.zeros((n, n), dtype=dtype, order="F")
     # Columns are cast block by block (bounded memory); already of the dtype, all at once.
     block = d if X.dtype == dtype else max(_BLOCK_VALUES // max(n, 1), 1)
     for start in range(0, d, block):
         # The transposed C-ordered columns are a Fortran-ordered (k, n) matrix: no copy.
-        columns = np.ascontiguousarray(X[:, start : start + block], dtype=dtype)
+        columns = X[:, start : start + block]
+        if X.flags.writeable:  # torch casts a strided block on all cores, numpy on one (X itself: no copy)
+            columns = torch.from_numpy(columns).to(torch_dtype).contiguous().numpy()
+        else:  # torch.from_numpy warns on read-only memory (memmaps)
+            columns = np.ascontiguousarray(columns, dtype=dtype)
         gram = syrk(1.0, columns.T, beta=1.0, c=gram, trans=1, lower=0, overwrite_c=1)
     # syrk filled the upper triangle of the Fortran array: the lower one of its C-ordered view.
     out = gram.T if dtype == np.float64 else gram.T.astype(np.float64)
@@ -192,15 +197,14 @@ class RBFKernelMachine(nn.Module):
 
     def __init__(self, support_vectors, dual_coef, intercept, gamma):
         super().__init__()
-        support_vectors = np.asarray(support_vectors, dtype=np.float64)
-        kept = np.flatnonzero(support_vectors.any(axis=0))
+        support_vectors = torch.as_tensor(np.asarray(support_vectors, dtype=np.float64))
+        kept = torch.as_tensor(np.flatnonzero(support_vectors.numpy().any(axis=0)))
         feature_index = None
-        if kept.size < support_vectors.shape[1]:
-            feature_index = torch.as_tensor(kept)
-            support_vectors = support_vectors[:, kept]
-        support_vectors = torch.as_tensor(np.ascontiguousarray(support_vectors))
+        if kept.numel() < support_vectors.shape[1]:
+            feature_index = kept
+            support_vectors = support_vectors.index_select(1, kept)  # one contiguous copy
         self.register_buffer("support_vectors", support_vectors)
-        self.register_buffer("support_sq_norms", (support_vectors * support_vectors).sum(dim=1))
+        self.register_buffer("support_sq_norms", torch.linalg.vector_norm(support_vectors, dim=1).square_())
         self.register_buffer("dual_coef", torch.as_tensor(np.asarray(dual_coef, dtype=np.float64)))
         self.register_buffer("intercept", torch.as_tensor(np.asarray(intercept, dtype=np.float64)))
         self.register_buffer("feature_index", feature_index)

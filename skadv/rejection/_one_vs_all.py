@@ -37,6 +37,14 @@ def _fit_binary(matrix, target, test_matrix, svc_params, kernel_is_finite=False)
     return svc.support_, svc.dual_coef_[0], svc.intercept_[0], svc.n_iter_[0], test_scores
 
 
+def _rows_float64(X, rows):
+    """``X[rows]`` as float64: gathered and cast by torch on all cores (numpy uses one)."""
+    if not X.flags.writeable:  # torch.from_numpy warns on read-only memory (memmaps)
+        return X[rows].astype(np.float64)
+    rows = torch.from_numpy(np.asarray(rows, dtype=np.int64))
+    return torch.from_numpy(np.ascontiguousarray(X)).index_select(0, rows).to(torch.float64).numpy()
+
+
 def _fitted_attributes(X, rows, classes, gamma, parts):
     """A :class:`OneVsAllSVC`'s fitted attributes from the binary problems ``parts`` solved on ``X[rows]``."""
     supports = [p[0] for p in parts]
@@ -49,7 +57,7 @@ def _fitted_attributes(X, rows, classes, gamma, parts):
         "gamma_": float(gamma),
         "support_": support,
         "dual_coef_": dual_coef,
-        "support_vectors_": X[rows[support]].astype(np.float64),
+        "support_vectors_": _rows_float64(X, rows[support]),
         "intercept_": np.asarray([p[2] for p in parts], dtype=np.float64),
         "n_support_": np.array([len(s) for s in supports]),
         "n_iter_": np.asarray([p[3] for p in parts]),

@@ -154,7 +154,8 @@ def fit_bare(classifier, X, seed=0, epochs=EPOCHS, device="cpu"):
 
 def score_bare(classifier, ae, X, batch):
     device = next(ae.parameters()).device
-    classifier = copy.deepcopy(classifier).to(device).eval()
+    if next(classifier.parameters()).device != device:
+        classifier = copy.deepcopy(classifier).to(device)
     x_all = torch.from_numpy(X).reshape(-1, *INPUT_SHAPE).to(device)
     with torch.inference_mode():
         scores = []

@@ -63,6 +63,12 @@ def squared_distances(X, Y=None, *, device="cpu", dtype=torch.float64):
     return out
 
 
+def _shared_tensor(array):
+    """``array`` as a tensor sharing its memory, or None when the memory is read-only (a memmap:
+    ``torch.from_numpy`` warns on it). The caller then takes numpy's path."""
+    return torch.from_numpy(array) if array.flags.writeable else None
+
+
 def _symmetric_squared_distances(X, dtype=np.float64):
     """:func:`squared_distances` of ``X`` with itself on the CPU, from one ``syrk`` Gram matrix in ``dtype``."""
     X = np.ascontiguousarray(X)
@@ -76,10 +82,12 @@ def _symmetric_squared_distances(X, dtype=np.float64):
     for start in range(0, d, block):
         # The transposed C-ordered columns are a Fortran-ordered (k, n) matrix: no copy.
         columns = X[:, start : start + block]
-        if X.flags.writeable:  # torch casts a strided block on all cores, numpy on one (X itself: no copy)
-            columns = torch.from_numpy(columns).to(torch_dtype).contiguous().numpy()
-        else:  # torch.from_numpy warns on read-only memory (memmaps)
-            columns = np.ascontiguousarray(columns, dtype=dtype)
+        tensor = _shared_tensor(columns)  # torch casts a strided block on all cores, numpy on one
+        columns = (
+            np.ascontiguousarray(columns, dtype=dtype)
+            if tensor is None
+            else tensor.to(torch_dtype).contiguous().numpy()  # X itself in the dtype: no copy
+        )
         gram = syrk(1.0, columns.T, beta=1.0, c=gram, trans=1, lower=0, overwrite_c=1)
     # syrk filled the upper triangle of the Fortran array: the lower one of its C-ordered view.
     out = gram.T if dtype == np.float64 else gram.T.astype(np.float64)

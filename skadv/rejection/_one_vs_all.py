@@ -20,7 +20,7 @@ from sklearn.svm import SVC
 
 from .._core import Interval, StrOptions
 from ._folds import FoldFit, FoldFittingMixin
-from ._kernels import _KernelExpansionMixin, _resolve_gamma, squared_distances
+from ._kernels import _KernelExpansionMixin, _resolve_gamma, _shared_tensor, squared_distances
 
 
 def _rbf_in_place(squared_distances, gamma):
@@ -39,10 +39,10 @@ def _fit_binary(matrix, target, test_matrix, svc_params, kernel_is_finite=False)
 
 def _rows_float64(X, rows):
     """``X[rows]`` as float64: gathered and cast by torch on all cores (numpy uses one)."""
-    if not X.flags.writeable:  # torch.from_numpy warns on read-only memory (memmaps)
+    tensor = _shared_tensor(np.ascontiguousarray(X))
+    if tensor is None:
         return X[rows].astype(np.float64)
-    rows = torch.from_numpy(np.asarray(rows, dtype=np.int64))
-    return torch.from_numpy(np.ascontiguousarray(X)).index_select(0, rows).to(torch.float64).numpy()
+    return tensor.index_select(0, torch.from_numpy(np.asarray(rows, dtype=np.int64))).to(torch.float64).numpy()
 
 
 def _fitted_attributes(X, rows, classes, gamma, parts):

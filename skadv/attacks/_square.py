@@ -90,7 +90,7 @@ class Square(BaseAttack):
     stream): one forward pass evaluates a block of them, and the input
     moves to the first one accepted. The results are those of one query
     per pass (what ``trace=True`` runs); the block lengths, chosen from the
-    acceptance rate and the timing of the passes, change only the speed.
+    acceptance rate alone, change only the speed.
 
     L-inf: the perturbation starts as vertical stripes of ``+-eps``; a
     proposal sets the window of each channel to ``+eps`` or ``-eps``. L2: it

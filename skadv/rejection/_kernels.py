@@ -108,6 +108,16 @@ def _symmetric_squared_distances(X, dtype=np.float64):
     return out
 
 
+def _rbf_in_place(squared_distances, gamma):
+    """``exp(-gamma * squared_distances)``, overwriting the distances."""
+    return np.exp(np.multiply(squared_distances, -gamma, out=squared_distances), out=squared_distances)
+
+
+def _row_moments(X):
+    """Per-row sums and sums of squares of ``X`` (float64): what ``gamma='scale'`` needs of any row subset."""
+    return X.sum(axis=1, dtype=np.float64), np.einsum("ij,ij->i", X, X, dtype=np.float64)
+
+
 def _variance(row_sums, row_sq_sums, rows, n_features):
     """Variance of all values in ``X[rows]`` from per-row sums (no copy of the rows)."""
     count = len(rows) * n_features

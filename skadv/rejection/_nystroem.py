@@ -11,7 +11,7 @@ from sklearn.utils import check_random_state
 
 from .._core import Interval, StrOptions
 from ._folds import FoldFit, FoldFittingMixin
-from ._kernels import _KernelExpansionMixin, _resolve_gamma, squared_distances
+from ._kernels import _KernelExpansionMixin, _rbf_in_place, _resolve_gamma, _row_moments, squared_distances
 
 # Rows per block of the feature map and of the least-squares statistics.
 _BLOCK_ROWS = 4096
@@ -62,11 +62,9 @@ class NystroemFeatures:
     def add(self, start, block):
         """Add the rows ``start`` to ``start + len(block)`` (array or tensor ``(n_rows, n_features)``)."""
         block = block.detach().cpu().numpy() if torch.is_tensor(block) else np.asarray(block)
-        self.features[start : start + len(block)] = squared_distances(
-            block, self.landmarks, device=self.device, dtype=torch.float32
-        )
-        self._row_sums[start : start + len(block)] = block.sum(axis=1, dtype=np.float64)
-        self._row_sq_sums[start : start + len(block)] = np.einsum("ij,ij->i", block, block, dtype=np.float64)
+        rows = slice(start, start + len(block))
+        self.features[rows] = squared_distances(block, self.landmarks, device=self.device, dtype=torch.float32)
+        self._row_sums[rows], self._row_sq_sums[rows] = _row_moments(block)
         self._added += len(block)
 
     def finish(self):
@@ -80,13 +78,12 @@ class NystroemFeatures:
         )
         # Nystroem: features K(x, L) @ K(L, L)^(-1/2), the inverse root from the eigendecomposition
         # of the symmetric kernel (several times faster than the SVD sklearn's Nystroem takes).
-        landmark_kernel = np.exp(-self.gamma * squared_distances(self.landmarks, device=self.device))
+        landmark_kernel = _rbf_in_place(squared_distances(self.landmarks, device=self.device), self.gamma)
         eigenvalues, eigenvectors = scipy.linalg.eigh(landmark_kernel, driver="evd")
         self.normalization = (eigenvectors / np.sqrt(np.maximum(eigenvalues, 1e-12))) @ eigenvectors.T
         for start in range(0, self.n_samples, _BLOCK_ROWS):
-            block = self.features[start : start + _BLOCK_ROWS].astype(np.float64)
-            np.exp(np.multiply(block, -self.gamma, out=block), out=block)
-            self.features[start : start + _BLOCK_ROWS] = block @ self.normalization.T
+            kernel = _rbf_in_place(self.features[start : start + _BLOCK_ROWS].astype(np.float64), self.gamma)
+            self.features[start : start + _BLOCK_ROWS] = kernel @ self.normalization.T
         return self
 
 

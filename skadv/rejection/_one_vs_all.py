@@ -20,12 +20,14 @@ from sklearn.svm import SVC
 
 from .._core import Interval, StrOptions
 from ._folds import FoldFit, FoldFittingMixin
-from ._kernels import _KernelExpansionMixin, _resolve_gamma, _shared_tensor, squared_distances
-
-
-def _rbf_in_place(squared_distances, gamma):
-    """``exp(-gamma * squared_distances)``, overwriting the distances."""
-    return np.exp(np.multiply(squared_distances, -gamma, out=squared_distances), out=squared_distances)
+from ._kernels import (
+    _KernelExpansionMixin,
+    _rbf_in_place,
+    _resolve_gamma,
+    _row_moments,
+    _shared_tensor,
+    squared_distances,
+)
 
 
 def _fit_binary(matrix, target, test_matrix, svc_params, kernel_is_finite=False):
@@ -101,8 +103,7 @@ class OneVsAllFits:
     ):
         self.X, self.y, self.n_classes, self.subsets, self.device = X, y, n_classes, subsets, device
         self.svc_params, self.precompute, self.gram_dtype = svc_params, precompute, gram_dtype
-        row_sums = X.sum(axis=1, dtype=np.float64)
-        row_sq_sums = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+        row_sums, row_sq_sums = _row_moments(X)
         self.gammas = [_resolve_gamma(gamma, X.shape[1], row_sums, row_sq_sums, train) for train, _ in subsets]
 
     def _svc_params(self, gamma):
